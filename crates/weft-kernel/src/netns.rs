@@ -1,0 +1,161 @@
+//! Network namespaces: a handle to one, entering it, and named namespaces in the
+//! `/run/netns` convention that `ip netns` uses, so both tools see the same namespaces.
+
+use crate::{Error, Netlink, Result};
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::linux::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+pub const NETNS_RUN_DIR: &str = "/run/netns";
+const NSFS_MAGIC: libc::c_long = 0x6e73_6673;
+
+/// An open network namespace.
+#[derive(Debug)]
+pub struct NetNs {
+    file: File,
+    path: PathBuf,
+}
+
+impl AsRawFd for NetNs {
+    fn as_raw_fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+}
+
+impl NetNs {
+    /// Opens the namespace at `path`, checking that it is one: a path to some other file
+    /// would only fail later, at setns, with a less helpful error.
+    pub fn open(path: impl AsRef<Path>) -> Result<NetNs> {
+        let path = path.as_ref();
+        let file = File::open(path).map_err(|e| Error::io(format!("open netns {}", path.display()), e))?;
+        // SAFETY: statfs fills the struct we pass; the fd is valid for the call.
+        let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::fstatfs(file.as_raw_fd(), &mut stat) } != 0 {
+            return Err(Error::io(format!("statfs {}", path.display()), io::Error::last_os_error()));
+        }
+        if stat.f_type as libc::c_long != NSFS_MAGIC {
+            return Err(Error::io(
+                format!("open netns {}", path.display()),
+                io::Error::new(io::ErrorKind::InvalidInput, "not a network namespace"),
+            ));
+        }
+        Ok(NetNs { file, path: path.to_path_buf() })
+    }
+
+    /// The calling thread's namespace.
+    pub fn current() -> Result<NetNs> {
+        Self::open("/proc/thread-self/ns/net")
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether two handles name the same namespace.
+    pub fn same_as(&self, other: &NetNs) -> Result<bool> {
+        let a = self.file.metadata().map_err(|e| Error::io("stat netns", e))?;
+        let b = other.file.metadata().map_err(|e| Error::io("stat netns", e))?;
+        Ok(a.st_dev() == b.st_dev() && a.st_ino() == b.st_ino())
+    }
+
+    /// Moves the calling thread into this namespace.
+    pub fn enter(&self) -> Result<()> {
+        // SAFETY: setns on a valid namespace fd only changes this thread's namespace.
+        if unsafe { libc::setns(self.file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(Error::io(format!("enter netns {}", self.path.display()), io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    /// Runs `f` inside this namespace and brings the thread back to where it was.
+    pub fn run<T>(&self, f: impl FnOnce() -> T) -> Result<T> {
+        let home = NetNs::current()?;
+        self.enter()?;
+        let out = f();
+        // Failing to return would leave the thread in the wrong namespace, where every
+        // later call would act on the wrong network: not something to carry on from.
+        home.enter().expect("return to the original network namespace");
+        Ok(out)
+    }
+}
+
+fn named_path(name: &str) -> Result<PathBuf> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(Error::io(
+            format!("netns name {name:?}"),
+            io::Error::new(io::ErrorKind::InvalidInput, "not a valid namespace name"),
+        ));
+    }
+    Ok(Path::new(NETNS_RUN_DIR).join(name))
+}
+
+/// Creates a named namespace (as `ip netns add` does) with its loopback up.
+pub fn create_named(name: &str) -> Result<NetNs> {
+    let path = named_path(name)?;
+    fs::create_dir_all(NETNS_RUN_DIR).map_err(|e| Error::io(format!("create {NETNS_RUN_DIR}"), e))?;
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| Error::io(format!("create {}", path.display()), e))?;
+    let target = path.clone();
+    // A fresh thread unshares, so the caller's threads stay where they are; the bind mount
+    // keeps the namespace alive after the thread ends.
+    let mounted = std::thread::spawn(move || -> io::Result<()> {
+        // SAFETY: plain syscalls on this thread; the strings outlive the calls.
+        unsafe {
+            if libc::unshare(libc::CLONE_NEWNET) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let source = c"/proc/thread-self/ns/net";
+            let target = std::ffi::CString::new(target.as_os_str().as_encoded_bytes()).unwrap();
+            if libc::mount(source.as_ptr(), target.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    })
+    .join()
+    .expect("netns thread panicked");
+    if let Err(e) = mounted {
+        let _ = fs::remove_file(&path);
+        return Err(Error::io(format!("create netns {name}"), e));
+    }
+    let ns = NetNs::open(&path)?;
+    let lo_up = Netlink::open_in(&ns).and_then(|mut nl| nl.set_up(crate::netlink::LOOPBACK_INDEX, true));
+    if let Err(e) = lo_up {
+        let _ = delete_named(name);
+        return Err(e);
+    }
+    Ok(ns)
+}
+
+/// Removes a named namespace. The namespace itself goes when its last user does. A name
+/// that does not exist is not an error.
+pub fn delete_named(name: &str) -> Result<()> {
+    let path = named_path(name)?;
+    let target = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: umount2 on a path string that outlives the call.
+    if unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) } != 0 {
+        let e = io::Error::last_os_error();
+        // EINVAL: not a mount point (half-created); ENOENT: already gone.
+        if !matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOENT)) {
+            return Err(Error::io(format!("unmount {}", path.display()), e));
+        }
+    }
+    match fs::remove_file(&path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io(format!("remove {}", path.display()), e)),
+        _ => Ok(()),
+    }
+}
+
+/// Names of the namespaces in `/run/netns`.
+pub fn list_named() -> Result<Vec<String>> {
+    match fs::read_dir(NETNS_RUN_DIR) {
+        Ok(entries) => Ok(entries.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()).collect()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(Error::io(format!("list {NETNS_RUN_DIR}"), e)),
+    }
+}
