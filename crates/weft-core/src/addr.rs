@@ -60,9 +60,7 @@ pub fn is_assignable(subnet: &IpNet, ip: IpAddr) -> bool {
 
 /// The first assignable address: where a bridge's gateway conventionally sits.
 pub fn first_host(subnet: &IpNet) -> Option<IpAddr> {
-    (0..size(subnet).min(4))
-        .filter_map(|n| nth(subnet, n))
-        .find(|ip| is_assignable(subnet, *ip))
+    (0..size(subnet).min(4)).filter_map(|n| nth(subnet, n)).find(|ip| is_assignable(subnet, *ip))
 }
 
 /// A host route's prefix length for this family: /32 or /128.

@@ -34,6 +34,13 @@ pub fn random_mac() -> Mac {
     mac
 }
 
+/// Random bits from the kernel, for names and addresses that must not collide.
+pub fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    fill_random(&mut bytes);
+    u64::from_ne_bytes(bytes)
+}
+
 fn fill_random(buf: &mut [u8]) {
     // SAFETY: the kernel writes at most buf.len() bytes into buf.
     let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };

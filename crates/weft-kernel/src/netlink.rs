@@ -6,8 +6,8 @@
 use crate::{Error, Mac, NetNs, Result};
 use ipnet::IpNet;
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
-    NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
+    NLM_F_REPLACE, NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{
@@ -62,6 +62,9 @@ pub struct Link {
     pub kind: Option<LinkKind>,
     /// For a veth: the peer's index, in the peer's namespace.
     pub peer_index: Option<u32>,
+    /// Free text an owner attaches to a link (`ip link set X alias Y`); weft records in it
+    /// which attachment a link belongs to.
+    pub alias: Option<String>,
 }
 
 /// A veth pair to create: one end here, the peer optionally straight into another
@@ -76,6 +79,7 @@ pub struct VethSpec<'a> {
     pub peer_name: &'a str,
     pub peer_mac: Mac,
     pub peer_netns: Option<&'a NetNs>,
+    /// Bring this end (not the peer) up.
     pub up: bool,
 }
 
@@ -146,12 +150,9 @@ fn family_of(ip: &IpAddr) -> AddressFamily {
 impl Netlink {
     /// A socket in the calling thread's network namespace.
     pub fn open() -> Result<Self> {
-        let mut socket =
-            Socket::new(NETLINK_ROUTE).map_err(|e| Error::io("open netlink socket", e))?;
+        let mut socket = Socket::new(NETLINK_ROUTE).map_err(|e| Error::io("open netlink socket", e))?;
         socket.bind_auto().map_err(|e| Error::io("bind netlink socket", e))?;
-        socket
-            .connect(&SocketAddr::new(0, 0))
-            .map_err(|e| Error::io("connect netlink socket", e))?;
+        socket.connect(&SocketAddr::new(0, 0)).map_err(|e| Error::io("connect netlink socket", e))?;
         Ok(Netlink { socket, sequence: 0, recv_buf: vec![0; 64 * 1024] })
     }
 
@@ -268,9 +269,9 @@ impl Netlink {
 
     pub fn create_veth(&mut self, spec: &VethSpec) -> Result<()> {
         let flags = if spec.up { LinkFlags::Up } else { LinkFlags::empty() };
+        // The peer cannot be brought up here: the kernel opens it before the pair is
+        // joined, and veth refuses that (ENOTCONN). The caller sets it up afterwards.
         let mut peer = LinkMessage::default();
-        peer.header.flags = flags;
-        peer.header.change_mask = LinkFlags::Up;
         peer.attributes.push(LinkAttribute::IfName(spec.peer_name.to_string()));
         peer.attributes.push(LinkAttribute::Address(spec.peer_mac.to_vec()));
         peer.attributes.push(LinkAttribute::Mtu(spec.mtu));
@@ -321,7 +322,11 @@ impl Netlink {
             link.attributes.push(LinkAttribute::Mtu(mtu));
         }
         link.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(info_kind)]));
-        match self.change(&format!("create {name}"), RouteNetlinkMessage::NewLink(link), NLM_F_CREATE | NLM_F_EXCL) {
+        match self.change(
+            &format!("create {name}"),
+            RouteNetlinkMessage::NewLink(link),
+            NLM_F_CREATE | NLM_F_EXCL,
+        ) {
             Ok(()) => {}
             Err(e) if e.is_exists() => {} // another process won the race: fine
             Err(e) => return Err(e),
@@ -350,6 +355,13 @@ impl Netlink {
     pub fn rename(&mut self, index: u32, name: &str) -> Result<()> {
         self.set_link(&format!("rename link #{index} to {name}"), index, |l| {
             l.attributes.push(LinkAttribute::IfName(name.to_string()))
+        })
+    }
+
+    /// Sets the link's alias (the kernel ignores one given at creation).
+    pub fn set_alias(&mut self, index: u32, alias: &str) -> Result<()> {
+        self.set_link(&format!("set alias of link #{index}"), index, |l| {
+            l.attributes.push(LinkAttribute::IfAlias(alias.to_string()))
         })
     }
 
@@ -399,7 +411,8 @@ impl Netlink {
 
     /// Every address of the namespace as (link index, address/prefix).
     pub fn addresses(&mut self) -> Result<Vec<(u32, IpNet)>> {
-        let replies = self.dump("list addresses", RouteNetlinkMessage::GetAddress(AddressMessage::default()))?;
+        let replies =
+            self.dump("list addresses", RouteNetlinkMessage::GetAddress(AddressMessage::default()))?;
         let mut out = Vec::new();
         for reply in replies {
             if let RouteNetlinkMessage::NewAddress(message) = reply {
@@ -428,7 +441,8 @@ impl Netlink {
         let dst = route.destination;
         message.header.address_family = family_of(&dst.addr());
         message.header.destination_prefix_length = dst.prefix_len();
-        message.header.table = if route.table < 256 { route.table as u8 } else { RouteHeader::RT_TABLE_UNSPEC };
+        message.header.table =
+            if route.table < 256 { route.table as u8 } else { RouteHeader::RT_TABLE_UNSPEC };
         message.header.protocol = RouteProtocol::from(route.protocol);
         message.header.scope = match route.scope {
             RouteScope::Universe => NlScope::Universe,
@@ -522,7 +536,8 @@ impl Netlink {
 
     /// Permanent neighbour entries as (link index, IP, MAC).
     pub fn permanent_neighbours(&mut self) -> Result<Vec<(u32, IpAddr, Mac)>> {
-        let replies = self.dump("list neighbours", RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default()))?;
+        let replies =
+            self.dump("list neighbours", RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default()))?;
         let mut out = Vec::new();
         for reply in replies {
             let RouteNetlinkMessage::NewNeighbour(message) = reply else { continue };
@@ -574,6 +589,7 @@ fn parse_link(message: &LinkMessage) -> Link {
         master: None,
         kind: None,
         peer_index: None,
+        alias: None,
     };
     for attribute in &message.attributes {
         match attribute {
@@ -582,6 +598,7 @@ fn parse_link(message: &LinkMessage) -> Link {
             LinkAttribute::Mtu(mtu) => link.mtu = *mtu,
             LinkAttribute::Controller(master) => link.master = Some(*master),
             LinkAttribute::Link(peer) => link.peer_index = Some(*peer),
+            LinkAttribute::IfAlias(alias) => link.alias = Some(alias.clone()),
             LinkAttribute::LinkInfo(infos) => {
                 for info in infos {
                     if let LinkInfo::Kind(kind) = info {
@@ -638,7 +655,9 @@ fn parse_route(message: &RouteMessage) -> Option<Route> {
             _ => {}
         }
     }
-    let unspecified: IpAddr = if v6 { std::net::Ipv6Addr::UNSPECIFIED.into() } else { std::net::Ipv4Addr::UNSPECIFIED.into() };
-    route.destination = IpNet::new(destination.unwrap_or(unspecified), header.destination_prefix_length).ok()?;
+    let unspecified: IpAddr =
+        if v6 { std::net::Ipv6Addr::UNSPECIFIED.into() } else { std::net::Ipv4Addr::UNSPECIFIED.into() };
+    route.destination =
+        IpNet::new(destination.unwrap_or(unspecified), header.destination_prefix_length).ok()?;
     Some(route)
 }

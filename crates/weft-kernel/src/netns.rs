@@ -64,7 +64,10 @@ impl NetNs {
     pub fn enter(&self) -> Result<()> {
         // SAFETY: setns on a valid namespace fd only changes this thread's namespace.
         if unsafe { libc::setns(self.file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(Error::io(format!("enter netns {}", self.path.display()), io::Error::last_os_error()));
+            return Err(Error::io(
+                format!("enter netns {}", self.path.display()),
+                io::Error::last_os_error(),
+            ));
         }
         Ok(())
     }
@@ -111,7 +114,14 @@ pub fn create_named(name: &str) -> Result<NetNs> {
             }
             let source = c"/proc/thread-self/ns/net";
             let target = std::ffi::CString::new(target.as_os_str().as_encoded_bytes()).unwrap();
-            if libc::mount(source.as_ptr(), target.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) != 0 {
+            if libc::mount(
+                source.as_ptr(),
+                target.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            ) != 0
+            {
                 return Err(io::Error::last_os_error());
             }
         }
@@ -146,7 +156,9 @@ pub fn delete_named(name: &str) -> Result<()> {
         }
     }
     match fs::remove_file(&path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io(format!("remove {}", path.display()), e)),
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Err(Error::io(format!("remove {}", path.display()), e))
+        }
         _ => Ok(()),
     }
 }
@@ -154,7 +166,9 @@ pub fn delete_named(name: &str) -> Result<()> {
 /// Names of the namespaces in `/run/netns`.
 pub fn list_named() -> Result<Vec<String>> {
     match fs::read_dir(NETNS_RUN_DIR) {
-        Ok(entries) => Ok(entries.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()).collect()),
+        Ok(entries) => {
+            Ok(entries.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()).collect())
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(Error::io(format!("list {NETNS_RUN_DIR}"), e)),
     }

@@ -1,0 +1,290 @@
+//! weft's built-in IPAM: one directory per network, one symlink per reserved address.
+//!
+//! `<dataDir>/networks/<network>/<ip>` is a symlink whose target reads
+//! `<containerID>/<ifname>`. `symlink(2)` creates the name and its content in one atomic
+//! step and fails if the name exists, so:
+//! - no address is ever given twice, even between processes that ignore the lock;
+//! - a process killed at any point leaves either a whole reservation or none: there is no
+//!   half-written record to repair. A reservation whose pod never came up is freed by the
+//!   DEL the runtime sends after a failed ADD, or by GC.
+//!
+//! An `flock` on `<dir>/lock` serialises allocation so concurrent ADDs do not race for the
+//! same candidate; `last-v4`/`last-v6` hold the last address given (round robin), only a
+//! hint.
+
+use crate::error::{code, CniError};
+use ipnet::IpNet;
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::{self, ErrorKind};
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+pub struct Ipam {
+    dir: PathBuf,
+}
+
+/// Who holds an address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Owner {
+    pub container_id: String,
+    pub ifname: String,
+}
+
+impl Owner {
+    pub fn new(container_id: &str, ifname: &str) -> Self {
+        Owner { container_id: container_id.into(), ifname: ifname.into() }
+    }
+
+    fn encode(&self) -> String {
+        format!("{}/{}", self.container_id, self.ifname)
+    }
+
+    fn decode(text: &str) -> Option<Owner> {
+        let (container_id, ifname) = text.split_once('/')?;
+        Some(Owner::new(container_id, ifname))
+    }
+}
+
+/// Held while allocating; the kernel drops the lock if the process dies.
+struct Lock(File);
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        // SAFETY: flock on an fd we own.
+        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
+    }
+}
+
+fn io_error(what: String, e: io::Error) -> CniError {
+    CniError::new(code::IO_FAILURE, "IPAM store", format!("{what}: {e}"))
+}
+
+impl Ipam {
+    /// The store of `network` under `data_dir`, created if needed. The caller has checked
+    /// that `network` is a safe file name.
+    pub fn open(data_dir: &Path, network: &str) -> Result<Ipam, CniError> {
+        let dir = data_dir.join("networks").join(network);
+        fs::create_dir_all(&dir).map_err(|e| io_error(format!("create {}", dir.display()), e))?;
+        Ok(Ipam { dir })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn lock(&self) -> Result<Lock, CniError> {
+        let path = self.dir.join("lock");
+        let file = File::options()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| io_error(format!("open {}", path.display()), e))?;
+        // SAFETY: flock on an fd we own; blocks until the lock is ours.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(io_error(format!("lock {}", path.display()), io::Error::last_os_error()));
+        }
+        Ok(Lock(file))
+    }
+
+    /// Every reservation of the network.
+    pub fn reservations(&self) -> Result<Vec<(IpAddr, Owner)>, CniError> {
+        let entries =
+            fs::read_dir(&self.dir).map_err(|e| io_error(format!("list {}", self.dir.display()), e))?;
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| io_error(format!("list {}", self.dir.display()), e))?;
+            let Some(ip) = entry.file_name().to_str().and_then(|n| n.parse::<IpAddr>().ok()) else {
+                continue; // lock, last-* hints
+            };
+            match fs::read_link(entry.path()) {
+                Ok(target) => {
+                    if let Some(owner) = target.to_str().and_then(Owner::decode) {
+                        out.push((ip, owner));
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound => {} // released meanwhile
+                Err(e) => return Err(io_error(format!("read {}", entry.path().display()), e)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reserves an address of `subnet` for `owner`, never one of `excluded` (a bridge's
+    /// gateway). If `owner` already holds one there (an ADD repeated after a crash), that
+    /// one is returned again rather than a second taken.
+    pub fn reserve(&self, owner: &Owner, subnet: &IpNet, excluded: &[IpAddr]) -> Result<IpAddr, CniError> {
+        let _lock = self.lock()?;
+        let reservations = self.reservations()?;
+        if let Some((ip, _)) = reservations.iter().find(|(ip, o)| o == owner && subnet.contains(ip)) {
+            return Ok(*ip);
+        }
+        let mut taken: HashSet<IpAddr> = reservations.into_iter().map(|(ip, _)| ip).collect();
+        taken.extend(excluded.iter().copied());
+        let hint = self.hint_path(subnet);
+        let mut last = fs::read_to_string(&hint).ok().and_then(|t| t.trim().parse().ok());
+        loop {
+            let Some(ip) = weft_core::alloc::pick_free(subnet, &taken, last) else {
+                return Err(CniError::new(
+                    code::TRY_AGAIN_LATER,
+                    "no free address",
+                    format!("subnet {subnet} is full ({} addresses in use)", taken.len()),
+                ));
+            };
+            match symlink(owner.encode(), self.dir.join(ip.to_string())) {
+                Ok(()) => {
+                    let _ = fs::write(&hint, ip.to_string()); // a lost hint only costs round robin
+                    return Ok(ip);
+                }
+                // Taken by a process that did not hold the lock: try the next one.
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                    taken.insert(ip);
+                    last = Some(ip);
+                }
+                Err(e) => return Err(io_error(format!("reserve {ip}"), e)),
+            }
+        }
+    }
+
+    /// Whether no address of `subnet` is free.
+    pub fn is_full(&self, subnet: &IpNet, excluded: &[IpAddr]) -> Result<bool, CniError> {
+        let mut taken: HashSet<IpAddr> = self.reservations()?.into_iter().map(|(ip, _)| ip).collect();
+        taken.extend(excluded.iter().copied());
+        Ok(weft_core::alloc::pick_free(subnet, &taken, None).is_none())
+    }
+
+    /// Addresses held by `owner`.
+    pub fn owned_by(&self, owner: &Owner) -> Result<Vec<IpAddr>, CniError> {
+        Ok(self.reservations()?.into_iter().filter(|(_, o)| o == owner).map(|(ip, _)| ip).collect())
+    }
+
+    /// Frees every address `owner` holds; freeing nothing is not an error.
+    pub fn release(&self, owner: &Owner) -> Result<Vec<IpAddr>, CniError> {
+        let _lock = self.lock()?;
+        self.release_where(|o| o == owner)
+    }
+
+    /// Frees one address, whoever holds it (undoing a reservation just made).
+    pub fn release_ip(&self, ip: IpAddr) -> Result<(), CniError> {
+        let _lock = self.lock()?;
+        remove_if_exists(&self.dir.join(ip.to_string()))
+    }
+
+    /// GC: frees every address whose owner is not in `valid`.
+    pub fn retain(&self, valid: &HashSet<Owner>) -> Result<Vec<IpAddr>, CniError> {
+        let _lock = self.lock()?;
+        self.release_where(|o| !valid.contains(o))
+    }
+
+    fn release_where(&self, doomed: impl Fn(&Owner) -> bool) -> Result<Vec<IpAddr>, CniError> {
+        let mut freed = Vec::new();
+        for (ip, owner) in self.reservations()? {
+            if doomed(&owner) {
+                remove_if_exists(&self.dir.join(ip.to_string()))?;
+                freed.push(ip);
+            }
+        }
+        Ok(freed)
+    }
+
+    fn hint_path(&self, subnet: &IpNet) -> PathBuf {
+        self.dir.join(if subnet.addr().is_ipv4() { "last-v4" } else { "last-v6" })
+    }
+}
+
+fn remove_if_exists(path: &Path) -> Result<(), CniError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != ErrorKind::NotFound => Err(io_error(format!("remove {}", path.display()), e)),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Ipam) {
+        let dir = tempfile::tempdir().unwrap();
+        let ipam = Ipam::open(dir.path(), "net1").unwrap();
+        (dir, ipam)
+    }
+
+    #[test]
+    fn reserve_release_round_robin() {
+        let (_dir, ipam) = store();
+        let subnet: IpNet = "10.1.0.0/29".parse().unwrap();
+        let a = ipam.reserve(&Owner::new("a", "eth0"), &subnet, &[]).unwrap();
+        let b = ipam.reserve(&Owner::new("b", "eth0"), &subnet, &[]).unwrap();
+        assert_eq!((a.to_string().as_str(), b.to_string().as_str()), ("10.1.0.1", "10.1.0.2"));
+        assert_eq!(ipam.release(&Owner::new("a", "eth0")).unwrap(), vec![a]);
+        // round robin: the freed .1 is not handed out again at once
+        let c = ipam.reserve(&Owner::new("c", "eth0"), &subnet, &[]).unwrap();
+        assert_eq!(c.to_string(), "10.1.0.3");
+        // releasing twice is fine
+        assert!(ipam.release(&Owner::new("a", "eth0")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn repeated_reserve_returns_the_same_address() {
+        let (_dir, ipam) = store();
+        let subnet: IpNet = "10.1.0.0/24".parse().unwrap();
+        let owner = Owner::new("a", "eth0");
+        let first = ipam.reserve(&owner, &subnet, &[]).unwrap();
+        assert_eq!(ipam.reserve(&owner, &subnet, &[]).unwrap(), first);
+        assert_eq!(ipam.owned_by(&owner).unwrap(), vec![first]);
+    }
+
+    #[test]
+    fn full_subnet_is_an_error_not_a_panic() {
+        let (_dir, ipam) = store();
+        let subnet: IpNet = "10.1.0.0/30".parse().unwrap();
+        let gateway: IpAddr = "10.1.0.1".parse().unwrap();
+        ipam.reserve(&Owner::new("a", "eth0"), &subnet, &[gateway]).unwrap();
+        let e = ipam.reserve(&Owner::new("b", "eth0"), &subnet, &[gateway]).unwrap_err();
+        assert_eq!(e.code, code::TRY_AGAIN_LATER);
+        assert!(ipam.is_full(&subnet, &[gateway]).unwrap());
+    }
+
+    #[test]
+    fn a_reservation_made_behind_the_lock_is_respected() {
+        let (_dir, ipam) = store();
+        let subnet: IpNet = "10.1.0.0/29".parse().unwrap();
+        symlink("intruder/eth0", ipam.dir().join("10.1.0.1")).unwrap();
+        let ip = ipam.reserve(&Owner::new("a", "eth0"), &subnet, &[]).unwrap();
+        assert_eq!(ip.to_string(), "10.1.0.2");
+    }
+
+    #[test]
+    fn gc_keeps_only_valid_owners() {
+        let (_dir, ipam) = store();
+        let subnet: IpNet = "fd00::/64".parse().unwrap();
+        let keep = Owner::new("keep", "eth0");
+        let kept = ipam.reserve(&keep, &subnet, &[]).unwrap();
+        let gone = ipam.reserve(&Owner::new("gone", "eth0"), &subnet, &[]).unwrap();
+        let freed = ipam.retain(&HashSet::from([keep.clone()])).unwrap();
+        assert_eq!(freed, vec![gone]);
+        assert_eq!(ipam.owned_by(&keep).unwrap(), vec![kept]);
+    }
+
+    #[test]
+    fn concurrent_reservations_are_distinct() {
+        let (_dir, ipam) = store();
+        let dir = ipam.dir().parent().unwrap().parent().unwrap().to_path_buf();
+        let subnet: IpNet = "10.2.0.0/24".parse().unwrap();
+        let handles: Vec<_> = (0..40)
+            .map(|i| {
+                let dir = dir.clone();
+                std::thread::spawn(move || {
+                    Ipam::open(&dir, "net1")
+                        .unwrap()
+                        .reserve(&Owner::new(&format!("c{i}"), "eth0"), &subnet, &[])
+                        .unwrap()
+                })
+            })
+            .collect();
+        let ips: HashSet<IpAddr> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(ips.len(), 40);
+    }
+}
