@@ -167,11 +167,15 @@ fn configure(
     };
     let host_link = host.link_by_name(host_name)?.ok_or_else(|| not_found(host_name))?;
     host.set_alias(host_link.index, alias)?;
-    let pod_link = pod.link_by_name(spec.ifname)?.ok_or_else(|| not_found(spec.ifname))?;
+    // The node side's IFLA_LINK is the pod side's index: no need to ask the pod's namespace.
+    let pod_index = match host_link.peer_index {
+        Some(index) => index,
+        None => pod.link_by_name(spec.ifname)?.ok_or_else(|| not_found(spec.ifname))?.index,
+    };
     for address in spec.addresses {
-        pod.add_address(pod_link.index, address.address, true)?;
+        pod.add_address(pod_index, address.address, true)?;
     }
-    pod.set_up(pod_link.index, true)?;
+    pod.set_up(pod_index, true)?;
     crate::crash_point("after-addresses");
     let routed_host_link = (spec.attach == AttachMode::Routed).then_some(&host_link);
     for address in spec.addresses {
@@ -181,7 +185,7 @@ fn configure(
                 .expect("prefix 0 is valid");
         if let Some(host_link) = routed_host_link {
             // Both ends know each other's MAC: neither ever has to ask.
-            pod.set_permanent_neighbour(pod_link.index, address.gateway, host_mac)?;
+            pod.set_permanent_neighbour(pod_index, address.gateway, host_mac)?;
             host.set_permanent_neighbour(host_link.index, ip, pod_mac)?;
             // Replace, not add: a route left by a pod that had this address and whose
             // veth is still being removed must not make this ADD fail.
@@ -193,7 +197,7 @@ fn configure(
         // An IPv4 link-local gateway lies outside the pod's /32: onlink tells the kernel
         // it is reachable anyway. IPv6 link-local gateways are on-link by definition.
         let onlink = spec.attach == AttachMode::Routed && ip.is_ipv4();
-        pod.add_route(&Route::via(default, address.gateway, pod_link.index, onlink))?;
+        pod.add_route(&Route::via(default, address.gateway, pod_index, onlink))?;
     }
     enable_forwarding(spec.addresses)
 }
@@ -243,21 +247,33 @@ pub fn retire(
     }
 }
 
-/// GC: removes node-side veths of `network` whose attachment is not in `valid`, and
-/// retired ones that are somehow still there.
+/// GC: removes node-side veths of `network` whose attachment is not in `valid`, retired
+/// ones that are somehow still there, and weft veths without an alias: an ADD killed
+/// between creating the pair and labelling it (the kernel ignores an alias given at
+/// creation). The runtime never runs GC beside an ADD, so such a link is an orphan.
 pub fn collect_garbage(
     host: &mut Netlink,
     network: &str,
     valid: &std::collections::HashSet<(String, String)>,
 ) -> Result<Vec<String>, CniError> {
+    let valid_names: std::collections::HashSet<String> =
+        valid.iter().map(|(container_id, ifname)| host_veth_name(container_id, ifname)).collect();
     let mut removed = Vec::new();
     for link in host.links()? {
-        let Some((net, container_id, ifname)) = link.alias.as_deref().and_then(parse_alias) else { continue };
-        if net != network {
-            continue;
-        }
-        let retired = link.name.starts_with("wx");
-        if retired || !valid.contains(&(container_id.to_string(), ifname.to_string())) {
+        let doomed = match link.alias.as_deref().map(parse_alias) {
+            Some(Some((net, container_id, ifname))) => {
+                net == network
+                    && (link.name.starts_with("wx")
+                        || !valid.contains(&(container_id.to_string(), ifname.to_string())))
+            }
+            Some(None) => false, // someone else's alias
+            None => {
+                link.kind == Some(LinkKind::Veth)
+                    && link.name.starts_with(weft_core::names::HOST_VETH_PREFIX)
+                    && !valid_names.contains(&link.name)
+            }
+        };
+        if doomed {
             match host.delete_link(link.index) {
                 Err(e) if !e.is_not_found() => return Err(e.into()),
                 _ => removed.push(link.name),

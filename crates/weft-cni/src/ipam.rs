@@ -9,8 +9,9 @@
 //!   DEL the runtime sends after a failed ADD, or by GC.
 //!
 //! An `flock` on `<dir>/lock` serialises allocation so concurrent ADDs do not race for the
-//! same candidate; `last-v4`/`last-v6` hold the last address given (round robin), only a
-//! hint.
+//! same candidate. Two kinds of hint, symlinks too, speed things up and are never trusted
+//! alone: `last-v4`/`last-v6` hold the last address given (round robin), and
+//! `owner=<id>=<if>=v4` the address an attachment holds (checked against the reservation).
 
 use crate::error::{code, CniError};
 use ipnet::IpNet;
@@ -45,6 +46,19 @@ impl Owner {
     fn decode(text: &str) -> Option<Owner> {
         let (container_id, ifname) = text.split_once('/')?;
         Some(Owner::new(container_id, ifname))
+    }
+
+    /// Name of the link from an owner to its address of one family: `owner=<id>=<if>=v4`.
+    /// (`=` appears in neither a container ID nor an interface name.)
+    fn index_name(&self, subnet: &IpNet) -> String {
+        let family = if subnet.addr().is_ipv4() { "v4" } else { "v6" };
+        format!("owner={}={}={family}", self.container_id, self.ifname)
+    }
+
+    fn from_index_name(name: &str) -> Option<Owner> {
+        let mut parts = name.strip_prefix("owner=")?.split('=');
+        let (container_id, ifname, family) = (parts.next()?, parts.next()?, parts.next()?);
+        (matches!(family, "v4" | "v6") && parts.next().is_none()).then(|| Owner::new(container_id, ifname))
     }
 }
 
@@ -117,14 +131,18 @@ impl Ipam {
     /// one is returned again rather than a second taken.
     pub fn reserve(&self, owner: &Owner, subnet: &IpNet, excluded: &[IpAddr]) -> Result<IpAddr, CniError> {
         let _lock = self.lock()?;
-        let reservations = self.reservations()?;
-        if let Some((ip, _)) = reservations.iter().find(|(ip, o)| o == owner && subnet.contains(ip)) {
-            return Ok(*ip);
+        let index = self.dir.join(owner.index_name(subnet));
+        if let Some(ip) = read_ip_link(&index).filter(|ip| subnet.contains(ip)) {
+            if self.owner_of(ip).as_ref() == Some(owner) {
+                return Ok(ip);
+            }
         }
-        let mut taken: HashSet<IpAddr> = reservations.into_iter().map(|(ip, _)| ip).collect();
+        // Only the names are needed to know what is taken: no per-address reads, so an
+        // ADD costs the same with 200 pods on the node as with 2.
+        let mut taken = self.reserved_addresses()?;
         taken.extend(excluded.iter().copied());
-        let hint = self.hint_path(subnet);
-        let mut last = fs::read_to_string(&hint).ok().and_then(|t| t.trim().parse().ok());
+        let hint = self.dir.join(if subnet.addr().is_ipv4() { "last-v4" } else { "last-v6" });
+        let mut last = read_ip_link(&hint);
         loop {
             let Some(ip) = weft_core::alloc::pick_free(subnet, &taken, last) else {
                 return Err(CniError::new(
@@ -135,7 +153,9 @@ impl Ipam {
             };
             match symlink(owner.encode(), self.dir.join(ip.to_string())) {
                 Ok(()) => {
-                    let _ = fs::write(&hint, ip.to_string()); // a lost hint only costs round robin
+                    // Both are only hints: losing one costs a scan or the round robin.
+                    replace_link(&index, ip);
+                    replace_link(&hint, ip);
                     return Ok(ip);
                 }
                 // Taken by a process that did not hold the lock: try the next one.
@@ -148,9 +168,23 @@ impl Ipam {
         }
     }
 
+    fn owner_of(&self, ip: IpAddr) -> Option<Owner> {
+        fs::read_link(self.dir.join(ip.to_string())).ok()?.to_str().and_then(Owner::decode)
+    }
+
+    /// The reserved addresses, from the directory's names alone.
+    fn reserved_addresses(&self) -> Result<HashSet<IpAddr>, CniError> {
+        let entries =
+            fs::read_dir(&self.dir).map_err(|e| io_error(format!("list {}", self.dir.display()), e))?;
+        Ok(entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<IpAddr>().ok()))
+            .collect())
+    }
+
     /// Whether no address of `subnet` is free.
     pub fn is_full(&self, subnet: &IpNet, excluded: &[IpAddr]) -> Result<bool, CniError> {
-        let mut taken: HashSet<IpAddr> = self.reservations()?.into_iter().map(|(ip, _)| ip).collect();
+        let mut taken = self.reserved_addresses()?;
         taken.extend(excluded.iter().copied());
         Ok(weft_core::alloc::pick_free(subnet, &taken, None).is_none())
     }
@@ -178,6 +212,8 @@ impl Ipam {
         self.release_where(|o| !valid.contains(o))
     }
 
+    /// Frees the matching reservations, then drops index links and temporary names that
+    /// no longer point at a reservation of their owner (left by a crash, or just freed).
     fn release_where(&self, doomed: impl Fn(&Owner) -> bool) -> Result<Vec<IpAddr>, CniError> {
         let mut freed = Vec::new();
         for (ip, owner) in self.reservations()? {
@@ -186,11 +222,39 @@ impl Ipam {
                 freed.push(ip);
             }
         }
+        let entries =
+            fs::read_dir(&self.dir).map_err(|e| io_error(format!("list {}", self.dir.display()), e))?;
+        for entry in entries.filter_map(|e| e.ok()) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let stale = if name.ends_with(".tmp") {
+                true
+            } else if let Some(owner) = Owner::from_index_name(&name) {
+                read_ip_link(&entry.path()).and_then(|ip| self.owner_of(ip)).as_ref() != Some(&owner)
+            } else {
+                false
+            };
+            if stale {
+                remove_if_exists(&entry.path())?;
+            }
+        }
         Ok(freed)
     }
+}
 
-    fn hint_path(&self, subnet: &IpNet) -> PathBuf {
-        self.dir.join(if subnet.addr().is_ipv4() { "last-v4" } else { "last-v6" })
+fn read_ip_link(path: &Path) -> Option<IpAddr> {
+    fs::read_link(path).ok()?.to_str()?.parse().ok()
+}
+
+/// Points the symlink `path` at `ip`, atomically: a metadata-only rename. (Rewriting a
+/// regular file costs ≈ 0.2 ms on ext4, which flushes a file truncated and rewritten: a
+/// fifth of an ADD.)
+fn replace_link(path: &Path, ip: IpAddr) {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(format!(".{}.tmp", std::process::id()));
+    let temporary = PathBuf::from(temporary);
+    let _ = fs::remove_file(&temporary);
+    if symlink(ip.to_string(), &temporary).is_ok() && fs::rename(&temporary, path).is_err() {
+        let _ = fs::remove_file(&temporary);
     }
 }
 
@@ -266,6 +330,28 @@ mod tests {
         let freed = ipam.retain(&HashSet::from([keep.clone()])).unwrap();
         assert_eq!(freed, vec![gone]);
         assert_eq!(ipam.owned_by(&keep).unwrap(), vec![kept]);
+    }
+
+    #[test]
+    fn hints_never_outlive_their_reservation() {
+        let (_dir, ipam) = store();
+        let subnet: IpNet = "10.1.0.0/24".parse().unwrap();
+        let owner = Owner::new("a", "eth0");
+        let ip = ipam.reserve(&owner, &subnet, &[]).unwrap();
+        let index = ipam.dir().join(owner.index_name(&subnet));
+        assert_eq!(read_ip_link(&index), Some(ip));
+        symlink("x", ipam.dir().join("last-v4.99.tmp")).unwrap(); // a crash's leftover
+        ipam.release(&owner).unwrap();
+        let mut names: Vec<String> = fs::read_dir(ipam.dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, vec!["last-v4", "lock"]);
+        // an index pointing at someone else's reservation is not trusted
+        let other = ipam.reserve(&Owner::new("b", "eth0"), &subnet, &[]).unwrap();
+        replace_link(&index, other);
+        assert_ne!(ipam.reserve(&owner, &subnet, &[]).unwrap(), other);
     }
 
     #[test]

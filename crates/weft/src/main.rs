@@ -1,5 +1,7 @@
-//! The one weft binary. With `CNI_COMMAND` set it is the CNI plugin, and does nothing else
-//! first: no argument parsing, no runtime, so a pod's ADD costs only what it must.
+//! The one weft binary. With any of the CNI variables set it is the CNI plugin, and does
+//! nothing else first: no argument parsing, no runtime, so a pod's ADD costs only what it
+//! must. (Any of them, not only `CNI_COMMAND`: a runtime that forgot `CNI_COMMAND` gets
+//! the spec's error object, not a usage text it cannot read.)
 
 use clap::{Parser, Subcommand};
 use std::io::Write;
@@ -22,7 +24,9 @@ enum Commands {
 }
 
 fn main() -> ExitCode {
-    if std::env::var_os("CNI_COMMAND").is_some() {
+    const CNI_VARIABLES: [&str; 6] =
+        ["CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_PATH", "CNI_ARGS"];
+    if CNI_VARIABLES.iter().any(|name| std::env::var_os(name).is_some()) {
         let outcome = weft_cni::run_from_process();
         let mut stdout = std::io::stdout().lock();
         let _ = stdout.write_all(outcome.stdout.as_bytes());

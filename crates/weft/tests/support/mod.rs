@@ -162,13 +162,26 @@ impl Node {
         conf
     }
 
-    /// Runs a CNI plugin binary in the node's namespace, as a runtime does.
+    /// Runs a CNI plugin binary in the node's namespace, as a runtime does. A `PATH` among
+    /// `vars` replaces the default one.
     pub fn run_plugin(&self, binary: &str, vars: &[(&str, &str)], stdin: &str) -> PluginRun {
         run_plugin_in(&self.ns, binary, vars, stdin)
     }
 
     /// Runs weft with the usual variables for one attachment.
     pub fn weft(&self, command: &str, container_id: &str, netns: Option<&Path>, conf: &Value) -> PluginRun {
+        self.weft_with(command, container_id, netns, conf, &[])
+    }
+
+    /// [`Node::weft`] with extra environment variables.
+    pub fn weft_with(
+        &self,
+        command: &str,
+        container_id: &str,
+        netns: Option<&Path>,
+        conf: &Value,
+        extra: &[(&str, &str)],
+    ) -> PluginRun {
         let netns = netns.map(|p| p.display().to_string());
         let mut vars = vec![
             ("CNI_COMMAND", command),
@@ -179,16 +192,18 @@ impl Node {
         if let Some(netns) = &netns {
             vars.push(("CNI_NETNS", netns));
         }
+        vars.extend_from_slice(extra);
         self.run_plugin(WEFT, &vars, &conf.to_string())
     }
 
-    /// Addresses IPAM holds, as (address, owner) pairs.
+    /// Addresses IPAM holds, as (address, owner) pairs: the links named by an address
+    /// (the store's other links are hints).
     pub fn reservations(&self, network: &str) -> Vec<(String, String)> {
         let dir = self.data_dir.path().join("networks").join(network);
         let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
         entries
             .filter_map(|e| e.ok())
-            .filter(|e| e.file_type().map(|t| t.is_symlink()).unwrap_or(false))
+            .filter(|e| e.file_name().to_str().is_some_and(|n| n.parse::<std::net::IpAddr>().is_ok()))
             .map(|e| {
                 let owner = std::fs::read_link(e.path()).unwrap().display().to_string();
                 (e.file_name().into_string().unwrap(), owner)
@@ -260,7 +275,8 @@ pub fn run_plugin_in(ns: &NetNs, binary: &str, vars: &[(&str, &str)], stdin: &st
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn plugin");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    // A plugin may exit before reading stdin (a bad environment): that is its answer.
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
     let output = child.wait_with_output().unwrap();
     PluginRun {
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),

@@ -1,0 +1,33 @@
+//! Run after the whole suite (the README's test command does): the tests left no
+//! namespace, no link and no file behind. Ignored in a plain `cargo test`, where it would
+//! race the tests that are still running.
+
+use weft_kernel::{netns, Netlink};
+
+const TEST_PREFIX: &str = "wtest-";
+
+#[test]
+#[ignore = "run after the suite: scripts/test.sh does"]
+fn the_suite_left_nothing_behind() {
+    let namespaces: Vec<String> =
+        netns::list_named().unwrap().into_iter().filter(|n| n.starts_with(TEST_PREFIX)).collect();
+    assert!(namespaces.is_empty(), "namespaces left behind: {namespaces:?}");
+
+    let files: Vec<String> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(TEST_PREFIX))
+        .collect();
+    assert!(files.is_empty(), "files left behind in {}: {files:?}", std::env::temp_dir().display());
+
+    // Only read the namespace the tests run in (the machine's own): nothing of weft's may
+    // ever appear there.
+    let links = Netlink::open().unwrap().links().unwrap();
+    let ours: Vec<String> = links
+        .into_iter()
+        .map(|l| l.name)
+        .filter(|n| n.starts_with("wv") || n.starts_with("wx") || n.starts_with("weft"))
+        .collect();
+    assert!(ours.is_empty(), "weft links in the root namespace: {ours:?}");
+}
