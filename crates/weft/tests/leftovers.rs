@@ -13,13 +13,16 @@ fn the_suite_left_nothing_behind() {
         netns::list_named().unwrap().into_iter().filter(|n| n.starts_with(TEST_PREFIX)).collect();
     assert!(namespaces.is_empty(), "namespaces left behind: {namespaces:?}");
 
-    let files: Vec<String> = std::fs::read_dir(std::env::temp_dir())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(TEST_PREFIX))
-        .collect();
-    assert!(files.is_empty(), "files left behind in {}: {files:?}", std::env::temp_dir().display());
+    // Test state lives in the temp dir, benchmark state under /var/lib.
+    for dir in [std::env::temp_dir(), "/var/lib".into()] {
+        let files: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(TEST_PREFIX))
+            .collect();
+        assert!(files.is_empty(), "files left behind in {}: {files:?}", dir.display());
+    }
 
     // Only read the namespace the tests run in (the machine's own): nothing of weft's may
     // ever appear there.
