@@ -13,7 +13,7 @@ use ipnet::IpNet;
 use std::net::IpAddr;
 use weft_core::names::host_veth_name;
 use weft_core::AttachMode;
-use weft_kernel::{format_mac, netlink::LinkKind, random_mac, Link, Mac, NetNs, Netlink, Route};
+use weft_kernel::{format_mac, netlink::LinkKind, random_mac, Batch, Link, Mac, NetNs, Netlink, Route};
 
 /// One address the pod gets, with its gateway.
 #[derive(Debug, Clone)]
@@ -84,15 +84,14 @@ fn ensure_bridge(host: &mut Netlink, spec: &PodSpec) -> Result<Link, CniError> {
     if !bridge.up {
         host.set_up(bridge.index, true)?;
     }
-    let present = host.addresses()?;
+    // Add the gateway addresses, taking "exists" as done: one request each instead of a
+    // dump of every address on the node.
     for address in spec.addresses {
         let gateway =
             IpNet::new(address.gateway, address.subnet.prefix_len()).expect("prefix from a valid subnet");
-        if !present.contains(&(bridge.index, gateway)) {
-            match host.add_address(bridge.index, gateway, true) {
-                Err(e) if !e.is_exists() => return Err(e.into()),
-                _ => {}
-            }
+        match host.add_address(bridge.index, gateway, true) {
+            Err(e) if !e.is_exists() => return Err(e.into()),
+            _ => {}
         }
     }
     Ok(bridge)
@@ -100,9 +99,9 @@ fn ensure_bridge(host: &mut Netlink, spec: &PodSpec) -> Result<Link, CniError> {
 
 /// Creates the veth pair, retrying once after removing a leftover of the same attachment
 /// (a pod re-added before a previous DEL's cleanup finished, or an ADD killed half-way).
-fn create_pair(host: &mut Netlink, spec: &PodSpec, veth: &weft_kernel::VethSpec) -> Result<(), CniError> {
+fn create_pair(host: &mut Netlink, spec: &PodSpec, veth: &weft_kernel::VethSpec) -> Result<Link, CniError> {
     match host.create_veth(veth) {
-        Ok(()) => Ok(()),
+        Ok(link) => Ok(link),
         Err(e) if e.is_exists() => {
             if let Some(stale) = host.link_by_name(veth.name)? {
                 host.delete_link(stale.index)?;
@@ -128,7 +127,7 @@ pub fn add(host: &mut Netlink, pod: &mut Netlink, spec: &PodSpec) -> Result<Atta
     let host_name = host_veth_name(spec.container_id, spec.ifname);
     let alias = alias_for(spec.network, spec.container_id, spec.ifname);
     let (host_mac, pod_mac) = (random_mac(), random_mac());
-    create_pair(
+    let host_link = create_pair(
         host,
         spec,
         &weft_kernel::VethSpec {
@@ -143,11 +142,8 @@ pub fn add(host: &mut Netlink, pod: &mut Netlink, spec: &PodSpec) -> Result<Atta
         },
     )?;
     crate::crash_point("after-veth");
-    let configured = configure(host, pod, spec, &host_name, &alias, host_mac, pod_mac);
-    if let Err(e) = configured {
-        if let Ok(Some(link)) = host.link_by_name(&host_name) {
-            let _ = host.delete_link(link.index);
-        }
+    if let Err(e) = configure(host, pod, spec, &host_link, &alias, host_mac, pod_mac) {
+        let _ = host.delete_link(host_link.index);
         return Err(e);
     }
     Ok(Attached { bridge: bridge.map(|b| (b.name, b.mac.unwrap_or_default())), host_name, host_mac, pod_mac })
@@ -157,7 +153,7 @@ fn configure(
     host: &mut Netlink,
     pod: &mut Netlink,
     spec: &PodSpec,
-    host_name: &str,
+    host_link: &Link,
     alias: &str,
     host_mac: Mac,
     pod_mac: Mac,
@@ -165,40 +161,50 @@ fn configure(
     let not_found = |what: &str| {
         CniError::new(code::KERNEL, "interface vanished", format!("{what} is gone after creation"))
     };
-    let host_link = host.link_by_name(host_name)?.ok_or_else(|| not_found(host_name))?;
-    host.set_alias(host_link.index, alias)?;
     // The node side's IFLA_LINK is the pod side's index: no need to ask the pod's namespace.
     let pod_index = match host_link.peer_index {
         Some(index) => index,
         None => pod.link_by_name(spec.ifname)?.ok_or_else(|| not_found(spec.ifname))?.index,
     };
-    for address in spec.addresses {
-        pod.add_address(pod_index, address.address, true)?;
+    let routed = spec.attach == AttachMode::Routed;
+
+    // Node side, one round trip: who it belongs to, and (routed) the way to the pod.
+    let mut node_side = Batch::new();
+    node_side.set_alias(host_link.index, alias);
+    if routed {
+        for address in spec.addresses {
+            let ip = address.address.addr();
+            // Both ends know each other's MAC: neither ever has to ask.
+            node_side.set_permanent_neighbour(host_link.index, ip, pod_mac);
+            // Replace, not add: a route left by a pod that had this address and whose
+            // veth is still being removed must not make this ADD fail.
+            let host_route = IpNet::new(ip, weft_core::addr::host_prefix_len(ip)).expect("host prefix");
+            node_side.replace_route(&Route::direct(host_route, host_link.index));
+        }
     }
-    pod.set_up(pod_index, true)?;
-    crate::crash_point("after-addresses");
-    let routed_host_link = (spec.attach == AttachMode::Routed).then_some(&host_link);
+    host.apply(&mut node_side)?;
+    crate::crash_point("after-node-side");
+
+    // Pod side, one round trip: addresses, up, gateway neighbour, default routes.
+    let mut pod_side = Batch::new();
+    for address in spec.addresses {
+        pod_side.add_address(pod_index, address.address, true);
+    }
+    pod_side.set_up(pod_index, true);
     for address in spec.addresses {
         let ip = address.address.addr();
+        if routed {
+            pod_side.set_permanent_neighbour(pod_index, address.gateway, host_mac);
+        }
         let default =
             IpNet::new(if ip.is_ipv4() { IpAddr::from([0u8; 4]) } else { IpAddr::from([0u16; 8]) }, 0)
                 .expect("prefix 0 is valid");
-        if let Some(host_link) = routed_host_link {
-            // Both ends know each other's MAC: neither ever has to ask.
-            pod.set_permanent_neighbour(pod_index, address.gateway, host_mac)?;
-            host.set_permanent_neighbour(host_link.index, ip, pod_mac)?;
-            // Replace, not add: a route left by a pod that had this address and whose
-            // veth is still being removed must not make this ADD fail.
-            host.replace_route(&Route::direct(
-                IpNet::new(ip, weft_core::addr::host_prefix_len(ip)).unwrap(),
-                host_link.index,
-            ))?;
-        }
         // An IPv4 link-local gateway lies outside the pod's /32: onlink tells the kernel
         // it is reachable anyway. IPv6 link-local gateways are on-link by definition.
-        let onlink = spec.attach == AttachMode::Routed && ip.is_ipv4();
-        pod.add_route(&Route::via(default, address.gateway, pod_index, onlink))?;
+        let onlink = routed && ip.is_ipv4();
+        pod_side.add_route(&Route::via(default, address.gateway, pod_index, onlink));
     }
+    pod.apply(&mut pod_side)?;
     enable_forwarding(spec.addresses)
 }
 
@@ -232,15 +238,13 @@ pub fn retire(
     if let Some(pod) = pod {
         if let Some(link) = pod.link_by_name(ifname)? {
             if link.kind == Some(LinkKind::Veth) {
-                pod.set_up(link.index, false)?;
-                pod.rename(link.index, &tombstone_name())?;
+                pod.apply(Batch::new().set_up(link.index, false).rename(link.index, &tombstone_name()))?;
             }
         }
     }
     match host.link_by_name(&host_veth_name(container_id, ifname))? {
         Some(link) => {
-            host.set_up(link.index, false)?;
-            host.rename(link.index, &tombstone_name())?;
+            host.apply(Batch::new().set_up(link.index, false).rename(link.index, &tombstone_name()))?;
             Ok(Some(link.index))
         }
         None => Ok(None),

@@ -50,6 +50,9 @@ impl Owner {
     }
 }
 
+/// Taken candidates probed one by one before listing the whole directory.
+const PROBES_BEFORE_LISTING: usize = 32;
+
 /// Room for one hint: the longest IPv6 address is 39 characters.
 const HINT_LEN: u64 = 40;
 
@@ -93,7 +96,9 @@ impl Ipam {
     /// that `network` is a safe file name.
     pub fn open(data_dir: &Path, network: &str) -> Result<Ipam, CniError> {
         let dir = data_dir.join("networks").join(network);
-        fs::create_dir_all(&dir).map_err(|e| io_error(format!("create {}", dir.display()), e))?;
+        if !dir.is_dir() {
+            fs::create_dir_all(&dir).map_err(|e| io_error(format!("create {}", dir.display()), e))?;
+        }
         Ok(Ipam { dir })
     }
 
@@ -149,17 +154,24 @@ impl Ipam {
     }
 
     /// Reserves an address of `subnet` for `owner`, never one of `excluded` (a bridge's
-    /// gateway). If `owner` already holds one there (an ADD repeated after a crash), that
-    /// one is returned again rather than a second taken.
+    /// gateway).
+    ///
+    /// Cost does not grow with the number of pods: candidates are probed one name at a
+    /// time from the round-robin hint (on a subnet with room the first is nearly always
+    /// free), and the directory is listed only when many in a row are taken. An ADD
+    /// repeated after a crash usually finds its earlier reservation at the hint and gets
+    /// it back; otherwise it gets a second one, which its DEL frees with the first.
     pub fn reserve(&self, owner: &Owner, subnet: &IpNet, excluded: &[IpAddr]) -> Result<IpAddr, CniError> {
         let lock = self.lock()?;
-        let reservations = self.reservations()?;
-        if let Some((ip, _)) = reservations.iter().find(|(ip, o)| o == owner && subnet.contains(ip)) {
-            return Ok(*ip);
+        let hint = lock.hint(subnet.addr().is_ipv6()).filter(|ip| subnet.contains(ip));
+        if let Some(ip) = hint {
+            if self.owner_of(ip).as_ref() == Some(owner) {
+                return Ok(ip);
+            }
         }
-        let mut taken: HashSet<IpAddr> = reservations.into_iter().map(|(ip, _)| ip).collect();
-        taken.extend(excluded.iter().copied());
-        let mut last = lock.hint(subnet.addr().is_ipv6());
+        let mut taken: HashSet<IpAddr> = excluded.iter().copied().collect();
+        let mut listed = false;
+        let mut last = hint;
         loop {
             let Some(ip) = weft_core::alloc::pick_free(subnet, &taken, last) else {
                 return Err(CniError::new(
@@ -173,14 +185,21 @@ impl Ipam {
                     lock.set_hint(ip);
                     return Ok(ip);
                 }
-                // Taken by a process that did not hold the lock: try the next one.
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {
                     taken.insert(ip);
                     last = Some(ip);
+                    if !listed && taken.len() > PROBES_BEFORE_LISTING {
+                        taken.extend(self.reservation_names()?.into_iter().map(|(ip, _)| ip));
+                        listed = true;
+                    }
                 }
                 Err(e) => return Err(io_error(format!("reserve {ip}"), e)),
             }
         }
+    }
+
+    fn owner_of(&self, ip: IpAddr) -> Option<Owner> {
+        fs::read_link(self.dir.join(ip.to_string())).ok()?.to_str().and_then(Owner::decode)
     }
 
     /// Whether no address of `subnet` is free.
@@ -255,6 +274,21 @@ mod tests {
         assert_eq!(c.to_string(), "10.1.0.3");
         // releasing twice is fine
         assert!(ipam.release(&Owner::new("a", "eth0")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_crowded_subnet_is_listed_not_probed_forever() {
+        let (_dir, ipam) = store();
+        let subnet: IpNet = "10.1.0.0/24".parse().unwrap();
+        // 200 reservations made behind the store's back, then the hint forgotten
+        for i in 1..=200 {
+            symlink("other/eth0", ipam.dir().join(format!("10.1.0.{i}"))).unwrap();
+        }
+        let ip = ipam.reserve(&Owner::new("a", "eth0"), &subnet, &[]).unwrap();
+        assert_eq!(ip.to_string(), "10.1.0.201");
+        fs::write(ipam.dir().join("lock"), "").unwrap();
+        let ip = ipam.reserve(&Owner::new("b", "eth0"), &subnet, &[]).unwrap();
+        assert_eq!(ip.to_string(), "10.1.0.202");
     }
 
     #[test]

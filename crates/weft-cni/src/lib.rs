@@ -193,7 +193,7 @@ fn open_pod_netns(path: &Path) -> Result<NetNs, CniError> {
         ),
         _ => CniError::new(code::INVALID_ENVIRONMENT, "CNI_NETNS is not a network namespace", e.to_string()),
     })?;
-    if netns.same_as(&NetNs::current()?)? {
+    if netns.is_current()? {
         return Err(CniError::new(
             code::INVALID_ENVIRONMENT,
             "CNI_NETNS is the plugin's own network namespace",

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 pub const NETNS_RUN_DIR: &str = "/run/netns";
 const NSFS_MAGIC: libc::c_long = 0x6e73_6673;
+const CURRENT: &str = "/proc/thread-self/ns/net";
 
 /// An open network namespace.
 #[derive(Debug)]
@@ -46,18 +47,18 @@ impl NetNs {
 
     /// The calling thread's namespace.
     pub fn current() -> Result<NetNs> {
-        Self::open("/proc/thread-self/ns/net")
+        Self::open(CURRENT)
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Whether two handles name the same namespace.
-    pub fn same_as(&self, other: &NetNs) -> Result<bool> {
-        let a = self.file.metadata().map_err(|e| Error::io("stat netns", e))?;
-        let b = other.file.metadata().map_err(|e| Error::io("stat netns", e))?;
-        Ok(a.st_dev() == b.st_dev() && a.st_ino() == b.st_ino())
+    /// Whether this is the calling thread's own namespace.
+    pub fn is_current(&self) -> Result<bool> {
+        let mine = self.file.metadata().map_err(|e| Error::io("stat netns", e))?;
+        let current = std::fs::metadata(CURRENT).map_err(|e| Error::io(format!("stat {CURRENT}"), e))?;
+        Ok(mine.st_dev() == current.st_dev() && mine.st_ino() == current.st_ino())
     }
 
     /// Moves the calling thread into this namespace.

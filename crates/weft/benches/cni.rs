@@ -19,6 +19,18 @@ use std::time::{Duration, Instant};
 const STATE_BASE: &str = "/var/lib";
 use support::*;
 
+/// The MTU both sides are told.
+const BENCH_MTU: u32 = 1400;
+
+/// weft as the agent sets it up: the node file says subnet, MTU and attach mode, as
+/// flannel's subnet.env does for its plugin.
+fn node_file_conf(node: &Node, subnet: &str, attach: &str) -> Value {
+    node.write_node_file(
+        &json!({"subnets": [{"subnet": subnet}], "mtu": BENCH_MTU, "attach": attach}).to_string(),
+    );
+    node.conf("1.0.0", json!({}))
+}
+
 struct Contender {
     name: &'static str,
     binary: String,
@@ -116,9 +128,10 @@ fn main() {
             name: "reference bridge+host-local",
             binary: format!("{REFERENCE_PLUGINS}/bridge"),
             conf: |node| {
+                // What flannel's CNI plugin hands the bridge plugin: its subnet and MTU.
                 json!({
                     "cniVersion": "1.0.0", "name": "bench", "type": "bridge", "bridge": "cni0",
-                    "isGateway": true,
+                    "isGateway": true, "mtu": BENCH_MTU,
                     "ipam": {"type": "host-local", "subnet": "10.250.0.0/16",
                              "dataDir": node.data_dir.path().join("host-local")}
                 })
@@ -127,12 +140,12 @@ fn main() {
         Contender {
             name: "weft routed",
             binary: WEFT.to_string(),
-            conf: |node| node.conf("1.0.0", json!({"subnet": "10.251.0.0/16", "attach": "routed"})),
+            conf: |node| node_file_conf(node, "10.251.0.0/16", "routed"),
         },
         Contender {
             name: "weft bridge",
             binary: WEFT.to_string(),
-            conf: |node| node.conf("1.0.0", json!({"subnet": "10.252.0.0/16", "attach": "bridge"})),
+            conf: |node| node_file_conf(node, "10.252.0.0/16", "bridge"),
         },
     ];
     // The floor every contender stands on: spawning a plugin process that does nothing.

@@ -44,7 +44,7 @@ fn fifty_concurrent_adds_get_fifty_distinct_addresses() {
     node.wait_for_no_pod_links();
 }
 
-const CRASH_POINTS: [&str; 3] = ["after-reserve", "after-veth", "after-addresses"];
+const CRASH_POINTS: [&str; 3] = ["after-reserve", "after-veth", "after-node-side"];
 
 /// ADD killed at `point`: returns the address its reservation holds.
 fn crashed_add(node: &Node, conf: &serde_json::Value, ns: &std::path::Path, point: &str) -> String {

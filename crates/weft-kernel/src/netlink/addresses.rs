@@ -1,0 +1,59 @@
+//! Addresses on links.
+
+use super::{family_of, Batch, Netlink};
+use crate::Result;
+use ipnet::IpNet;
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
+use netlink_packet_route::RouteNetlinkMessage;
+
+impl Batch {
+    /// Adds `address` (with its prefix length) to a link. `nodad` skips IPv6 duplicate
+    /// address detection, for addresses weft's IPAM already made unique.
+    pub fn add_address(&mut self, index: u32, address: IpNet, nodad: bool) -> &mut Batch {
+        let ip = address.addr();
+        let mut message = AddressMessage::default();
+        message.header.family = family_of(&ip);
+        message.header.prefix_len = address.prefix_len();
+        message.header.index = index;
+        message.attributes.push(AddressAttribute::Local(ip));
+        message.attributes.push(AddressAttribute::Address(ip));
+        if nodad {
+            message.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        self.push(
+            format!("add address {address} to link #{index}"),
+            RouteNetlinkMessage::NewAddress(message),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+    }
+}
+
+impl Netlink {
+    pub fn add_address(&mut self, index: u32, address: IpNet, nodad: bool) -> Result<()> {
+        self.apply(Batch::new().add_address(index, address, nodad))
+    }
+
+    /// Every address of the namespace as (link index, address/prefix).
+    pub fn addresses(&mut self) -> Result<Vec<(u32, IpNet)>> {
+        let replies =
+            self.dump("list addresses", RouteNetlinkMessage::GetAddress(AddressMessage::default()))?;
+        let mut out = Vec::new();
+        for reply in replies {
+            let RouteNetlinkMessage::NewAddress(message) = reply else { continue };
+            let find = |local: bool| {
+                message.attributes.iter().find_map(|a| match a {
+                    AddressAttribute::Local(ip) if local => Some(*ip),
+                    AddressAttribute::Address(ip) if !local => Some(*ip),
+                    _ => None,
+                })
+            };
+            if let Some(ip) = find(true).or(find(false)) {
+                if let Ok(net) = IpNet::new(ip, message.header.prefix_len) {
+                    out.push((message.header.index, net));
+                }
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,264 @@
+//! Links: veth pairs, bridges, and their state.
+
+use super::{Batch, Netlink};
+use crate::{Error, Mac, NetNs, Result};
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::RouteNetlinkMessage;
+use std::io;
+use std::os::fd::AsRawFd;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkKind {
+    Veth,
+    Bridge,
+    Vxlan,
+    Dummy,
+    Other(String),
+}
+
+/// What weft needs to know of a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    pub mac: Option<Mac>,
+    pub mtu: u32,
+    pub up: bool,
+    /// The bridge (or other controller) this link is a port of.
+    pub master: Option<u32>,
+    pub kind: Option<LinkKind>,
+    /// For a veth: the peer's index, in the peer's namespace.
+    pub peer_index: Option<u32>,
+    /// Free text an owner attaches to a link (`ip link set X alias Y`); weft records in it
+    /// which attachment a link belongs to.
+    pub alias: Option<String>,
+}
+
+/// A veth pair to create: one end here, the peer optionally straight into another
+/// namespace, both named and addressed in a single request.
+#[derive(Debug, Clone)]
+pub struct VethSpec<'a> {
+    pub name: &'a str,
+    pub mac: Mac,
+    pub mtu: u32,
+    /// Bridge to join, by index.
+    pub master: Option<u32>,
+    pub peer_name: &'a str,
+    pub peer_mac: Mac,
+    pub peer_netns: Option<&'a NetNs>,
+    /// Bring this end (not the peer) up.
+    pub up: bool,
+}
+
+fn up_flags(up: bool) -> LinkFlags {
+    if up {
+        LinkFlags::Up
+    } else {
+        LinkFlags::empty()
+    }
+}
+
+impl Batch {
+    fn set_link(&mut self, op: String, index: u32, edit: impl FnOnce(&mut LinkMessage)) -> &mut Batch {
+        let mut link = LinkMessage::default();
+        link.header.index = index;
+        edit(&mut link);
+        self.push(op, RouteNetlinkMessage::SetLink(link), 0)
+    }
+
+    pub fn set_up(&mut self, index: u32, up: bool) -> &mut Batch {
+        self.set_link(format!("set link #{index} {}", if up { "up" } else { "down" }), index, |l| {
+            l.header.flags = up_flags(up);
+            l.header.change_mask = LinkFlags::Up;
+        })
+    }
+
+    /// Renames a link; the kernel requires it to be down.
+    pub fn rename(&mut self, index: u32, name: &str) -> &mut Batch {
+        self.set_link(format!("rename link #{index} to {name}"), index, |l| {
+            l.attributes.push(LinkAttribute::IfName(name.to_string()))
+        })
+    }
+
+    /// Sets the link's alias (the kernel ignores one given at creation).
+    pub fn set_alias(&mut self, index: u32, alias: &str) -> &mut Batch {
+        self.set_link(format!("set alias of link #{index}"), index, |l| {
+            l.attributes.push(LinkAttribute::IfAlias(alias.to_string()))
+        })
+    }
+
+    pub fn set_mtu(&mut self, index: u32, mtu: u32) -> &mut Batch {
+        self.set_link(format!("set MTU of link #{index} to {mtu}"), index, |l| {
+            l.attributes.push(LinkAttribute::Mtu(mtu))
+        })
+    }
+
+    pub fn delete_link(&mut self, index: u32) -> &mut Batch {
+        let mut link = LinkMessage::default();
+        link.header.index = index;
+        self.push(format!("delete link #{index}"), RouteNetlinkMessage::DelLink(link), 0)
+    }
+}
+
+impl Netlink {
+    pub fn link_by_name(&mut self, name: &str) -> Result<Option<Link>> {
+        let mut request = LinkMessage::default();
+        request.attributes.push(LinkAttribute::IfName(name.to_string()));
+        self.get_link(&format!("look up link {name}"), request)
+    }
+
+    pub fn link_by_index(&mut self, index: u32) -> Result<Option<Link>> {
+        let mut request = LinkMessage::default();
+        request.header.index = index;
+        self.get_link(&format!("look up link #{index}"), request)
+    }
+
+    fn get_link(&mut self, op: &str, request: LinkMessage) -> Result<Option<Link>> {
+        match self.get(op, RouteNetlinkMessage::GetLink(request)) {
+            Ok(RouteNetlinkMessage::NewLink(message)) => Ok(Some(parse_link(&message))),
+            Ok(other) => Err(Error::Decode { op: op.into(), detail: format!("{other:?}") }),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn links(&mut self) -> Result<Vec<Link>> {
+        let replies = self.dump("list links", RouteNetlinkMessage::GetLink(LinkMessage::default()))?;
+        Ok(replies
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(link) => Some(parse_link(link)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Creates the pair and returns this end as the kernel made it (index, peer index),
+    /// looked up if the kernel did not echo it.
+    pub fn create_veth(&mut self, spec: &VethSpec) -> Result<Link> {
+        // The peer cannot be brought up here: the kernel opens it before the pair is
+        // joined, and veth refuses that (ENOTCONN). The caller sets it up afterwards.
+        let mut peer = LinkMessage::default();
+        peer.attributes.push(LinkAttribute::IfName(spec.peer_name.to_string()));
+        peer.attributes.push(LinkAttribute::Address(spec.peer_mac.to_vec()));
+        peer.attributes.push(LinkAttribute::Mtu(spec.mtu));
+        if let Some(ns) = spec.peer_netns {
+            peer.attributes.push(LinkAttribute::NetNsFd(ns.as_raw_fd()));
+        }
+        let mut link = LinkMessage::default();
+        link.header.flags = up_flags(spec.up);
+        link.header.change_mask = LinkFlags::Up;
+        link.attributes.push(LinkAttribute::IfName(spec.name.to_string()));
+        link.attributes.push(LinkAttribute::Address(spec.mac.to_vec()));
+        link.attributes.push(LinkAttribute::Mtu(spec.mtu));
+        if let Some(master) = spec.master {
+            link.attributes.push(LinkAttribute::Controller(master));
+        }
+        link.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
+        ]));
+        let op = format!("create veth {} (peer {})", spec.name, spec.peer_name);
+        let echoed =
+            self.change_echoed(op.clone(), RouteNetlinkMessage::NewLink(link), NLM_F_CREATE | NLM_F_EXCL)?;
+        let created = echoed.iter().find_map(|m| match m {
+            RouteNetlinkMessage::NewLink(link) => Some(parse_link(link)),
+            _ => None,
+        });
+        match created {
+            Some(link) if link.name == spec.name => Ok(link),
+            _ => self
+                .link_by_name(spec.name)?
+                .ok_or_else(|| Error::Kernel { op, source: io::Error::from_raw_os_error(libc::ENODEV) }),
+        }
+    }
+
+    /// Creates a link of a kind that needs no further data (bridge, dummy), up.
+    /// Succeeds without change if a link of that name exists already.
+    pub fn ensure_simple_link(&mut self, name: &str, kind: LinkKind, mtu: Option<u32>) -> Result<Link> {
+        if let Some(link) = self.link_by_name(name)? {
+            return Ok(link);
+        }
+        let info_kind = match &kind {
+            LinkKind::Bridge => InfoKind::Bridge,
+            LinkKind::Dummy => InfoKind::Dummy,
+            other => {
+                return Err(Error::io(
+                    format!("create {name}"),
+                    io::Error::new(io::ErrorKind::Unsupported, format!("kind {other:?} needs data")),
+                ))
+            }
+        };
+        let mut link = LinkMessage::default();
+        link.header.flags = LinkFlags::Up;
+        link.header.change_mask = LinkFlags::Up;
+        link.attributes.push(LinkAttribute::IfName(name.to_string()));
+        if let Some(mtu) = mtu {
+            link.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        link.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(info_kind)]));
+        match self.change(
+            format!("create {name}"),
+            RouteNetlinkMessage::NewLink(link),
+            NLM_F_CREATE | NLM_F_EXCL,
+        ) {
+            Ok(()) => {}
+            Err(e) if e.is_exists() => {} // another process won the race: fine
+            Err(e) => return Err(e),
+        }
+        self.link_by_name(name)?.ok_or_else(|| Error::Kernel {
+            op: format!("create {name}"),
+            source: io::Error::from_raw_os_error(libc::ENODEV),
+        })
+    }
+
+    pub fn set_up(&mut self, index: u32, up: bool) -> Result<()> {
+        self.apply(Batch::new().set_up(index, up))
+    }
+
+    pub fn delete_link(&mut self, index: u32) -> Result<()> {
+        self.apply(Batch::new().delete_link(index))
+    }
+}
+
+fn parse_link(message: &LinkMessage) -> Link {
+    let mut link = Link {
+        index: message.header.index,
+        name: String::new(),
+        mac: None,
+        mtu: 0,
+        up: message.header.flags.contains(LinkFlags::Up),
+        master: None,
+        kind: None,
+        peer_index: None,
+        alias: None,
+    };
+    for attribute in &message.attributes {
+        match attribute {
+            LinkAttribute::IfName(name) => link.name = name.clone(),
+            LinkAttribute::Address(bytes) => link.mac = Mac::try_from(bytes.as_slice()).ok(),
+            LinkAttribute::Mtu(mtu) => link.mtu = *mtu,
+            LinkAttribute::Controller(master) => link.master = Some(*master),
+            LinkAttribute::Link(peer) => link.peer_index = Some(*peer),
+            LinkAttribute::IfAlias(alias) => link.alias = Some(alias.clone()),
+            LinkAttribute::LinkInfo(infos) => {
+                for info in infos {
+                    if let LinkInfo::Kind(kind) = info {
+                        link.kind = Some(match kind {
+                            InfoKind::Veth => LinkKind::Veth,
+                            InfoKind::Bridge => LinkKind::Bridge,
+                            InfoKind::Vxlan => LinkKind::Vxlan,
+                            InfoKind::Dummy => LinkKind::Dummy,
+                            other => LinkKind::Other(other.to_string()),
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    link
+}
