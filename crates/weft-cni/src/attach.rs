@@ -84,16 +84,7 @@ fn ensure_bridge(host: &mut Netlink, spec: &PodSpec) -> Result<Link, CniError> {
     if !bridge.up {
         host.set_up(bridge.index, true)?;
     }
-    // Add the gateway addresses, taking "exists" as done: one request each instead of a
-    // dump of every address on the node.
-    for address in spec.addresses {
-        let gateway =
-            IpNet::new(address.gateway, address.subnet.prefix_len()).expect("prefix from a valid subnet");
-        match host.add_address(bridge.index, gateway, true) {
-            Err(e) if !e.is_exists() => return Err(e.into()),
-            _ => {}
-        }
-    }
+    // Its gateway addresses are (re)asserted with the node side's batch.
     Ok(bridge)
 }
 
@@ -125,7 +116,6 @@ pub fn add(host: &mut Netlink, pod: &mut Netlink, spec: &PodSpec) -> Result<Atta
         AttachMode::Routed => None,
     };
     let host_name = host_veth_name(spec.container_id, spec.ifname);
-    let alias = alias_for(spec.network, spec.container_id, spec.ifname);
     let (host_mac, pod_mac) = (random_mac(), random_mac());
     let host_link = create_pair(
         host,
@@ -142,7 +132,7 @@ pub fn add(host: &mut Netlink, pod: &mut Netlink, spec: &PodSpec) -> Result<Atta
         },
     )?;
     crate::crash_point("after-veth");
-    if let Err(e) = configure(host, pod, spec, &host_link, &alias, host_mac, pod_mac) {
+    if let Err(e) = configure(host, pod, spec, &host_link, bridge.as_ref(), host_mac, pod_mac) {
         let _ = host.delete_link(host_link.index);
         return Err(e);
     }
@@ -154,7 +144,7 @@ fn configure(
     pod: &mut Netlink,
     spec: &PodSpec,
     host_link: &Link,
-    alias: &str,
+    bridge: Option<&Link>,
     host_mac: Mac,
     pod_mac: Mac,
 ) -> Result<(), CniError> {
@@ -170,7 +160,14 @@ fn configure(
 
     // Node side, one round trip: who it belongs to, and (routed) the way to the pod.
     let mut node_side = Batch::new();
-    node_side.set_alias(host_link.index, alias);
+    node_side.set_alias(host_link.index, &alias_for(spec.network, spec.container_id, spec.ifname));
+    if let Some(bridge) = bridge {
+        for address in spec.addresses {
+            let gateway =
+                IpNet::new(address.gateway, address.subnet.prefix_len()).expect("prefix of a valid subnet");
+            node_side.ensure_address(bridge.index, gateway, true);
+        }
+    }
     if routed {
         for address in spec.addresses {
             let ip = address.address.addr();

@@ -3,27 +3,40 @@
 use super::{family_of, Batch, Netlink};
 use crate::Result;
 use ipnet::IpNet;
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::RouteNetlinkMessage;
 
+fn address_message(index: u32, address: IpNet, nodad: bool) -> AddressMessage {
+    let ip = address.addr();
+    let mut message = AddressMessage::default();
+    message.header.family = family_of(&ip);
+    message.header.prefix_len = address.prefix_len();
+    message.header.index = index;
+    message.attributes.push(AddressAttribute::Local(ip));
+    message.attributes.push(AddressAttribute::Address(ip));
+    if nodad {
+        message.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+    }
+    message
+}
+
 impl Batch {
+    /// Adds `address`, or leaves it as it is if the link has it already.
+    pub fn ensure_address(&mut self, index: u32, address: IpNet, nodad: bool) -> &mut Batch {
+        self.push(
+            format!("ensure address {address} on link #{index}"),
+            RouteNetlinkMessage::NewAddress(address_message(index, address, nodad)),
+            NLM_F_CREATE | NLM_F_REPLACE,
+        )
+    }
+
     /// Adds `address` (with its prefix length) to a link. `nodad` skips IPv6 duplicate
     /// address detection, for addresses weft's IPAM already made unique.
     pub fn add_address(&mut self, index: u32, address: IpNet, nodad: bool) -> &mut Batch {
-        let ip = address.addr();
-        let mut message = AddressMessage::default();
-        message.header.family = family_of(&ip);
-        message.header.prefix_len = address.prefix_len();
-        message.header.index = index;
-        message.attributes.push(AddressAttribute::Local(ip));
-        message.attributes.push(AddressAttribute::Address(ip));
-        if nodad {
-            message.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
-        }
         self.push(
             format!("add address {address} to link #{index}"),
-            RouteNetlinkMessage::NewAddress(message),
+            RouteNetlinkMessage::NewAddress(address_message(index, address, nodad)),
             NLM_F_CREATE | NLM_F_EXCL,
         )
     }

@@ -145,6 +145,10 @@ impl Netlink {
         peer.attributes.push(LinkAttribute::IfName(spec.peer_name.to_string()));
         peer.attributes.push(LinkAttribute::Address(spec.peer_mac.to_vec()));
         peer.attributes.push(LinkAttribute::Mtu(spec.mtu));
+        // One queue each way. veth defaults to one per CPU, each with its sysfs entries,
+        // which only XDP can use; on a big node that is most of the cost of a pod's veth.
+        peer.attributes.push(LinkAttribute::NumTxQueues(1));
+        peer.attributes.push(LinkAttribute::NumRxQueues(1));
         if let Some(ns) = spec.peer_netns {
             peer.attributes.push(LinkAttribute::NetNsFd(ns.as_raw_fd()));
         }
@@ -154,6 +158,8 @@ impl Netlink {
         link.attributes.push(LinkAttribute::IfName(spec.name.to_string()));
         link.attributes.push(LinkAttribute::Address(spec.mac.to_vec()));
         link.attributes.push(LinkAttribute::Mtu(spec.mtu));
+        link.attributes.push(LinkAttribute::NumTxQueues(1));
+        link.attributes.push(LinkAttribute::NumRxQueues(1));
         if let Some(master) = spec.master {
             link.attributes.push(LinkAttribute::Controller(master));
         }
