@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages weft's tests and benchmarks use, if they are missing.
+set -euo pipefail
+
+packages=(
+  iproute2                      # `ip`, for test fixtures and `ip netns exec`
+  iputils-ping                  # connectivity checks
+  iptables                      # the reference portmap plugin programs iptables
+  containernetworking-plugins   # the reference CNI plugins: bridge, host-local, portmap
+)
+
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
