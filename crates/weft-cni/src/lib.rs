@@ -359,13 +359,7 @@ fn delete_in_background(host: &mut Netlink, index: u32) {
 }
 
 fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
-    if !conf.version_at_least("0.4.0") {
-        return Err(CniError::new(
-            code::INCOMPATIBLE_VERSION,
-            "config version does not allow CHECK",
-            conf.version(),
-        ));
-    }
+    require_version(conf, "0.4.0", "CHECK")?;
     let previous = conf
         .prev_result
         .as_ref()
@@ -421,14 +415,21 @@ fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
     Ok(())
 }
 
-fn status(conf: &NetConf) -> Result<(), CniError> {
-    if !conf.version_at_least("1.1.0") {
-        return Err(CniError::new(
+/// CHECK arrived in 0.4.0, STATUS and GC in 1.1.0: older configs cannot ask for them.
+fn require_version(conf: &NetConf, minimum: &str, verb: &str) -> Result<(), CniError> {
+    if conf.version_at_least(minimum) {
+        Ok(())
+    } else {
+        Err(CniError::new(
             code::INCOMPATIBLE_VERSION,
-            "config version does not allow STATUS",
-            conf.version(),
-        ));
+            format!("config version does not allow {verb}"),
+            format!("{verb} needs cniVersion {minimum} or later, the config says {}", conf.version()),
+        ))
     }
+}
+
+fn status(conf: &NetConf) -> Result<(), CniError> {
+    require_version(conf, "1.1.0", "STATUS")?;
     let unavailable = |e: CniError| CniError::new(code::NOT_AVAILABLE, "plugin not available", e.to_string());
     let plan = node_plan(conf).map_err(unavailable)?;
     let ipam = Ipam::open(&data_dir(conf), conf.name()).map_err(unavailable)?;
@@ -445,13 +446,7 @@ fn status(conf: &NetConf) -> Result<(), CniError> {
 }
 
 fn gc(conf: &NetConf) -> Result<(), CniError> {
-    if !conf.version_at_least("1.1.0") {
-        return Err(CniError::new(
-            code::INCOMPATIBLE_VERSION,
-            "config version does not allow GC",
-            conf.version(),
-        ));
-    }
+    require_version(conf, "1.1.0", "GC")?;
     // Without the list, GC cannot tell the living from the dead: refuse rather than guess.
     let valid = conf.valid_attachments().ok_or_else(|| {
         CniError::new(code::INVALID_NETWORK_CONFIG, "GC needs cni.dev/valid-attachments", "")
