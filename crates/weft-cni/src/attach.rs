@@ -10,6 +10,7 @@
 
 use crate::error::{code, CniError};
 use ipnet::IpNet;
+use std::collections::HashSet;
 use std::net::IpAddr;
 use weft_core::names::host_veth_name;
 use weft_core::AttachMode;
@@ -132,7 +133,7 @@ pub fn add(host: &mut Netlink, pod: &mut Netlink, spec: &PodSpec) -> Result<Atta
         },
     )?;
     crate::crash_point("after-veth");
-    if let Err(e) = configure(host, pod, spec, &host_link, bridge.as_ref(), host_mac, pod_mac) {
+    if let Err(e) = configure(host, pod, spec, &host_link, bridge.as_ref(), host_mac) {
         let _ = host.delete_link(host_link.index);
         return Err(e);
     }
@@ -146,7 +147,6 @@ fn configure(
     host_link: &Link,
     bridge: Option<&Link>,
     host_mac: Mac,
-    pod_mac: Mac,
 ) -> Result<(), CniError> {
     let not_found = |what: &str| {
         CniError::new(code::KERNEL, "interface vanished", format!("{what} is gone after creation"))
@@ -171,8 +171,23 @@ fn configure(
     if routed {
         for address in spec.addresses {
             let ip = address.address.addr();
-            // Both ends know each other's MAC: neither ever has to ask.
-            node_side.set_permanent_neighbour(host_link.index, ip, pod_mac);
+            // The node side holds the pod's gateway, so it answers ARP/ND for it should the
+            // pod lose its pinned entry (a later plugin changing the pod's MAC flushes it):
+            // IPv4 with host scope, never used as the node's source address; an IPv6
+            // link-local one as it is. (A global IPv6 gateway from the node file is not
+            // added: the node would start using it as a source address.)
+            match address.gateway {
+                IpAddr::V4(_) => {
+                    node_side.ensure_host_scoped_address(
+                        host_link.index,
+                        IpNet::new(address.gateway, 32).unwrap(),
+                    );
+                }
+                IpAddr::V6(v6) if v6.is_unicast_link_local() => {
+                    node_side.ensure_address(host_link.index, IpNet::new(address.gateway, 64).unwrap(), true);
+                }
+                IpAddr::V6(_) => {}
+            }
             // Replace, not add: a route left by a pod that had this address and whose
             // veth is still being removed must not make this ADD fail.
             let host_route = IpNet::new(ip, weft_core::addr::host_prefix_len(ip)).expect("host prefix");
@@ -182,7 +197,8 @@ fn configure(
     host.apply(&mut node_side)?;
     crate::crash_point("after-node-side");
 
-    // Pod side, one round trip: addresses, up, gateway neighbour, default routes.
+    // Pod side, one round trip: addresses, up, gateway neighbour (pinned to the node
+    // side's MAC, so the pod never has to ask), default routes.
     let mut pod_side = Batch::new();
     for address in spec.addresses {
         pod_side.add_address(pod_index, address.address, true);
@@ -196,9 +212,10 @@ fn configure(
         let default =
             IpNet::new(if ip.is_ipv4() { IpAddr::from([0u8; 4]) } else { IpAddr::from([0u16; 8]) }, 0)
                 .expect("prefix 0 is valid");
-        // An IPv4 link-local gateway lies outside the pod's /32: onlink tells the kernel
-        // it is reachable anyway. IPv6 link-local gateways are on-link by definition.
-        let onlink = routed && ip.is_ipv4();
+        // A routed pod's gateway lies outside its /32 (/128): onlink tells the kernel it is
+        // reachable on the link anyway (needed for IPv4 and for a non-link-local IPv6
+        // gateway from the node file).
+        let onlink = routed;
         pod_side.add_route(&Route::via(default, address.gateway, pod_index, onlink));
     }
     pod.apply(&mut pod_side)?;
@@ -226,40 +243,53 @@ fn tombstone_name() -> String {
 /// through it) and renamed, so the names are free for a new ADD at once. Returns the node
 /// side's index for the caller to delete: unregistering a device waits for an RCU grace
 /// period, which the caller can leave to the kernel's time rather than the runtime's.
+///
+/// The pod side is touched only if it is the peer of this attachment's node side: a
+/// namespace path that led somewhere unexpected (the node's own namespace, a reused
+/// /proc path) must not cost anything its `ifname`. Goes on past a failure on the pod
+/// side, so the node side is always retired; the first failure is returned.
 pub fn retire(
     host: &mut Netlink,
     pod: Option<&mut Netlink>,
     container_id: &str,
     ifname: &str,
 ) -> Result<Option<u32>, CniError> {
-    if let Some(pod) = pod {
-        if let Some(link) = pod.link_by_name(ifname)? {
-            if link.kind == Some(LinkKind::Veth) {
-                pod.apply(Batch::new().set_up(link.index, false).rename(link.index, &tombstone_name()))?;
-            }
-        }
+    let Some(host_link) = host.link_by_name(&host_veth_name(container_id, ifname))? else {
+        return Ok(None); // the pair is gone: nothing on either side
+    };
+    let mut first_error = None;
+    if let (Some(pod), Some(peer)) = (pod, host_link.peer_index) {
+        let pod_side = pod.link_by_name(ifname).map_err(CniError::from).and_then(|link| match link {
+            Some(link) if link.index == peer && link.kind == Some(LinkKind::Veth) => pod
+                .apply(Batch::new().set_up(link.index, false).rename(link.index, &tombstone_name()))
+                .map_err(CniError::from),
+            _ => Ok(()),
+        });
+        first_error = pod_side.err();
     }
-    match host.link_by_name(&host_veth_name(container_id, ifname))? {
-        Some(link) => {
-            host.apply(Batch::new().set_up(link.index, false).rename(link.index, &tombstone_name()))?;
-            Ok(Some(link.index))
-        }
-        None => Ok(None),
+    let index = host_link.index;
+    host.apply(Batch::new().set_up(index, false).rename(index, &tombstone_name()))?;
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(Some(index)),
     }
 }
 
 /// GC: removes node-side veths of `network` whose attachment is not in `valid`, retired
-/// ones that are somehow still there, and weft veths without an alias: an ADD killed
-/// between creating the pair and labelling it (the kernel ignores an alias given at
-/// creation). The runtime never runs GC beside an ADD, so such a link is an orphan.
+/// ones that are somehow still there, and the unlabelled veths of `orphans` (attachments
+/// whose reservations GC has just freed): an ADD killed between creating the pair and
+/// labelling it (the kernel ignores an alias given at creation) leaves one. Goes on past a
+/// failure, removing what it can; the first failure is returned.
 pub fn collect_garbage(
     host: &mut Netlink,
     network: &str,
-    valid: &std::collections::HashSet<(String, String)>,
+    valid: &HashSet<(String, String)>,
+    orphans: &HashSet<(String, String)>,
 ) -> Result<Vec<String>, CniError> {
-    let valid_names: std::collections::HashSet<String> =
-        valid.iter().map(|(container_id, ifname)| host_veth_name(container_id, ifname)).collect();
+    let orphan_names: HashSet<String> =
+        orphans.iter().map(|(container_id, ifname)| host_veth_name(container_id, ifname)).collect();
     let mut removed = Vec::new();
+    let mut first_error = None;
     for link in host.links()? {
         let doomed = match link.alias.as_deref().map(parse_alias) {
             Some(Some((net, container_id, ifname))) => {
@@ -268,20 +298,21 @@ pub fn collect_garbage(
                         || !valid.contains(&(container_id.to_string(), ifname.to_string())))
             }
             Some(None) => false, // someone else's alias
-            None => {
-                link.kind == Some(LinkKind::Veth)
-                    && link.name.starts_with(weft_core::names::HOST_VETH_PREFIX)
-                    && !valid_names.contains(&link.name)
-            }
+            None => link.kind == Some(LinkKind::Veth) && orphan_names.contains(&link.name),
         };
         if doomed {
             match host.delete_link(link.index) {
-                Err(e) if !e.is_not_found() => return Err(e.into()),
+                Err(e) if !e.is_not_found() => {
+                    first_error.get_or_insert(CniError::from(e));
+                }
                 _ => removed.push(link.name),
             }
         }
     }
-    Ok(removed)
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(removed),
+    }
 }
 
 /// One difference CHECK found.

@@ -217,7 +217,7 @@ impl Ipam {
     /// Frees every address `owner` holds; freeing nothing is not an error.
     pub fn release(&self, owner: &Owner) -> Result<Vec<IpAddr>, CniError> {
         let _lock = self.lock()?;
-        self.release_where(|o| o == owner)
+        Ok(self.release_where(|o| o == owner)?.into_iter().map(|(ip, _)| ip).collect())
     }
 
     /// Frees one address, whoever holds it (undoing a reservation just made).
@@ -226,18 +226,18 @@ impl Ipam {
         remove_if_exists(&self.dir.join(ip.to_string()))
     }
 
-    /// GC: frees every address whose owner is not in `valid`.
-    pub fn retain(&self, valid: &HashSet<Owner>) -> Result<Vec<IpAddr>, CniError> {
+    /// GC: frees every address whose owner is not in `valid`; returns what it freed.
+    pub fn retain(&self, valid: &HashSet<Owner>) -> Result<Vec<(IpAddr, Owner)>, CniError> {
         let _lock = self.lock()?;
         self.release_where(|o| !valid.contains(o))
     }
 
-    fn release_where(&self, doomed: impl Fn(&Owner) -> bool) -> Result<Vec<IpAddr>, CniError> {
+    fn release_where(&self, doomed: impl Fn(&Owner) -> bool) -> Result<Vec<(IpAddr, Owner)>, CniError> {
         let mut freed = Vec::new();
         for (ip, owner) in self.reservations()? {
             if doomed(&owner) {
                 remove_if_exists(&self.dir.join(ip.to_string()))?;
-                freed.push(ip);
+                freed.push((ip, owner));
             }
         }
         Ok(freed)
@@ -329,7 +329,7 @@ mod tests {
         let kept = ipam.reserve(&keep, &subnet, &[]).unwrap();
         let gone = ipam.reserve(&Owner::new("gone", "eth0"), &subnet, &[]).unwrap();
         let freed = ipam.retain(&HashSet::from([keep.clone()])).unwrap();
-        assert_eq!(freed, vec![gone]);
+        assert_eq!(freed, vec![(gone, Owner::new("gone", "eth0"))]);
         assert_eq!(ipam.owned_by(&keep).unwrap(), vec![kept]);
     }
 

@@ -75,8 +75,12 @@ fn dispatch(
     if env.command == Command::Version {
         return Ok(Some(version_info(&input)));
     }
-    let conf = NetConf::parse(&input)?;
-    *version = conf.version().to_string();
+    // Errors answer in the config's version as soon as it is known and spoken.
+    let conf = NetConf::decode(&input)?;
+    if SUPPORTED_VERSIONS.contains(&conf.version()) {
+        *version = conf.version().to_string();
+    }
+    let conf = conf.validated()?;
     match env.command {
         Command::Add => add(&env, &conf).map(Some),
         Command::Del => del(&env, &conf).map(|()| None),
@@ -305,7 +309,8 @@ fn del(env: &Env, conf: &NetConf) -> Result<(), CniError> {
     let mut host = Netlink::open()?;
     let mut pod = None;
     if let Some(path) = &env.netns {
-        if let Ok(netns) = NetNs::open(path) {
+        // The node's own namespace is never a pod's: nothing in it is touched.
+        if let Some(netns) = NetNs::open(path).ok().filter(|ns| !ns.is_current().unwrap_or(true)) {
             match Netlink::open_in(&netns) {
                 Ok(socket) => pod = Some(socket),
                 Err(e) => errors.push(e.into()),
@@ -454,12 +459,18 @@ fn gc(conf: &NetConf) -> Result<(), CniError> {
     let owners: HashSet<Owner> = valid.iter().map(|a| Owner::new(&a.container_id, &a.ifname)).collect();
     let pairs: HashSet<(String, String)> =
         valid.iter().map(|a| (a.container_id.clone(), a.ifname.clone())).collect();
-    // Both halves run even if one fails; the first error is reported.
+    // Addresses first: the attachments whose reservations go are the ones whose
+    // unlabelled veths (an ADD killed half-way) may go too. Both halves run even if one
+    // fails; the first error is reported.
+    let freed = Ipam::open(&data_dir(conf), conf.name()).and_then(|ipam| ipam.retain(&owners));
+    let orphans: HashSet<(String, String)> = match &freed {
+        Ok(freed) => freed.iter().map(|(_, o)| (o.container_id.clone(), o.ifname.clone())).collect(),
+        Err(_) => HashSet::new(),
+    };
     let links = Netlink::open()
         .map_err(CniError::from)
-        .and_then(|mut host| attach::collect_garbage(&mut host, conf.name(), &pairs));
-    let addresses = Ipam::open(&data_dir(conf), conf.name()).and_then(|ipam| ipam.retain(&owners));
+        .and_then(|mut host| attach::collect_garbage(&mut host, conf.name(), &pairs, &orphans));
+    freed?;
     links?;
-    addresses?;
     Ok(())
 }

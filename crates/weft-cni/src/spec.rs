@@ -176,11 +176,21 @@ pub struct NetConf {
 }
 
 impl NetConf {
-    /// Decodes stdin and checks what every verb relies on: the version and the name.
+    /// Decodes stdin and checks it.
     pub fn parse(bytes: &[u8]) -> Result<NetConf, CniError> {
-        let conf: NetConf = serde_json::from_slice(bytes).map_err(|e| {
+        Self::decode(bytes)?.validated()
+    }
+
+    /// The JSON, read but not yet checked.
+    pub fn decode(bytes: &[u8]) -> Result<NetConf, CniError> {
+        serde_json::from_slice(bytes).map_err(|e| {
             CniError::new(code::DECODING_FAILURE, "cannot decode network configuration", e.to_string())
-        })?;
+        })
+    }
+
+    /// Checks what every verb relies on: the version, the name, weft's own fields.
+    pub fn validated(self) -> Result<NetConf, CniError> {
+        let conf = self;
         let version = conf.version();
         if !SUPPORTED_VERSIONS.contains(&version) {
             return Err(CniError::new(
@@ -339,7 +349,20 @@ impl CniResult {
             result["ips"] = Value::from(ips);
         }
         if !self.routes.is_empty() {
-            result["routes"] = serde_json::to_value(&self.routes).expect("routes serialise");
+            let routes: Vec<Value> = self
+                .routes
+                .iter()
+                .map(|route| {
+                    let mut route = route.clone();
+                    if version != "1.1.0" {
+                        for field in ["mtu", "advmss", "priority", "table", "scope"] {
+                            route.other.remove(field); // first appear in 1.1.0
+                        }
+                    }
+                    serde_json::to_value(route).expect("route serialises")
+                })
+                .collect();
+            result["routes"] = Value::from(routes);
         }
         result["dns"] = self.dns.clone().unwrap_or_else(|| serde_json::json!({}));
         result
@@ -432,5 +455,11 @@ mod tests {
         assert_eq!(new["ips"][0]["address"], "10.0.0.5/32");
         // and what was written reads back
         assert_eq!(CniResult::from_prev_result(&old).unwrap().ips, result.ips);
+        // route fields of 1.1.0 kept from a prevResult stay out of older versions
+        let prev = serde_json::json!({"routes": [{"dst": "0.0.0.0/0", "mtu": 1400, "table": 100}]});
+        let routed = CniResult::from_prev_result(&prev).unwrap();
+        assert_eq!(routed.to_version("1.1.0")["routes"][0]["table"], 100);
+        assert!(routed.to_version("1.0.0")["routes"][0].get("table").is_none());
+        assert!(routed.to_version("0.4.0")["routes"][0].get("mtu").is_none());
     }
 }

@@ -73,15 +73,24 @@ impl NetNs {
         Ok(())
     }
 
-    /// Runs `f` inside this namespace and brings the thread back to where it was.
+    /// Runs `f` inside this namespace and brings the thread back to where it was, also
+    /// if `f` panics.
     pub fn run<T>(&self, f: impl FnOnce() -> T) -> Result<T> {
-        let home = NetNs::current()?;
+        /// Returns the thread home when dropped. Failing to would leave it in the wrong
+        /// namespace, where every later call would act on the wrong network: the process
+        /// stops rather than carry on from there.
+        struct ReturnHome(NetNs);
+        impl Drop for ReturnHome {
+            fn drop(&mut self) {
+                if self.0.enter().is_err() {
+                    eprintln!("weft: cannot return to the original network namespace; aborting");
+                    std::process::abort();
+                }
+            }
+        }
+        let _home = ReturnHome(NetNs::current()?);
         self.enter()?;
-        let out = f();
-        // Failing to return would leave the thread in the wrong namespace, where every
-        // later call would act on the wrong network: not something to carry on from.
-        home.enter().expect("return to the original network namespace");
-        Ok(out)
+        Ok(f())
     }
 }
 

@@ -62,18 +62,42 @@ fn bridged_pods_reach_each_other_and_the_node() {
 }
 
 #[test]
-fn routed_pods_never_arp() {
+fn routed_pods_keep_their_gateway_when_their_mac_changes() {
     let mut node = Node::new();
-    let conf = node.conf("1.0.0", json!({ "subnet": "10.244.2.0/24" }));
+    let conf = node.conf("1.1.0", json!({ "subnet": ["10.244.2.0/24", "fd00:244:2::/64"] }));
     let a = node.pod("a");
     let result = node.weft("ADD", "pod-a", Some(&a), &conf).expect_ok("ADD");
-    let neighbours = support::exec_in(&node.pod_ns_name("a"), "ip", &["neigh"], true);
-    assert!(neighbours.contains("169.254.1.1") && neighbours.contains("PERMANENT"), "{neighbours}");
-    let node_neighbours = node.ip(&["neigh"]);
-    assert!(
-        node_neighbours.contains(&result_ip(&result, false)) && node_neighbours.contains("PERMANENT"),
-        "{node_neighbours}"
-    );
+    // the pod's gateways are pinned to the node side's MAC: the pod never has to ask
+    let neighbours = exec_in(&node.pod_ns_name("a"), "ip", &["neigh"], true);
+    for gateway in ["169.254.1.1", "fe80::1"] {
+        let entry = neighbours.lines().find(|l| l.starts_with(gateway)).unwrap_or_default();
+        assert!(entry.contains("PERMANENT"), "{gateway}: {neighbours}");
+    }
+    // A later plugin in the chain (tuning, say) changes the pod's MAC. The kernel flushes
+    // the pinned entries; the node side answers ARP and ND for the gateways, so the pod
+    // keeps its way out, and the node, which pinned nothing, learns the new MAC.
+    exec_in(&node.pod_ns_name("a"), "ip", &["link", "set", "eth0", "address", "02:00:00:00:00:99"], true);
+    for v6 in [false, true] {
+        assert!(pings(&node.pod_ns_name("a"), if v6 { NODE_IP6 } else { NODE_IP }), "pod→node v6={v6}");
+        assert!(pings(&node.ns_name, &result_ip(&result, v6)), "node→pod v6={v6}");
+    }
+    // and the gateway address never becomes the node's source address towards pods
+    let route = node.ip(&["route", "get", &result_ip(&result, false)]);
+    assert!(route.contains(&format!("src {NODE_IP}")), "{route}");
+}
+
+#[test]
+fn del_never_touches_the_nodes_own_interfaces() {
+    // A runtime that points CNI_NETNS at the node's own namespace must not cost the node
+    // its uplink, even though the node has an interface of the pod's name.
+    let node = Node::new();
+    node.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth0peer"]);
+    node.ip(&["link", "set", "eth0", "up"]);
+    let conf = node.conf("1.0.0", json!({ "subnet": "10.244.11.0/24" }));
+    let own = std::path::PathBuf::from(format!("/run/netns/{}", node.ns_name));
+    node.weft("DEL", "pod-a", Some(&own), &conf).expect_ok("DEL pointed at the node");
+    let link = node.ip(&["link", "show", "eth0"]);
+    assert!(link.contains("eth0") && link.contains(",UP"), "{link}");
 }
 
 #[test]

@@ -4,7 +4,7 @@ use super::{family_of, Batch, Netlink};
 use crate::Result;
 use ipnet::IpNet;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
-use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope};
 use netlink_packet_route::RouteNetlinkMessage;
 
 fn address_message(index: u32, address: IpNet, nodad: bool) -> AddressMessage {
@@ -22,6 +22,18 @@ fn address_message(index: u32, address: IpNet, nodad: bool) -> AddressMessage {
 }
 
 impl Batch {
+    /// Adds an IPv4 `address` of host scope: the node answers ARP for it on this link but
+    /// never picks it as a source address. (Leaves it as it is if the link has it.)
+    pub fn ensure_host_scoped_address(&mut self, index: u32, address: IpNet) -> &mut Batch {
+        let mut message = address_message(index, address, true);
+        message.header.scope = AddressScope::Host;
+        self.push(
+            format!("ensure address {address} scope host on link #{index}"),
+            RouteNetlinkMessage::NewAddress(message),
+            NLM_F_CREATE | NLM_F_REPLACE,
+        )
+    }
+
     /// Adds `address`, or leaves it as it is if the link has it already.
     pub fn ensure_address(&mut self, index: u32, address: IpNet, nodad: bool) -> &mut Batch {
         self.push(

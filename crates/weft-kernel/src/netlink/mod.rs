@@ -15,7 +15,8 @@ pub use routes::{Route, RouteScope, MAIN_TABLE, WEFT_ROUTE_PROTOCOL};
 
 use crate::{Error, NetNs, Result};
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_ECHO, NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_ECHO,
+    NLM_F_REQUEST,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
@@ -137,6 +138,14 @@ impl Netlink {
                 }
                 offset += (length + 3) & !3;
                 let sequence = message.header.sequence_number;
+                if message.header.flags & NLM_F_DUMP_INTR != 0 && sequence == last {
+                    // The table changed while the kernel was dumping it: what came may be
+                    // inconsistent. Reported as EAGAIN, which `dump` retries.
+                    refused.get_or_insert(Error::Kernel {
+                        op: op_of(sequence),
+                        source: io::Error::from_raw_os_error(libc::EAGAIN),
+                    });
+                }
                 if sequence.wrapping_sub(first) > last.wrapping_sub(first) {
                     continue; // a late reply to an earlier request
                 }
@@ -145,7 +154,15 @@ impl Netlink {
                         replies.push(inner);
                         single && sequence == last
                     }
-                    NetlinkPayload::Done(_) => sequence == last,
+                    NetlinkPayload::Done(done) => {
+                        if done.code < 0 {
+                            refused.get_or_insert(Error::Kernel {
+                                op: op_of(sequence),
+                                source: io::Error::from_raw_os_error(-done.code),
+                            });
+                        }
+                        sequence == last
+                    }
                     NetlinkPayload::Error(error) => {
                         if let Some(code) = error.code {
                             refused.get_or_insert(Error::Kernel {
@@ -203,9 +220,16 @@ impl Netlink {
         self.apply(Batch::new().push(op, message, flags))
     }
 
+    /// A whole table. Retried a few times if the table changed during the dump.
     fn dump(&mut self, op: &str, message: RouteNetlinkMessage) -> Result<Vec<RouteNetlinkMessage>> {
-        let sequence = self.send(message, NLM_F_DUMP)?;
-        self.receive(&[op.to_string()], sequence, sequence, false)
+        let mut attempts = 0;
+        loop {
+            let sequence = self.send(message.clone(), NLM_F_DUMP)?;
+            match self.receive(&[op.to_string()], sequence, sequence, false) {
+                Err(e) if e.errno() == Some(libc::EAGAIN) && attempts < 3 => attempts += 1,
+                other => return other,
+            }
+        }
     }
 
     /// A request with one reply (no ACK asked: the reply, or an error, is the answer).

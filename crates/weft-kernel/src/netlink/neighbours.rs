@@ -12,10 +12,14 @@ use std::net::IpAddr;
 impl Batch {
     /// Sets a permanent neighbour entry (adds it, or replaces what is there).
     pub fn set_permanent_neighbour(&mut self, index: u32, ip: IpAddr, mac: Mac) -> &mut Batch {
+        self.neighbour(index, ip, mac, NeighbourState::Permanent)
+    }
+
+    fn neighbour(&mut self, index: u32, ip: IpAddr, mac: Mac, state: NeighbourState) -> &mut Batch {
         let mut message = NeighbourMessage::default();
         message.header.family = family_of(&ip);
         message.header.ifindex = index;
-        message.header.state = NeighbourState::Permanent;
+        message.header.state = state;
         message.attributes.push(NeighbourAttribute::Destination(match ip {
             IpAddr::V4(v4) => NeighbourAddress::Inet(v4),
             IpAddr::V6(v6) => NeighbourAddress::Inet6(v6),
