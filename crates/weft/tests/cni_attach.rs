@@ -298,3 +298,44 @@ fn status_and_gc() {
     // without the list GC refuses to guess
     node.weft("GC", "x", None, &conf).expect_error(7, "GC without list");
 }
+
+#[test]
+fn bridged_dual_stack_pods_reach_each_other() {
+    let mut node = Node::new();
+    let conf =
+        node.conf("1.1.0", json!({ "subnet": ["10.244.12.0/24", "fd00:244:12::/64"], "attach": "bridge" }));
+    let (a, b) = (node.pod("a"), node.pod("b"));
+    let result_a = node.weft("ADD", "pod-a", Some(&a), &conf).expect_ok("ADD a");
+    let result_b = node.weft("ADD", "pod-b", Some(&b), &conf).expect_ok("ADD b");
+    assert_eq!(result_a["ips"][1]["gateway"], "fd00:244:12::1", "{result_a}");
+    for v6 in [false, true] {
+        assert!(pings(&node.pod_ns_name("a"), &result_ip(&result_b, v6)), "a→b v6={v6}");
+        assert!(pings(&node.ns_name, &result_ip(&result_a, v6)), "node→a v6={v6}");
+    }
+    node.weft("CHECK", "pod-a", Some(&a), &with_prev_result(&conf, &result_a)).expect_ok("CHECK");
+}
+
+#[test]
+fn gc_of_one_network_leaves_another_alone() {
+    let mut node = Node::new();
+    let conf_a = node.conf("1.1.0", json!({ "subnet": "10.244.13.0/24" }));
+    let mut conf_b = node.conf("1.1.0", json!({ "subnet": "10.244.14.0/24" }));
+    conf_b["name"] = json!("othernet");
+    let (a, b) = (node.pod("a"), node.pod("b"));
+    node.weft("ADD", "pod-a", Some(&a), &conf_a).expect_ok("ADD on testnet");
+    let result_b = node.weft("ADD", "pod-b", Some(&b), &conf_b).expect_ok("ADD on othernet");
+    // an ADD on othernet killed before it labelled its veth
+    let c = node.pod("c");
+    let crashed = node.weft_with("ADD", "pod-c", Some(&c), &conf_b, &[("WEFT_CRASH_AT", "after-veth")]);
+    assert_eq!(crashed.exit_code, None);
+    let links_before = node.extra_links();
+    assert_eq!(links_before.len(), 3, "{links_before:?}");
+    // GC of testnet with nothing valid: only testnet's pod goes
+    let mut gc_conf = conf_a.clone();
+    gc_conf["cni.dev/valid-attachments"] = json!([]);
+    node.weft("GC", "", None, &gc_conf).expect_ok("GC testnet");
+    assert!(node.reservations("testnet").is_empty());
+    assert_eq!(node.reservations("othernet").len(), 2, "othernet keeps both reservations");
+    assert_eq!(node.extra_links().len(), 2, "othernet's two veths stay: {:?}", node.extra_links());
+    assert!(pings(&node.ns_name, &result_ip(&result_b, false)), "othernet's pod still works");
+}
