@@ -4,10 +4,16 @@
 //! - [`addr`]: address arithmetic over IPv4 and IPv6 alike.
 //! - [`alloc`]: picking a free address in a subnet.
 //! - [`names`]: stable names for the links weft creates.
+//! - [`network`]: the cluster network's configuration.
+//! - [`lease`]: leases, VTEP MACs, picking a free subnet.
+//! - [`plan`]: the planner: this node and the leases → the kernel state the node should hold.
 
 pub mod addr;
 pub mod alloc;
+pub mod lease;
 pub mod names;
+pub mod network;
 pub mod node;
+pub mod plan;
 
 pub use node::{AttachMode, NodeFile, NodeSubnet};

@@ -1,0 +1,137 @@
+//! The cluster network's configuration, as `weft network init` writes it into the store.
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// VXLAN's conventional VNI and UDP port (flannel's, and Linux's default 8472).
+pub const DEFAULT_VNI: u32 = 1;
+pub const DEFAULT_VXLAN_PORT: u16 = 8472;
+
+/// What carries pod traffic between nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Each node routes every other node's pod subnet via that node's IP ("host-gw").
+    Route,
+    /// Pod packets are encapsulated in UDP between nodes.
+    Vxlan,
+    /// `route` to peers on the same L2 segment, `vxlan` to the rest.
+    #[default]
+    Auto,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// The cluster CIDR every pod address comes from.
+    pub cidr: IpNet,
+    /// Prefix length of each node's lease.
+    pub subnet_len: u8,
+    #[serde(default)]
+    pub backend: Backend,
+    #[serde(default = "default_vni")]
+    pub vni: u32,
+    #[serde(default = "default_port")]
+    pub port: u16,
+}
+
+fn default_vni() -> u32 {
+    DEFAULT_VNI
+}
+
+fn default_port() -> u16 {
+    DEFAULT_VXLAN_PORT
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetworkConfigError {
+    #[error("subnet length /{subnet_len} must be longer than the CIDR's /{cidr_len} and at most /{max}")]
+    SubnetLen { subnet_len: u8, cidr_len: u8, max: u8 },
+    #[error("VNI {0} is out of range (1..=16777215)")]
+    Vni(u32),
+    #[error("UDP port 0 is not a port")]
+    Port,
+}
+
+impl NetworkConfig {
+    /// A config with the conventional defaults: /24 leases from an IPv4 CIDR, /64 from an
+    /// IPv6 one, backend `auto`, VNI 1, port 8472.
+    pub fn new(cidr: IpNet) -> NetworkConfig {
+        let subnet_len = if cidr.addr().is_ipv4() { 24 } else { 64 };
+        NetworkConfig {
+            cidr: cidr.trunc(),
+            subnet_len: subnet_len.max(cidr.prefix_len() + 1),
+            backend: Backend::default(),
+            vni: DEFAULT_VNI,
+            port: DEFAULT_VXLAN_PORT,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), NetworkConfigError> {
+        // At least two addresses a node can give to pods: /30 (IPv4) and /126 (IPv6).
+        let max = self.cidr.max_prefix_len() - 2;
+        if self.subnet_len <= self.cidr.prefix_len() || self.subnet_len > max {
+            return Err(NetworkConfigError::SubnetLen {
+                subnet_len: self.subnet_len,
+                cidr_len: self.cidr.prefix_len(),
+                max,
+            });
+        }
+        if self.vni == 0 || self.vni > 0x00ff_ffff {
+            return Err(NetworkConfigError::Vni(self.vni));
+        }
+        if self.port == 0 {
+            return Err(NetworkConfigError::Port);
+        }
+        Ok(())
+    }
+
+    /// How many node subnets the CIDR holds (saturating for huge IPv6 ranges).
+    pub fn subnet_count(&self) -> u128 {
+        1u128.checked_shl(u32::from(self.subnet_len - self.cidr.prefix_len())).unwrap_or(u128::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_per_family() {
+        let v4 = NetworkConfig::new("10.244.0.0/16".parse().unwrap());
+        assert_eq!((v4.subnet_len, v4.backend, v4.vni, v4.port), (24, Backend::Auto, 1, 8472));
+        assert_eq!(v4.subnet_count(), 256);
+        let v6 = NetworkConfig::new("fd00:244::/48".parse().unwrap());
+        assert_eq!(v6.subnet_len, 64);
+        assert!(v4.validate().is_ok() && v6.validate().is_ok());
+        // a CIDR given with host bits is kept as its network
+        assert_eq!(NetworkConfig::new("10.244.3.7/16".parse().unwrap()).cidr.to_string(), "10.244.0.0/16");
+    }
+
+    #[test]
+    fn refuses_what_cannot_work() {
+        let mut config = NetworkConfig::new("10.244.0.0/16".parse().unwrap());
+        config.subnet_len = 16;
+        assert!(config.validate().is_err(), "a lease as large as the CIDR");
+        config.subnet_len = 31;
+        assert!(config.validate().is_err(), "a lease with no room for pods");
+        config.subnet_len = 24;
+        config.vni = 1 << 24;
+        assert!(config.validate().is_err());
+        config.vni = 1;
+        config.port = 0;
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn json_round_trip_with_defaults() {
+        let config: NetworkConfig =
+            serde_json::from_str(r#"{"cidr":"10.244.0.0/16","subnetLen":24}"#).unwrap();
+        assert_eq!(config, NetworkConfig::new("10.244.0.0/16".parse().unwrap()));
+        let text = serde_json::to_string(&config).unwrap();
+        assert_eq!(serde_json::from_str::<NetworkConfig>(&text).unwrap(), config);
+        assert!(
+            serde_json::from_str::<NetworkConfig>(r#"{"cidr":"10.0.0.0/8","subnetLen":24,"x":1}"#).is_err()
+        );
+    }
+}
