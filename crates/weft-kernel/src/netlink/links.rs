@@ -3,11 +3,13 @@
 use super::{Batch, Netlink};
 use crate::{Error, Mac, NetNs, Result};
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_route::link::InfoVxlan;
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use std::io;
+use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +37,19 @@ pub struct Link {
     /// Free text an owner attaches to a link (`ip link set X alias Y`); weft records in it
     /// which attachment a link belongs to.
     pub alias: Option<String>,
+}
+
+/// A VXLAN device to create: learning off (weft programs every neighbour and FDB entry
+/// itself), bound to an underlay device and a local address.
+#[derive(Debug, Clone)]
+pub struct VxlanSpec<'a> {
+    pub name: &'a str,
+    pub vni: u32,
+    pub port: u16,
+    pub local: IpAddr,
+    pub underlay: u32,
+    pub mtu: u32,
+    pub mac: Mac,
 }
 
 /// A veth pair to create: one end here, the peer optionally straight into another
@@ -168,6 +183,43 @@ impl Netlink {
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
         ]));
         let op = format!("create veth {} (peer {})", spec.name, spec.peer_name);
+        let echoed =
+            self.change_echoed(op.clone(), RouteNetlinkMessage::NewLink(link), NLM_F_CREATE | NLM_F_EXCL)?;
+        let created = echoed.iter().find_map(|m| match m {
+            RouteNetlinkMessage::NewLink(link) => Some(parse_link(link)),
+            _ => None,
+        });
+        match created {
+            Some(link) if link.name == spec.name => Ok(link),
+            _ => self
+                .link_by_name(spec.name)?
+                .ok_or_else(|| Error::Kernel { op, source: io::Error::from_raw_os_error(libc::ENODEV) }),
+        }
+    }
+
+    /// Creates a VXLAN device, up, and returns it as the kernel made it.
+    pub fn create_vxlan(&mut self, spec: &VxlanSpec) -> Result<Link> {
+        let mut data = vec![
+            InfoVxlan::Id(spec.vni),
+            InfoVxlan::Port(spec.port),
+            InfoVxlan::Link(spec.underlay),
+            InfoVxlan::Learning(false),
+        ];
+        data.push(match spec.local {
+            IpAddr::V4(v4) => InfoVxlan::Local(v4),
+            IpAddr::V6(v6) => InfoVxlan::Local6(v6),
+        });
+        let mut link = LinkMessage::default();
+        link.header.flags = LinkFlags::Up;
+        link.header.change_mask = LinkFlags::Up;
+        link.attributes.push(LinkAttribute::IfName(spec.name.to_string()));
+        link.attributes.push(LinkAttribute::Address(spec.mac.to_vec()));
+        link.attributes.push(LinkAttribute::Mtu(spec.mtu));
+        link.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Vxlan),
+            LinkInfo::Data(InfoData::Vxlan(data)),
+        ]));
+        let op = format!("create vxlan {} (vni {})", spec.name, spec.vni);
         let echoed =
             self.change_echoed(op.clone(), RouteNetlinkMessage::NewLink(link), NLM_F_CREATE | NLM_F_EXCL)?;
         let created = echoed.iter().find_map(|m| match m {

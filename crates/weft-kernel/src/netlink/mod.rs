@@ -10,7 +10,7 @@ mod links;
 mod neighbours;
 mod routes;
 
-pub use links::{Link, LinkKind, VethSpec};
+pub use links::{Link, LinkKind, VethSpec, VxlanSpec};
 pub use routes::{Route, RouteScope, MAIN_TABLE, WEFT_ROUTE_PROTOCOL};
 
 use crate::{Error, NetNs, Result};
