@@ -7,6 +7,7 @@
 //! - [`network`]: the cluster network's configuration.
 //! - [`lease`]: leases, VTEP MACs, picking a free subnet.
 //! - [`plan`]: the planner: this node and the leases → the kernel state the node should hold.
+//! - [`reconcile`]: the difference between a plan and the kernel's state.
 
 pub mod addr;
 pub mod alloc;
@@ -15,5 +16,6 @@ pub mod names;
 pub mod network;
 pub mod node;
 pub mod plan;
+pub mod reconcile;
 
 pub use node::{AttachMode, NodeFile, NodeSubnet};

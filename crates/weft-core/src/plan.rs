@@ -18,6 +18,10 @@ use std::net::IpAddr;
 pub const VXLAN_OVERHEAD_V4: u32 = 50;
 pub const VXLAN_OVERHEAD_V6: u32 = 70;
 
+/// Routes to peer subnets carry this protocol number (`ip route` shows "proto 88"): the
+/// agent owns these and only these. (Pod host routes from the CNI plugin carry 87.)
+pub const PEER_ROUTE_PROTOCOL: u8 = 88;
+
 pub fn vxlan_device_name(vni: u32) -> String {
     format!("weft.{vni}")
 }

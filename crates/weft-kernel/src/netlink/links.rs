@@ -37,6 +37,18 @@ pub struct Link {
     /// Free text an owner attaches to a link (`ip link set X alias Y`); weft records in it
     /// which attachment a link belongs to.
     pub alias: Option<String>,
+    /// For a VXLAN device: how it is set up.
+    pub vxlan: Option<VxlanInfo>,
+}
+
+/// A VXLAN device's settings as the kernel reports them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VxlanInfo {
+    pub vni: Option<u32>,
+    pub port: Option<u16>,
+    pub local: Option<IpAddr>,
+    pub underlay: Option<u32>,
+    pub learning: Option<bool>,
 }
 
 /// A VXLAN device to create: learning off (weft programs every neighbour and FDB entry
@@ -102,6 +114,12 @@ impl Batch {
     pub fn set_alias(&mut self, index: u32, alias: &str) -> &mut Batch {
         self.set_link(format!("set alias of link #{index}"), index, |l| {
             l.attributes.push(LinkAttribute::IfAlias(alias.to_string()))
+        })
+    }
+
+    pub fn set_mac(&mut self, index: u32, mac: Mac) -> &mut Batch {
+        self.set_link(format!("set MAC of link #{index}"), index, |l| {
+            l.attributes.push(LinkAttribute::Address(mac.to_vec()))
         })
     }
 
@@ -293,6 +311,7 @@ fn parse_link(message: &LinkMessage) -> Link {
         kind: None,
         peer_index: None,
         alias: None,
+        vxlan: None,
     };
     for attribute in &message.attributes {
         match attribute {
@@ -304,6 +323,21 @@ fn parse_link(message: &LinkMessage) -> Link {
             LinkAttribute::IfAlias(alias) => link.alias = Some(alias.clone()),
             LinkAttribute::LinkInfo(infos) => {
                 for info in infos {
+                    if let LinkInfo::Data(InfoData::Vxlan(settings)) = info {
+                        let mut vxlan = VxlanInfo::default();
+                        for setting in settings {
+                            match setting {
+                                InfoVxlan::Id(vni) => vxlan.vni = Some(*vni),
+                                InfoVxlan::Port(port) => vxlan.port = Some(*port),
+                                InfoVxlan::Local(v4) => vxlan.local = Some(IpAddr::V4(*v4)),
+                                InfoVxlan::Local6(v6) => vxlan.local = Some(IpAddr::V6(*v6)),
+                                InfoVxlan::Link(underlay) => vxlan.underlay = Some(*underlay),
+                                InfoVxlan::Learning(learning) => vxlan.learning = Some(*learning),
+                                _ => {}
+                            }
+                        }
+                        link.vxlan = Some(vxlan);
+                    }
                     if let LinkInfo::Kind(kind) = info {
                         link.kind = Some(match kind {
                             InfoKind::Veth => LinkKind::Veth,

@@ -10,7 +10,7 @@ mod links;
 mod neighbours;
 mod routes;
 
-pub use links::{Link, LinkKind, VethSpec, VxlanSpec};
+pub use links::{Link, LinkKind, VethSpec, VxlanInfo, VxlanSpec};
 pub use routes::{Route, RouteScope, MAIN_TABLE, WEFT_ROUTE_PROTOCOL};
 
 use crate::{Error, NetNs, Result};
@@ -26,6 +26,9 @@ use std::os::fd::{AsRawFd, RawFd};
 
 /// The loopback device's index in every namespace.
 pub const LOOPBACK_INDEX: u32 = 1;
+
+/// Requests sent in one `sendmsg` at most (bytes): well inside the socket's send buffer.
+const CHUNK: usize = 32 * 1024;
 
 /// Large enough for the biggest datagram the kernel sends on a dump (32 KiB).
 const RECV_BUFFER: usize = 64 * 1024;
@@ -184,23 +187,36 @@ impl Netlink {
         }
     }
 
-    /// Makes every change of the batch, in order, in one round trip. The kernel carries
-    /// on past a refused change; the first refusal is returned.
+    /// Makes every change of the batch, in order, in as few round trips as the socket's
+    /// buffer allows (one for anything a pod needs; a few for thousands of peer entries).
+    /// The kernel carries on past a refused change; the first refusal is returned.
     pub fn apply(&mut self, batch: &mut Batch) -> Result<()> {
-        let requests = std::mem::take(&mut batch.requests);
-        let Some(count) = std::num::NonZeroUsize::new(requests.len()) else { return Ok(()) };
-        let mut buf = Vec::new();
-        let mut ops = Vec::with_capacity(count.get());
-        let mut first = None;
-        let mut last = 0;
-        for (i, request) in requests.into_iter().enumerate() {
-            let flags = if i + 1 == count.get() { request.flags | NLM_F_ACK } else { request.flags };
-            last = self.encode(request.message, flags, &mut buf);
-            first.get_or_insert(last);
-            ops.push(request.op);
+        let mut requests = std::mem::take(&mut batch.requests).into_iter().peekable();
+        let mut first_refusal = None;
+        while requests.peek().is_some() {
+            let mut buf = Vec::new();
+            let mut ops = Vec::new();
+            let mut first = None;
+            let mut last = 0;
+            while let Some(request) = requests.next() {
+                let ends_chunk = requests.peek().is_none() || buf.len() >= CHUNK;
+                let flags = if ends_chunk { request.flags | NLM_F_ACK } else { request.flags };
+                last = self.encode(request.message, flags, &mut buf);
+                first.get_or_insert(last);
+                ops.push(request.op);
+                if ends_chunk {
+                    break;
+                }
+            }
+            self.socket.send(&buf, 0).map_err(|e| Error::io("send netlink requests", e))?;
+            if let Err(e) = self.receive(&ops, first.expect("non-empty chunk"), last, false) {
+                first_refusal.get_or_insert(e);
+            }
         }
-        self.socket.send(&buf, 0).map_err(|e| Error::io("send netlink requests", e))?;
-        self.receive(&ops, first.expect("non-empty"), last, false).map(drop)
+        match first_refusal {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// A change whose result the kernel also sends back (NLM_F_ECHO), saving the lookup

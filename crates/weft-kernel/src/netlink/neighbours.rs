@@ -35,6 +35,38 @@ impl Batch {
         )
     }
 
+    pub fn delete_neighbour(&mut self, index: u32, ip: IpAddr) -> &mut Batch {
+        let mut message = NeighbourMessage::default();
+        message.header.family = family_of(&ip);
+        message.header.ifindex = index;
+        message.attributes.push(NeighbourAttribute::Destination(match ip {
+            IpAddr::V4(v4) => NeighbourAddress::Inet(v4),
+            IpAddr::V6(v6) => NeighbourAddress::Inet6(v6),
+        }));
+        self.push(
+            format!("delete neighbour {ip} on link #{index}"),
+            RouteNetlinkMessage::DelNeighbour(message),
+            0,
+        )
+    }
+
+    pub fn delete_fdb_entry(&mut self, index: u32, mac: Mac, remote: IpAddr) -> &mut Batch {
+        let mut message = NeighbourMessage::default();
+        message.header.family = AddressFamily::Bridge;
+        message.header.ifindex = index;
+        message.header.flags = NeighbourFlags::Own;
+        message.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+        message.attributes.push(NeighbourAttribute::Destination(match remote {
+            IpAddr::V4(v4) => NeighbourAddress::Inet(v4),
+            IpAddr::V6(v6) => NeighbourAddress::Inet6(v6),
+        }));
+        self.push(
+            format!("delete FDB entry {} on link #{index}", crate::format_mac(&mac)),
+            RouteNetlinkMessage::DelNeighbour(message),
+            0,
+        )
+    }
+
     fn neighbour(&mut self, index: u32, ip: IpAddr, mac: Mac, state: NeighbourState) -> &mut Batch {
         let mut message = NeighbourMessage::default();
         message.header.family = family_of(&ip);
