@@ -1,0 +1,108 @@
+//! Where the cluster's network config and leases live, and how a node gets its lease.
+//!
+//! [`LeaseStore`] is what the agent needs of a store; [`sqlite::SqliteStore`] is the
+//! embedded one (one file several agents on a host share). etcd comes next; the Kubernetes
+//! API later. The logic that does not depend on the store (picking a subnet, retrying a
+//! lost compare-and-swap, renewing) is written once, in [`acquire`].
+//!
+//! Synchronous by design: the agent is a few threads, not an async runtime, which keeps
+//! it small in memory and keeps the CNI plugin, in the same binary, free of one.
+
+pub mod sqlite;
+
+use std::net::IpAddr;
+use std::time::Duration;
+use weft_core::lease::{pick_subnet, vtep_mac, Lease};
+use weft_core::network::NetworkConfig;
+
+/// A store's change counter: it grows with every write.
+pub type Revision = u64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store URL {0:?}: expected sqlite:PATH (etcd:// is not built yet)")]
+    Url(String),
+    #[error("the network is not initialised: run `weft network init` first")]
+    NoNetwork,
+    #[error("{nodes} node(s) hold leases under the current network config; changing it would strand them (use --force)")]
+    NetworkInUse { nodes: usize },
+    #[error("network config is invalid: {0}")]
+    InvalidNetwork(#[from] weft_core::network::NetworkConfigError),
+    #[error("no free subnet: all {0} subnets of the cluster CIDR are leased")]
+    Exhausted(u128),
+    #[error("gave up after {0} lost compare-and-swaps")]
+    Contended(usize),
+    #[error("store data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("sqlite store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+pub trait LeaseStore {
+    fn network(&self) -> Result<Option<NetworkConfig>, StoreError>;
+
+    /// Writes the network config. Refuses to change a config that live leases were made
+    /// under, unless `force`.
+    fn init_network(&self, config: &NetworkConfig, force: bool, now: u64) -> Result<(), StoreError>;
+
+    /// Every lease still alive at `now`, and the revision they are current at.
+    fn leases(&self, now: u64) -> Result<(Vec<Lease>, Revision), StoreError>;
+
+    /// Compare-and-swap: writes `lease` if the node's current lease is `expected` (`None`:
+    /// the node holds none) and no other live lease holds its subnet. `false` when another
+    /// writer got there first.
+    fn put_lease(&self, lease: &Lease, expected: Option<&Lease>, now: u64) -> Result<bool, StoreError>;
+
+    /// Removes the node's lease (an agent leaving for good).
+    fn delete_lease(&self, node: &str) -> Result<(), StoreError>;
+
+    /// Waits until the store's revision passes `since`, or `timeout`; returns the revision.
+    fn wait_for_change(&self, since: Revision, timeout: Duration) -> Result<Revision, StoreError>;
+}
+
+/// Opens the store a URL names: `sqlite:PATH`.
+pub fn open(url: &str) -> Result<Box<dyn LeaseStore>, StoreError> {
+    match url.strip_prefix("sqlite:") {
+        Some(path) if !path.is_empty() => Ok(Box::new(sqlite::SqliteStore::open(path)?)),
+        _ => Err(StoreError::Url(url.to_string())),
+    }
+}
+
+/// What a node asks for.
+#[derive(Debug, Clone)]
+pub struct LeaseRequest<'a> {
+    pub node: &'a str,
+    pub public_ip: IpAddr,
+    pub ttl: Duration,
+}
+
+/// The node's lease, renewed if it holds one (it keeps its subnet), else a new one on a
+/// free subnet (its previous one if still free). Retries lost compare-and-swaps.
+pub fn acquire(store: &dyn LeaseStore, request: &LeaseRequest, now: u64) -> Result<Lease, StoreError> {
+    const ATTEMPTS: usize = 64;
+    let config = store.network()?.ok_or(StoreError::NoNetwork)?;
+    for _ in 0..ATTEMPTS {
+        let (leases, _) = store.leases(now)?;
+        let own = leases.iter().find(|l| l.node == request.node);
+        let subnet = match own {
+            Some(own) => own.subnet,
+            None => {
+                let taken = leases.iter().map(|l| l.subnet).collect();
+                pick_subnet(&config, &taken, request.node, None)
+                    .ok_or(StoreError::Exhausted(config.subnet_count()))?
+            }
+        };
+        let lease = Lease {
+            node: request.node.to_string(),
+            subnet,
+            public_ip: request.public_ip,
+            backend: config.backend,
+            vtep_mac: Some(vtep_mac(request.node)),
+            expires_at: now + request.ttl.as_secs().max(1),
+        };
+        if store.put_lease(&lease, own, now)? {
+            return Ok(lease);
+        }
+    }
+    Err(StoreError::Contended(ATTEMPTS))
+}
