@@ -1,7 +1,14 @@
-//! weft's node agent. So far: the reconciler, which makes the kernel hold what the planner
-//! says and nothing it does not own. Leases, stores, the watch loop, masquerade and
-//! metrics come with the rest of the agent.
+//! weft's node agent: it leases this node a pod subnet, writes the node file for the CNI
+//! plugin, and keeps the kernel's routes, neighbours and FDB entries as the cluster's
+//! leases call for, changing only what differs.
+//!
+//! - [`node`]: finding the uplink, its MTU and addresses.
+//! - [`reconcile`]: plan → kernel, never flushing.
+//! - [`run`]: the loop: lease, node file, reconcile on every change and on a resync timer.
 
+pub mod node;
 pub mod reconcile;
+pub mod run;
 
 pub use reconcile::{reconcile, ReconcileError};
+pub use run::{run, AgentError, AgentOptions};

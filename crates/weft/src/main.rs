@@ -1,11 +1,17 @@
 //! The one weft binary. With any of the CNI variables set it is the CNI plugin, and does
-//! nothing else first: no argument parsing, no runtime, so a pod's ADD costs only what it
-//! must. (Any of them, not only `CNI_COMMAND`: a runtime that forgot `CNI_COMMAND` gets
-//! the spec's error object, not a usage text it cannot read.)
+//! nothing else first: no argument parsing, no threads, so a pod's ADD costs only what it
+//! must. (Any of them, not only `CNI_COMMAND`: a runtime that forgot `CNI_COMMAND` gets the
+//! spec's error object, not a usage text it cannot read.)
 
-use clap::{Parser, Subcommand};
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use weft_core::network::{Backend, NetworkConfig};
 
 #[derive(Parser)]
 #[command(name = "weft", version, about = "weft: a pod network")]
@@ -16,11 +22,76 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Commands {
+    /// The cluster network's configuration.
+    Network {
+        #[command(subcommand)]
+        command: NetworkCommand,
+    },
+    /// Run the node agent: lease this node a pod subnet and keep the kernel in step.
+    Agent {
+        /// sqlite:PATH
+        #[arg(long)]
+        store: String,
+        /// This node's name in the store.
+        #[arg(long)]
+        node: String,
+        /// The uplink (default: the interface of the default route).
+        #[arg(long)]
+        iface: Option<String>,
+        /// The address other nodes reach this one at (default: the uplink's first).
+        #[arg(long)]
+        public_ip: Option<IpAddr>,
+        /// Where the node file for the CNI plugin goes.
+        #[arg(long, default_value = weft_cni::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        /// Seconds a lease lives without renewal (renewed every third of it).
+        #[arg(long, default_value_t = 60)]
+        lease_ttl: u64,
+        /// Seconds between full resyncs that repair drift.
+        #[arg(long, default_value_t = 10)]
+        resync: u64,
+    },
     /// Clusters of network namespaces on this machine (not built yet).
     Lab {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum NetworkCommand {
+    /// Write the network config into the store.
+    Init {
+        #[arg(long)]
+        store: String,
+        #[arg(long)]
+        cidr: ipnet::IpNet,
+        /// Prefix length of each node's subnet (default: 24 for IPv4, 64 for IPv6).
+        #[arg(long)]
+        subnet_len: Option<u8>,
+        #[arg(long, value_enum, default_value = "auto")]
+        backend: BackendArg,
+        #[arg(long, default_value_t = weft_core::network::DEFAULT_VNI)]
+        vni: u32,
+        #[arg(long, default_value_t = weft_core::network::DEFAULT_VXLAN_PORT)]
+        port: u16,
+        /// Change a config that nodes already use.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendArg {
+    Route,
+    Vxlan,
+    Auto,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn request_stop(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
 }
 
 fn main() -> ExitCode {
@@ -33,13 +104,62 @@ fn main() -> ExitCode {
         let _ = stdout.flush();
         return ExitCode::from(outcome.exit_code as u8);
     }
-    match Cli::parse().command {
+    match command(Cli::parse().command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("weft: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn command(command: Commands) -> anyhow::Result<()> {
+    match command {
+        Commands::Network {
+            command: NetworkCommand::Init { store, cidr, subnet_len, backend, vni, port, force },
+        } => {
+            let mut config = NetworkConfig::new(cidr);
+            if let Some(len) = subnet_len {
+                config.subnet_len = len;
+            }
+            config.backend = match backend {
+                BackendArg::Route => Backend::Route,
+                BackendArg::Vxlan => Backend::Vxlan,
+                BackendArg::Auto => Backend::Auto,
+            };
+            config.vni = vni;
+            config.port = port;
+            let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+            weft_store::open(&store)
+                .and_then(|s| s.init_network(&config, force, now))
+                .with_context(|| format!("network init in {store}"))?;
+            println!("{}", serde_json::to_string_pretty(&config)?);
+            Ok(())
+        }
+        Commands::Agent { store, node, iface, public_ip, state_dir, lease_ttl, resync } => {
+            // SAFETY: the handler only stores to an atomic.
+            unsafe {
+                libc::signal(libc::SIGTERM, request_stop as *const () as libc::sighandler_t);
+                libc::signal(libc::SIGINT, request_stop as *const () as libc::sighandler_t);
+            }
+            let options = weft_agent::AgentOptions {
+                store,
+                node,
+                iface,
+                public_ip,
+                state_dir,
+                lease_ttl: Duration::from_secs(lease_ttl),
+                resync: Duration::from_secs(resync),
+            };
+            weft_agent::run(&options, &STOP).context("agent")?;
+            Ok(())
+        }
         Commands::Lab { .. } => {
             eprintln!(
-                "weft lab: not built yet. The lab (clusters of namespaces, `weft lab demo`) \
-                 arrives with the agent; today weft is the CNI plugin: see README.md."
+                "weft lab: not built yet. The lab (clusters of namespaces, `weft lab demo`) is issue 4; \
+                 today weft is the CNI plugin and the node agent: see README.md."
             );
-            ExitCode::SUCCESS
+            Ok(())
         }
     }
 }

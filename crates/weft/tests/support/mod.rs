@@ -6,6 +6,8 @@
 //! never touches the root namespace and leaves nothing behind.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use serde_json::{json, Value};
 use std::io::Write;
 use std::os::fd::AsRawFd;
