@@ -7,6 +7,7 @@ packages=(
   iputils-ping                  # connectivity checks
   iptables                      # the reference portmap plugin programs iptables
   containernetworking-plugins   # the reference CNI plugins: bridge, host-local, portmap
+  etcd-server                   # a real etcd for the etcd store's tests
 )
 
 missing=()

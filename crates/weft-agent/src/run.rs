@@ -118,8 +118,18 @@ pub fn run(options: &AgentOptions, stop: &AtomicBool) -> Result<(), AgentError> 
             lease = renewed;
             renewed_at = Instant::now();
         }
-        let config = store.network()?.ok_or(StoreError::NoNetwork)?;
-        let (leases, revision) = store.leases(now())?;
+        // The store may be away (etcd restarting, a partition): the kernel keeps what it
+        // has, so pods keep talking, and the agent catches up when the store is back.
+        let snapshot =
+            store.network().and_then(|c| Ok((c.ok_or(StoreError::NoNetwork)?, store.leases(now())?)));
+        let (config, (leases, revision)) = match snapshot {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                log(&options.node, format_args!("{e}; the kernel keeps its state, trying again in 1 s"));
+                pause(Duration::from_secs(1), stop);
+                continue;
+            }
+        };
         let local = LocalNode {
             name: options.node.clone(),
             subnet: lease.subnet,
@@ -155,8 +165,10 @@ pub fn run(options: &AgentOptions, stop: &AtomicBool) -> Result<(), AgentError> 
             Instant::now() + options.resync.min(renew_every.saturating_sub(renewed_at.elapsed()));
         while !stop.load(Ordering::Relaxed) && Instant::now() < wait_until {
             let step = Duration::from_millis(500).min(wait_until - Instant::now());
-            if store.wait_for_change(revision, step)? > revision {
-                break;
+            match store.wait_for_change(revision, step) {
+                Ok(current) if current > revision => break,
+                Ok(_) => {}
+                Err(_) => break, // reported by the next pass
             }
         }
     }

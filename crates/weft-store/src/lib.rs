@@ -8,6 +8,9 @@
 //! Synchronous by design: the agent is a few threads, not an async runtime, which keeps
 //! it small in memory and keeps the CNI plugin, in the same binary, free of one.
 
+#[doc(hidden)]
+pub mod conformance;
+pub mod etcd;
 pub mod sqlite;
 
 use std::net::IpAddr;
@@ -20,8 +23,10 @@ pub type Revision = u64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("store URL {0:?}: expected sqlite:PATH (etcd:// is not built yet)")]
+    #[error("store URL {0:?}: expected sqlite:PATH or etcd://HOST:PORT[,HOST:PORT...]")]
     Url(String),
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
     #[error("the network is not initialised: run `weft network init` first")]
     NoNetwork,
     #[error("{nodes} node(s) hold leases under the current network config; changing it would strand them (use --force)")]
@@ -60,12 +65,16 @@ pub trait LeaseStore {
     fn wait_for_change(&self, since: Revision, timeout: Duration) -> Result<Revision, StoreError>;
 }
 
-/// Opens the store a URL names: `sqlite:PATH`.
+/// Opens the store a URL names: `sqlite:PATH` or `etcd://HOST:PORT[,HOST:PORT...]`.
 pub fn open(url: &str) -> Result<Box<dyn LeaseStore>, StoreError> {
-    match url.strip_prefix("sqlite:") {
-        Some(path) if !path.is_empty() => Ok(Box::new(sqlite::SqliteStore::open(path)?)),
-        _ => Err(StoreError::Url(url.to_string())),
+    if let Some(path) = url.strip_prefix("sqlite:").filter(|p| !p.is_empty()) {
+        return Ok(Box::new(sqlite::SqliteStore::open(path)?));
     }
+    if let Some(endpoints) = url.strip_prefix("etcd://").filter(|e| !e.is_empty()) {
+        let endpoints: Vec<&str> = endpoints.trim_end_matches('/').split(',').collect();
+        return Ok(Box::new(etcd::EtcdStore::new(&endpoints)?));
+    }
+    Err(StoreError::Url(url.to_string()))
 }
 
 /// What a node asks for.

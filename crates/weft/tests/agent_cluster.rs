@@ -8,7 +8,10 @@ use std::time::Duration;
 use support::cluster::{wait_for, Cluster};
 
 fn every_pod_reaches_every_pod(backend: &str) -> Cluster {
-    let mut cluster = Cluster::new(3, backend);
+    full_mesh(Cluster::new(3, backend), backend)
+}
+
+fn full_mesh(mut cluster: Cluster, backend: &str) -> Cluster {
     cluster.start_all();
     for i in 0..3 {
         cluster.add_pod(i, "a");
@@ -81,4 +84,38 @@ fn an_agent_restart_changes_nothing_and_drift_is_repaired() {
         || support::exec_in(&cluster.nodes[0].ns_name, "ip", &["route"], true).contains(&destination),
         "the deleted route to come back",
     );
+}
+
+#[test]
+fn on_etcd_every_backend_full_mesh() {
+    for backend in ["route", "vxlan", "auto"] {
+        full_mesh(Cluster::on_etcd(3, backend), backend);
+    }
+}
+
+#[test]
+fn etcd_away_for_ten_seconds_the_dataplane_works_and_agents_catch_up() {
+    let mut cluster = Cluster::on_etcd(3, "vxlan");
+    // two nodes first; the third joins once etcd is back after the outage
+    for i in 0..2 {
+        cluster.start_agent(i);
+    }
+    for i in 0..2 {
+        let node_file = cluster.nodes[i].state_dir.join("node.json");
+        wait_for(Duration::from_secs(20), || node_file.exists(), "node file");
+        cluster.add_pod(i, "a");
+    }
+    wait_for(Duration::from_secs(20), || cluster.unreachable_pairs().is_empty(), "two-node mesh");
+    cluster.etcd.as_mut().unwrap().pause();
+    let outage = std::time::Instant::now();
+    while outage.elapsed() < Duration::from_secs(10) {
+        assert!(cluster.unreachable_pairs().is_empty(), "the dataplane broke while etcd was away");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    cluster.etcd.as_mut().unwrap().resume();
+    cluster.start_agent(2);
+    let node_file = cluster.nodes[2].state_dir.join("node.json");
+    wait_for(Duration::from_secs(20), || node_file.exists(), "third node file");
+    cluster.add_pod(2, "a");
+    wait_for(Duration::from_secs(20), || cluster.unreachable_pairs().is_empty(), "the agents to catch up");
 }

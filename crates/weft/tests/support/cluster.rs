@@ -17,6 +17,8 @@ pub struct ClusterNode {
 }
 
 pub struct Cluster {
+    /// The etcd server inside the switch namespace, when the cluster runs on etcd.
+    pub etcd: Option<super::etcd::EtcdServer>,
     pub prefix: String,
     pub switch: String,
     pub store: String,
@@ -25,17 +27,33 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// `nodes` nodes on one segment (192.0.2.0/24), the network initialised with `backend`.
+    /// `nodes` nodes on one segment (192.0.2.0/24), the network initialised with `backend`,
+    /// on an embedded SQLite store.
     pub fn new(nodes: usize, backend: &str) -> Cluster {
+        Cluster::build(nodes, backend, false)
+    }
+
+    /// The same on a real etcd, which runs in the switch namespace on 192.0.2.1, where
+    /// every node reaches it.
+    pub fn on_etcd(nodes: usize, backend: &str) -> Cluster {
+        Cluster::build(nodes, backend, true)
+    }
+
+    fn build(nodes: usize, backend: &str, etcd: bool) -> Cluster {
         let prefix = unique_prefix();
         let dir = tempfile::Builder::new().prefix(&format!("{prefix}cluster")).tempdir().unwrap();
         let switch = format!("{prefix}sw");
-        netns::create_named(&switch).unwrap();
+        let switch_ns = netns::create_named(&switch).unwrap();
         exec_in(&switch, "ip", &["link", "add", "br0", "type", "bridge"], true);
+        exec_in(&switch, "ip", &["addr", "add", "192.0.2.1/24", "dev", "br0"], true);
         exec_in(&switch, "ip", &["link", "set", "br0", "up"], true);
-        let store = format!("sqlite:{}", dir.path().join("weft.db").display());
+        let etcd = etcd.then(|| super::etcd::EtcdServer::start_in(Some(&switch), "192.0.2.1", 2379, 2380));
+        let store = match &etcd {
+            Some(etcd) => etcd.url(),
+            None => format!("sqlite:{}", dir.path().join("weft.db").display()),
+        };
         let mut cluster =
-            Cluster { prefix: prefix.clone(), switch: switch.clone(), store, dir, nodes: Vec::new() };
+            Cluster { etcd, prefix: prefix.clone(), switch: switch.clone(), store, dir, nodes: Vec::new() };
         for n in 1..=nodes {
             let ns_name = format!("{prefix}n{n}");
             let ns = netns::create_named(&ns_name).unwrap();
@@ -60,19 +78,29 @@ impl Cluster {
                 pods: Vec::new(),
             });
         }
-        let init = Command::new(WEFT)
-            .args([
-                "network",
-                "init",
-                "--store",
-                &cluster.store,
-                "--cidr",
-                "10.244.0.0/16",
-                "--backend",
-                backend,
-            ])
-            .output()
-            .unwrap();
+        // From the switch's namespace, where the store is reachable either way.
+        let mut command = Command::new(WEFT);
+        command.args([
+            "network",
+            "init",
+            "--store",
+            &cluster.store,
+            "--cidr",
+            "10.244.0.0/16",
+            "--backend",
+            backend,
+        ]);
+        let fd = switch_ns.as_raw_fd();
+        // SAFETY: between fork and exec the child only calls setns on an inherited fd.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let init = command.output().unwrap();
         assert!(init.status.success(), "network init: {}", String::from_utf8_lossy(&init.stderr));
         cluster
     }
@@ -191,6 +219,9 @@ impl Drop for Cluster {
                 let _ = netns::delete_named(pod);
             }
             let _ = netns::delete_named(&node.ns_name);
+        }
+        if let Some(etcd) = self.etcd.as_mut() {
+            etcd.pause();
         }
         let _ = netns::delete_named(&self.switch);
     }

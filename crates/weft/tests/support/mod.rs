@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod etcd;
 
 use serde_json::{json, Value};
 use std::io::Write;
