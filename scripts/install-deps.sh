@@ -8,6 +8,7 @@ packages=(
   iptables                      # the reference portmap plugin programs iptables
   containernetworking-plugins   # the reference CNI plugins: bridge, host-local, portmap
   etcd-server                   # a real etcd for the etcd store's tests
+  nftables                      # the agent masquerades with `nft`
 )
 
 missing=()

@@ -5,7 +5,11 @@
 //! - [`node`]: finding the uplink, its MTU and addresses.
 //! - [`reconcile`]: plan → kernel, never flushing.
 //! - [`run`]: the loop: lease, node file, reconcile on every change and on a resync timer.
+//! - [`masquerade`]: SNAT for pod traffic leaving the cluster, in a table of weft's own.
+//! - [`metrics`]: `/metrics` and `/healthz`.
 
+pub mod masquerade;
+pub mod metrics;
 pub mod node;
 pub mod reconcile;
 pub mod run;

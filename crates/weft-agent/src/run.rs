@@ -2,15 +2,17 @@
 //! cluster's leases call for: on every store change, and every resync interval (which
 //! repairs drift: a route deleted by hand comes back).
 
+use crate::metrics::Metrics;
 use crate::node::{discover, NodeError};
-use crate::reconcile::{reconcile, ReconcileError};
+use crate::reconcile::reconcile;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use weft_core::lease::Lease;
 use weft_core::node::{NodeFile, NodeSubnet, NODE_FILE_NAME};
-use weft_core::plan::{plan, LocalNode};
+use weft_core::plan::{plan, LocalNode, PeerPath};
 use weft_kernel::Netlink;
 use weft_store::{acquire, LeaseRequest, LeaseStore, StoreError};
 
@@ -23,6 +25,10 @@ pub struct AgentOptions {
     pub state_dir: PathBuf,
     pub lease_ttl: Duration,
     pub resync: Duration,
+    /// SNAT pods' traffic leaving the cluster CIDR.
+    pub masquerade: bool,
+    /// Where to serve `/metrics` and `/healthz` (None: nowhere).
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +41,8 @@ pub enum AgentError {
     Kernel(#[from] weft_kernel::Error),
     #[error("write node file {path}: {source}")]
     NodeFile { path: PathBuf, source: std::io::Error },
+    #[error("serve metrics on {address}: {source}")]
+    Metrics { address: std::net::SocketAddr, source: std::io::Error },
 }
 
 fn now() -> u64 {
@@ -45,14 +53,52 @@ fn log(node: &str, message: impl std::fmt::Display) {
     eprintln!("weft agent {node}: {message}");
 }
 
-/// Writes the node file atomically (a reader sees the old one or the new one).
-fn write_node_file(options: &AgentOptions, file: &NodeFile) -> Result<(), AgentError> {
-    let path = options.state_dir.join(NODE_FILE_NAME);
-    let temporary = options.state_dir.join(format!(".{NODE_FILE_NAME}.{}", std::process::id()));
+/// Writes a file of the state dir atomically (a reader sees the old one or the new one).
+fn write_state_file(options: &AgentOptions, name: &str, text: &str) -> Result<(), AgentError> {
+    let path = options.state_dir.join(name);
+    let temporary = options.state_dir.join(format!(".{name}.{}", std::process::id()));
     let wrap = |source| AgentError::NodeFile { path: path.clone(), source };
     std::fs::create_dir_all(&options.state_dir).map_err(wrap)?;
-    std::fs::write(&temporary, file.to_json()).map_err(wrap)?;
+    std::fs::write(&temporary, text).map_err(wrap)?;
     std::fs::rename(&temporary, &path).map_err(wrap)
+}
+
+/// File in the state dir where the agent says how things stand, for `weft status`.
+pub const STATUS_FILE_NAME: &str = "status.json";
+
+fn status_json(
+    lease: &Lease,
+    planned: &weft_core::plan::Plan,
+    outcome: &Result<usize, String>,
+) -> serde_json::Value {
+    let peers: Vec<serde_json::Value> = planned
+        .peers
+        .iter()
+        .map(|peer| {
+            let path = match &peer.path {
+                PeerPath::Route => "route".to_string(),
+                PeerPath::Vxlan => "vxlan".to_string(),
+                PeerPath::Unreachable(why) => format!("unreachable: {why}"),
+            };
+            serde_json::json!({ "node": peer.node, "subnet": peer.subnet, "path": path })
+        })
+        .collect();
+    let routes: Vec<serde_json::Value> = planned
+        .routes
+        .iter()
+        .map(
+            |r| serde_json::json!({ "destination": r.destination, "gateway": r.gateway, "device": r.device }),
+        )
+        .collect();
+    serde_json::json!({
+        "lease": lease,
+        "peers": peers,
+        "plannedRoutes": routes,
+        "lastReconcile": match outcome {
+            Ok(changes) => serde_json::json!({ "at": now(), "changes": changes }),
+            Err(error) => serde_json::json!({ "at": now(), "error": error }),
+        },
+    })
 }
 
 /// Sleeps up to `duration` in short steps, returning early when asked to stop.
@@ -99,6 +145,13 @@ pub fn run(options: &AgentOptions, stop: &AtomicBool) -> Result<(), AgentError> 
     let renew_every = (options.lease_ttl / 3).max(Duration::from_secs(1));
     let mut renewed_at = Instant::now();
     let mut node_file: Option<NodeFile> = None;
+    let mut masqueraded: Option<ipnet::IpNet> = None;
+    let metrics = Arc::new(Metrics::default());
+    if let Some(address) = options.metrics_address {
+        let bound = crate::metrics::serve(address, metrics.clone())
+            .map_err(|source| AgentError::Metrics { address, source })?;
+        log(&options.node, format_args!("metrics on http://{bound}/metrics"));
+    }
     while !stop.load(Ordering::Relaxed) {
         if renewed_at.elapsed() >= renew_every {
             let renewed = match acquire(store.as_ref(), &request, now()) {
@@ -125,6 +178,8 @@ pub fn run(options: &AgentOptions, stop: &AtomicBool) -> Result<(), AgentError> 
         let (config, (leases, revision)) = match snapshot {
             Ok(snapshot) => snapshot,
             Err(e) => {
+                metrics.store_errors.fetch_add(1, Ordering::Relaxed);
+                metrics.healthy.store(false, Ordering::Relaxed);
                 log(&options.node, format_args!("{e}; the kernel keeps its state, trying again in 1 s"));
                 pause(Duration::from_secs(1), stop);
                 continue;
@@ -146,19 +201,40 @@ pub fn run(options: &AgentOptions, stop: &AtomicBool) -> Result<(), AgentError> 
             attach: None,
         };
         if node_file.as_ref() != Some(&wanted) {
-            write_node_file(options, &wanted)?;
+            write_state_file(options, NODE_FILE_NAME, &wanted.to_json())?;
             node_file = Some(wanted);
         }
-        match reconcile(&mut netlink, &planned) {
-            Ok(changes) if !changes.is_empty() => log(
-                &options.node,
-                format_args!("{} change(s) for {} peer(s)", changes.count(), planned.peers.len()),
-            ),
-            Ok(_) => {}
-            Err(ReconcileError::Kernel(e)) => {
+        if options.masquerade && masqueraded != Some(config.cidr) {
+            match crate::masquerade::apply(&config.cidr) {
+                Ok(()) => masqueraded = Some(config.cidr),
+                Err(e) => log(&options.node, format_args!("masquerade: {e}")),
+            }
+        }
+        let started = Instant::now();
+        let outcome = reconcile(&mut netlink, &planned).map(|c| c.count()).map_err(|e| e.to_string());
+        let micros = started.elapsed().as_micros() as u64;
+        metrics.reconciles.fetch_add(1, Ordering::Relaxed);
+        metrics.reconcile_micros_total.fetch_add(micros, Ordering::Relaxed);
+        metrics.last_reconcile_micros.store(micros, Ordering::Relaxed);
+        metrics.leases.store(leases.len() as u64, Ordering::Relaxed);
+        metrics.peers.store(planned.peers.len() as u64, Ordering::Relaxed);
+        let unreachable = planned.peers.iter().filter(|p| matches!(p.path, PeerPath::Unreachable(_))).count();
+        metrics.unreachable_peers.store(unreachable as u64, Ordering::Relaxed);
+        metrics.healthy.store(outcome.is_ok(), Ordering::Relaxed);
+        match &outcome {
+            Ok(0) => {}
+            Ok(changes) => {
+                metrics.changes.fetch_add(*changes as u64, Ordering::Relaxed);
+                log(&options.node, format_args!("{changes} change(s) for {} peer(s)", planned.peers.len()))
+            }
+            Err(e) => {
+                metrics.reconcile_errors.fetch_add(1, Ordering::Relaxed);
                 log(&options.node, format_args!("reconcile failed: {e}; retrying"))
             }
-            Err(e) => log(&options.node, format_args!("reconcile failed: {e}")),
+        }
+        let status = status_json(&lease, &planned, &outcome);
+        if let Err(e) = write_state_file(options, STATUS_FILE_NAME, &status.to_string()) {
+            log(&options.node, e);
         }
         // Until the store changes, the resync interval passes, or it is time to renew.
         let wait_until =

@@ -50,6 +50,17 @@ enum Commands {
         /// Seconds between full resyncs that repair drift.
         #[arg(long, default_value_t = 10)]
         resync: u64,
+        /// Do not SNAT pods' traffic that leaves the cluster CIDR.
+        #[arg(long)]
+        no_masquerade: bool,
+        /// Where to serve /metrics and /healthz ("off": nowhere).
+        #[arg(long, default_value = "127.0.0.1:9473")]
+        metrics_address: String,
+    },
+    /// This node's lease, its peers, and whether the kernel holds the planned routes.
+    Status {
+        #[arg(long, default_value = weft_cni::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
     },
     /// Clusters of network namespaces on this machine (not built yet).
     Lab {
@@ -136,7 +147,21 @@ fn command(command: Commands) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&config)?);
             Ok(())
         }
-        Commands::Agent { store, node, iface, public_ip, state_dir, lease_ttl, resync } => {
+        Commands::Agent {
+            store,
+            node,
+            iface,
+            public_ip,
+            state_dir,
+            lease_ttl,
+            resync,
+            no_masquerade,
+            metrics_address,
+        } => {
+            let metrics_address = match metrics_address.as_str() {
+                "off" => None,
+                address => Some(address.parse().with_context(|| format!("--metrics-address {address}"))?),
+            };
             // SAFETY: the handler only stores to an atomic.
             unsafe {
                 libc::signal(libc::SIGTERM, request_stop as *const () as libc::sighandler_t);
@@ -150,10 +175,13 @@ fn command(command: Commands) -> anyhow::Result<()> {
                 state_dir,
                 lease_ttl: Duration::from_secs(lease_ttl),
                 resync: Duration::from_secs(resync),
+                masquerade: !no_masquerade,
+                metrics_address,
             };
             weft_agent::run(&options, &STOP).context("agent")?;
             Ok(())
         }
+        Commands::Status { state_dir } => status(&state_dir),
         Commands::Lab { .. } => {
             eprintln!(
                 "weft lab: not built yet. The lab (clusters of namespaces, `weft lab demo`) is issue 4; \
@@ -161,5 +189,81 @@ fn command(command: Commands) -> anyhow::Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+/// Prints what the agent last wrote, then checks the kernel against it.
+fn status(state_dir: &std::path::Path) -> anyhow::Result<()> {
+    let path = state_dir.join(weft_agent::run::STATUS_FILE_NAME);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("read {} (is the agent running with this --state-dir?)", path.display()))?;
+    let status: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))?;
+    let lease = &status["lease"];
+    println!("node      {}", lease["node"].as_str().unwrap_or("?"));
+    println!("subnet    {}", lease["subnet"].as_str().unwrap_or("?"));
+    println!("public IP {}", lease["publicIp"].as_str().unwrap_or("?"));
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let expires = lease["expiresAt"].as_u64().unwrap_or(0);
+    println!(
+        "lease     {}",
+        if expires > now { format!("expires in {} s", expires - now) } else { "EXPIRED".into() }
+    );
+    match status["lastReconcile"]["error"].as_str() {
+        Some(error) => println!(
+            "reconcile failed {} s ago: {error}",
+            now.saturating_sub(status["lastReconcile"]["at"].as_u64().unwrap_or(0))
+        ),
+        None => println!(
+            "reconciled {} s ago",
+            now.saturating_sub(status["lastReconcile"]["at"].as_u64().unwrap_or(0))
+        ),
+    }
+    let peers = status["peers"].as_array().cloned().unwrap_or_default();
+    println!("\npeers ({}):", peers.len());
+    for peer in &peers {
+        println!(
+            "  {:<20} {:<20} {}",
+            peer["node"].as_str().unwrap_or("?"),
+            peer["subnet"].as_str().unwrap_or("?"),
+            peer["path"].as_str().unwrap_or("?")
+        );
+    }
+    // The kernel, read now: does it hold every planned route, and none of weft's others?
+    let mut netlink = weft_kernel::Netlink::open()?;
+    let names: std::collections::HashMap<u32, String> =
+        netlink.links()?.into_iter().map(|link| (link.index, link.name)).collect();
+    let mut held = std::collections::HashSet::new();
+    for v6 in [false, true] {
+        for route in netlink.routes(v6)? {
+            if route.protocol == weft_core::plan::PEER_ROUTE_PROTOCOL {
+                let device = route.oif.and_then(|i| names.get(&i).cloned()).unwrap_or_default();
+                let gateway = route.gateway.map(|g| g.to_string()).unwrap_or_default();
+                held.insert((route.destination.to_string(), gateway, device));
+            }
+        }
+    }
+    let planned: std::collections::HashSet<(String, String, String)> = status["plannedRoutes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            let field = |name: &str| r[name].as_str().unwrap_or_default().to_string();
+            (field("destination"), field("gateway"), field("device"))
+        })
+        .collect();
+    let missing: Vec<_> = planned.difference(&held).collect();
+    let extra: Vec<_> = held.difference(&planned).collect();
+    if missing.is_empty() && extra.is_empty() {
+        println!("\nkernel matches the plan ({} routes)", planned.len());
+        Ok(())
+    } else {
+        for (destination, gateway, device) in &missing {
+            println!("missing from the kernel: {destination} via {gateway} dev {device}");
+        }
+        for (destination, gateway, device) in &extra {
+            println!("in the kernel, not planned: {destination} via {gateway} dev {device}");
+        }
+        anyhow::bail!("the kernel does not match the plan")
     }
 }

@@ -119,3 +119,78 @@ fn etcd_away_for_ten_seconds_the_dataplane_works_and_agents_catch_up() {
     cluster.add_pod(2, "a");
     wait_for(Duration::from_secs(20), || cluster.unreachable_pairs().is_empty(), "the agents to catch up");
 }
+
+/// GET `path` from the agent's metrics server inside node `i`'s namespace.
+fn http_get(cluster: &Cluster, i: usize, path: &str) -> String {
+    use std::io::{Read, Write};
+    let ns = cluster.nodes[i].ns_name.clone();
+    let path = path.to_string();
+    std::thread::spawn(move || {
+        weft_kernel::NetNs::open(format!("/run/netns/{ns}")).unwrap().enter().unwrap();
+        let mut stream = std::net::TcpStream::connect("127.0.0.1:9473").unwrap();
+        write!(stream, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).unwrap();
+        reply
+    })
+    .join()
+    .unwrap()
+}
+
+#[test]
+fn masquerade_metrics_status_and_a_restart_that_loses_no_packet() {
+    let mut cluster = every_pod_reaches_every_pod("vxlan");
+
+    // Masquerade: the switch (192.0.2.1) is outside the cluster and has no route to pods;
+    // it answers a pod only because the pod's packets leave with the node's address.
+    let pod = cluster.nodes[0].pods[0].0.clone();
+    assert!(support::pings(&pod, "192.0.2.1"), "a pod reaches outside the cluster");
+    let table = support::exec_in(&cluster.nodes[0].ns_name, "nft", &["list", "ruleset"], true);
+    assert!(table.contains("table ip weft") && table.contains("masquerade"), "{table}");
+    assert_eq!(table.matches("table ").count(), 1, "weft's own table and nothing else: {table}");
+
+    // Metrics and health
+    let metrics = http_get(&cluster, 0, "/metrics");
+    assert!(metrics.contains("weft_peers 2") && metrics.contains("weft_leases 3"), "{metrics}");
+    assert!(metrics.contains("weft_reconciles_total"), "{metrics}");
+    assert!(http_get(&cluster, 0, "/healthz").starts_with("HTTP/1.0 200"));
+
+    // weft status: lease, peers, and the kernel checked against the plan
+    let status = |cluster: &Cluster| {
+        let node = &cluster.nodes[0];
+        let output = std::process::Command::new("ip")
+            .args(["netns", "exec", &node.ns_name, support::WEFT, "status", "--state-dir"])
+            .arg(&node.state_dir)
+            .output()
+            .unwrap();
+        (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    let (ok, text) = status(&cluster);
+    assert!(ok && text.contains("kernel matches the plan (2 routes)") && text.contains("node-2"), "{text}");
+
+    // A restart loses no packet: pings every 10 ms across the tunnel while the agent stops
+    // and starts again.
+    let target = cluster.nodes[1].pods[0].1.clone();
+    let pinger = std::process::Command::new("ip")
+        .args(["netns", "exec", &pod, "ping", "-q", "-i", "0.01", "-c", "300", &target])
+        .output();
+    let restart = std::thread::scope(|scope| {
+        let pings = scope.spawn(|| pinger.unwrap());
+        std::thread::sleep(Duration::from_millis(500));
+        cluster.stop_agent(0, libc::SIGTERM);
+        std::thread::sleep(Duration::from_millis(500));
+        cluster.start_agent(0);
+        pings.join().unwrap()
+    });
+    let summary = String::from_utf8_lossy(&restart.stdout).into_owned();
+    assert!(summary.contains("300 received") && summary.contains(" 0% packet loss"), "{summary}");
+
+    // With the agent stopped, a route deleted by hand shows in status
+    cluster.stop_agent(0, libc::SIGTERM);
+    let route = support::exec_in(&cluster.nodes[0].ns_name, "ip", &["route"], true);
+    let peer = route.lines().find(|l| l.contains("weft.1") && l.contains("onlink")).unwrap();
+    let destination = peer.split_whitespace().next().unwrap().to_string();
+    support::exec_in(&cluster.nodes[0].ns_name, "ip", &["route", "del", &destination], true);
+    let (ok, text) = status(&cluster);
+    assert!(!ok && text.contains(&format!("missing from the kernel: {destination}")), "{text}");
+}
