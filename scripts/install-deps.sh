@@ -9,6 +9,7 @@ packages=(
   containernetworking-plugins   # the reference CNI plugins: bridge, host-local, portmap
   etcd-server                   # a real etcd for the etcd store's tests
   nftables                      # the agent masquerades with `nft`
+  iperf3                        # the dataplane benchmark
 )
 
 missing=()

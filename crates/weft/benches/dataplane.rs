@@ -1,0 +1,187 @@
+//! Pod-to-pod throughput across two nodes, weft against the same topology configured by
+//! hand with `ip` (no weft), for the route and vxlan backends, in one run. Run as root:
+//!
+//!     cargo bench -p weft --bench dataplane
+//!
+//! Both sides: two node namespaces on one switch, one pod on each with a routed veth (/32,
+//! link-local gateway pinned, host route), and between the nodes either a route via the
+//! peer (route) or a VXLAN device with a permanent neighbour, FDB entry and onlink route
+//! (vxlan, flannel's programming), and the same masquerade rule. iperf3, one TCP stream,
+//! 5 s, alternating weft and hand-built three times each; the medians are compared.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use support::cluster::{wait_for, Cluster};
+use support::*;
+use weft_kernel::netns;
+
+const SECONDS: &str = "5";
+const ROUNDS: usize = 3;
+
+/// One iperf3 measurement from pod namespace `client` to `server_ip` in `server`, Gbit/s.
+fn iperf(server: &str, client: &str, server_ip: &str) -> f64 {
+    let mut daemon = Command::new("ip")
+        .args(["netns", "exec", server, "iperf3", "-s", "-1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let output = Command::new("ip")
+        .args(["netns", "exec", client, "iperf3", "-c", server_ip, "-t", SECONDS, "-J"])
+        .output()
+        .unwrap();
+    let _ = daemon.wait();
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("iperf3 JSON");
+    report["end"]["sum_received"]["bits_per_second"].as_f64().expect("throughput") / 1e9
+}
+
+/// The hand-built twin: the same namespaces, links, addresses, routes and entries,
+/// made with `ip` and `bridge`. Returns (server pod ns, client pod ns, server pod IP).
+struct HandBuilt {
+    names: Vec<String>,
+}
+
+impl Drop for HandBuilt {
+    fn drop(&mut self) {
+        for name in &self.names {
+            let _ = netns::delete_named(name);
+        }
+    }
+}
+
+fn sh(ns: &str, args: &str) {
+    let args: Vec<&str> = args.split_whitespace().collect();
+    exec_in(ns, args[0], &args[1..], true);
+}
+
+fn hand_built(vxlan: bool) -> (HandBuilt, String, String, String) {
+    let prefix = unique_prefix();
+    let name = |s: &str| format!("{prefix}{s}");
+    let names: Vec<String> = ["sw", "n1", "n2", "p1", "p2"].iter().map(|s| name(s)).collect();
+    for n in &names {
+        netns::create_named(n).unwrap();
+    }
+    let built = HandBuilt { names: names.clone() };
+    let (sw, nodes, pods) = (&names[0], [&names[1], &names[2]], [&names[3], &names[4]]);
+    sh(sw, "ip link add br0 type bridge");
+    sh(sw, "ip link set br0 up");
+    for i in 0..2 {
+        let (node, pod, n) = (nodes[i], pods[i], i + 1);
+        sh(sw, &format!("ip link add p{n} type veth peer name up0 netns {node}"));
+        sh(sw, &format!("ip link set p{n} master br0 up"));
+        sh(node, &format!("ip addr add 192.0.2.1{n}/24 dev up0"));
+        sh(node, "ip link set up0 up");
+        sh(node, "sysctl -qw net.ipv4.ip_forward=1");
+        // the pod: routed veth, as weft makes it
+        sh(
+            node,
+            &format!("ip link add wv{n} numtxqueues 1 numrxqueues 1 type veth peer name eth0 netns {pod}"),
+        );
+        sh(node, &format!("ip link set wv{n} up"));
+        let host_mac = exec_in(node, "cat", &[&format!("/sys/class/net/wv{n}/address")], true);
+        let host_mac = host_mac.trim().to_string();
+        let host_mac = if host_mac.is_empty() { link_mac(node, &format!("wv{n}")) } else { host_mac };
+        sh(pod, &format!("ip addr add 10.244.{n}.2/32 dev eth0"));
+        sh(pod, "ip link set eth0 up");
+        sh(pod, &format!("ip neigh replace 169.254.1.1 lladdr {host_mac} dev eth0 nud permanent"));
+        sh(pod, "ip route add default via 169.254.1.1 dev eth0 onlink");
+        sh(node, &format!("ip route add 10.244.{n}.2/32 dev wv{n} scope link"));
+        sh(node, &format!("ip addr add 169.254.1.1/32 scope host dev wv{n}"));
+    }
+    for i in 0..2 {
+        let (node, n, peer) = (nodes[i], i + 1, 2 - i);
+        if vxlan {
+            sh(
+                node,
+                &format!(
+                    "ip link add weft.1 type vxlan id 1 dstport 8472 local 192.0.2.1{n} dev up0 nolearning"
+                ),
+            );
+            sh(node, &format!("ip link set weft.1 address 02:00:00:00:00:0{n} mtu 1450 up"));
+            sh(node, &format!("ip addr add 10.244.{n}.0/32 dev weft.1"));
+            sh(
+                node,
+                &format!(
+                    "ip neigh replace 10.244.{peer}.0 lladdr 02:00:00:00:00:0{peer} dev weft.1 nud permanent"
+                ),
+            );
+            sh(
+                node,
+                &format!(
+                    "bridge fdb replace 02:00:00:00:00:0{peer} dev weft.1 dst 192.0.2.1{peer} self permanent"
+                ),
+            );
+            sh(node, &format!("ip route add 10.244.{peer}.0/24 via 10.244.{peer}.0 dev weft.1 onlink"));
+        } else {
+            sh(node, &format!("ip route add 10.244.{peer}.0/24 via 192.0.2.1{peer} dev up0"));
+        }
+    }
+    // the same masquerade rule weft installs (it turns on connection tracking, which every
+    // packet then pays for on both sides)
+    let ruleset = weft_agent::masquerade::ruleset(&"10.244.0.0/16".parse().unwrap());
+    for node in nodes {
+        let mut nft = Command::new("ip")
+            .args(["netns", "exec", node, "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        nft.stdin.take().unwrap().write_all(ruleset.as_bytes()).unwrap();
+        assert!(nft.wait().unwrap().success());
+    }
+    // weft gives vxlan pods the tunnel's MTU
+    if vxlan {
+        for i in 0..2 {
+            sh(nodes[i], &format!("ip link set wv{} mtu 1450", i + 1));
+            sh(pods[i], "ip link set eth0 mtu 1450");
+        }
+    }
+    let (server, client) = (pods[1].clone(), pods[0].clone());
+    (built, server, client, "10.244.2.2".into())
+}
+
+fn link_mac(ns: &str, link: &str) -> String {
+    let text = exec_in(ns, "ip", &["-o", "link", "show", link], true);
+    text.split("link/ether ").nth(1).unwrap().split_whitespace().next().unwrap().to_string()
+}
+
+fn weft_cluster(backend: &str) -> (Cluster, String, String, String) {
+    let mut cluster = Cluster::new(2, backend);
+    cluster.start_all();
+    cluster.add_pod(0, "a");
+    let server_ip = cluster.add_pod(1, "a");
+    wait_for(Duration::from_secs(20), || cluster.unreachable_pairs().is_empty(), "pods to reach each other");
+    let (server, client) = (cluster.nodes[1].pods[0].0.clone(), cluster.nodes[0].pods[0].0.clone());
+    (cluster, server, client, server_ip)
+}
+
+fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    samples[samples.len() / 2]
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    println!("pod to pod across two nodes, iperf3, one TCP stream, {SECONDS} s, median of {ROUNDS}\n");
+    for backend in ["route", "vxlan"] {
+        let (_weft, weft_server, weft_client, weft_ip) = weft_cluster(backend);
+        let (_hand, hand_server, hand_client, hand_ip) = hand_built(backend == "vxlan");
+        assert!(pings(&hand_client, &hand_ip), "the hand-built {backend} topology works");
+        let (mut weft, mut hand) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            weft.push(iperf(&weft_server, &weft_client, &weft_ip));
+            hand.push(iperf(&hand_server, &hand_client, &hand_ip));
+        }
+        let (weft, hand) = (median(weft), median(hand));
+        println!(
+            "{backend:<6} weft {weft:6.2} Gbit/s   by hand {hand:6.2} Gbit/s   weft ÷ hand {:.3} (target ≥ 0.98)",
+            weft / hand
+        );
+    }
+}
