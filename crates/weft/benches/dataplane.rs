@@ -82,9 +82,7 @@ fn hand_built(vxlan: bool) -> (HandBuilt, String, String, String) {
             &format!("ip link add wv{n} numtxqueues 1 numrxqueues 1 type veth peer name eth0 netns {pod}"),
         );
         sh(node, &format!("ip link set wv{n} up"));
-        let host_mac = exec_in(node, "cat", &[&format!("/sys/class/net/wv{n}/address")], true);
-        let host_mac = host_mac.trim().to_string();
-        let host_mac = if host_mac.is_empty() { link_mac(node, &format!("wv{n}")) } else { host_mac };
+        let host_mac = link_mac(node, &format!("wv{n}"));
         sh(pod, &format!("ip addr add 10.244.{n}.2/32 dev eth0"));
         sh(pod, "ip link set eth0 up");
         sh(pod, &format!("ip neigh replace 169.254.1.1 lladdr {host_mac} dev eth0 nud permanent"));
@@ -92,8 +90,8 @@ fn hand_built(vxlan: bool) -> (HandBuilt, String, String, String) {
         sh(node, &format!("ip route add 10.244.{n}.2/32 dev wv{n} scope link"));
         sh(node, &format!("ip addr add 169.254.1.1/32 scope host dev wv{n}"));
     }
-    for i in 0..2 {
-        let (node, n, peer) = (nodes[i], i + 1, 2 - i);
+    for (i, node) in nodes.iter().enumerate() {
+        let (n, peer) = (i + 1, 2 - i);
         if vxlan {
             sh(
                 node,
@@ -135,9 +133,9 @@ fn hand_built(vxlan: bool) -> (HandBuilt, String, String, String) {
     }
     // weft gives vxlan pods the tunnel's MTU
     if vxlan {
-        for i in 0..2 {
-            sh(nodes[i], &format!("ip link set wv{} mtu 1450", i + 1));
-            sh(pods[i], "ip link set eth0 mtu 1450");
+        for (n, (node, pod)) in nodes.iter().zip(pods).enumerate() {
+            sh(node, &format!("ip link set wv{} mtu 1450", n + 1));
+            sh(pod, "ip link set eth0 mtu 1450");
         }
     }
     let (server, client) = (pods[1].clone(), pods[0].clone());
