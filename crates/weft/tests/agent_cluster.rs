@@ -53,6 +53,33 @@ fn auto_backend_full_mesh() {
 }
 
 #[test]
+fn auto_routes_within_a_rack_and_tunnels_across() {
+    // two racks of two nodes, joined by a router
+    let cluster = full_mesh(Cluster::racks(2, 4, "auto"), "auto");
+    let routes = support::exec_in(&cluster.nodes[0].ns_name, "ip", &["route"], true);
+    // node-1 and node-3 share rack 192.0.2.0/24; node-2 and node-4 are in 198.51.100.0/24
+    assert!(routes.contains("via 192.0.2.13 dev up0 proto 88"), "rack-mate by route: {routes}");
+    assert_eq!(routes.matches("dev weft.1 proto 88 onlink").count(), 2, "other rack by tunnel: {routes}");
+}
+
+#[test]
+fn route_backend_says_why_it_cannot_cross_racks() {
+    let mut cluster = Cluster::racks(2, 2, "route");
+    cluster.start_all();
+    let status_file = cluster.nodes[0].state_dir.join("status.json");
+    wait_for(
+        Duration::from_secs(20),
+        || std::fs::read_to_string(&status_file).is_ok_and(|s| s.contains("node-2")),
+        "status",
+    );
+    let status = std::fs::read_to_string(&status_file).unwrap();
+    assert!(
+        status.contains("unreachable: the route backend needs the peer on this node's L2 segment"),
+        "{status}"
+    );
+}
+
+#[test]
 fn a_dead_nodes_routes_go_when_its_lease_expires() {
     let mut cluster = every_pod_reaches_every_pod("route");
     let dead_subnet = std::fs::read_to_string(cluster.nodes[2].state_dir.join("node.json")).unwrap();

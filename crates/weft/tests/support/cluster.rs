@@ -30,23 +30,34 @@ impl Cluster {
     /// `nodes` nodes on one segment (192.0.2.0/24), the network initialised with `backend`,
     /// on an embedded SQLite store.
     pub fn new(nodes: usize, backend: &str) -> Cluster {
-        Cluster::build(nodes, backend, false)
+        Cluster::build(nodes, 1, backend, false)
+    }
+
+    /// `nodes` nodes spread over `racks` segments (192.0.2.0/24, 198.51.100.0/24, ...)
+    /// joined by a router (the switch namespace routes between its rack bridges), on SQLite.
+    pub fn racks(racks: usize, nodes: usize, backend: &str) -> Cluster {
+        Cluster::build(nodes, racks, backend, false)
     }
 
     /// The same on a real etcd, which runs in the switch namespace on 192.0.2.1, where
     /// every node reaches it.
     pub fn on_etcd(nodes: usize, backend: &str) -> Cluster {
-        Cluster::build(nodes, backend, true)
+        Cluster::build(nodes, 1, backend, true)
     }
 
-    fn build(nodes: usize, backend: &str, etcd: bool) -> Cluster {
+    fn build(nodes: usize, racks: usize, backend: &str, etcd: bool) -> Cluster {
+        const RACK_NETS: [&str; 3] = ["192.0.2", "198.51.100", "203.0.113"];
         let prefix = unique_prefix();
         let dir = tempfile::Builder::new().prefix(&format!("{prefix}cluster")).tempdir().unwrap();
         let switch = format!("{prefix}sw");
         let switch_ns = netns::create_named(&switch).unwrap();
-        exec_in(&switch, "ip", &["link", "add", "br0", "type", "bridge"], true);
-        exec_in(&switch, "ip", &["addr", "add", "192.0.2.1/24", "dev", "br0"], true);
-        exec_in(&switch, "ip", &["link", "set", "br0", "up"], true);
+        // one bridge per rack, the switch namespace routing between them
+        for (r, net) in RACK_NETS.iter().enumerate().take(racks) {
+            exec_in(&switch, "ip", &["link", "add", &format!("br{r}"), "type", "bridge"], true);
+            exec_in(&switch, "ip", &["addr", "add", &format!("{net}.1/24"), "dev", &format!("br{r}")], true);
+            exec_in(&switch, "ip", &["link", "set", &format!("br{r}"), "up"], true);
+        }
+        exec_in(&switch, "sysctl", &["-qw", "net.ipv4.ip_forward=1"], true);
         let etcd = etcd.then(|| super::etcd::EtcdServer::start_in(Some(&switch), "192.0.2.1", 2379, 2380));
         let store = match &etcd {
             Some(etcd) => etcd.url(),
@@ -57,16 +68,28 @@ impl Cluster {
         for n in 1..=nodes {
             let ns_name = format!("{prefix}n{n}");
             let ns = netns::create_named(&ns_name).unwrap();
-            let ip = format!("192.0.2.{}", 10 + n);
+            let rack = (n - 1) % racks;
+            let ip = format!("{}.{}", RACK_NETS[rack], 10 + n);
             exec_in(
                 &switch,
                 "ip",
                 &["link", "add", &format!("p{n}"), "type", "veth", "peer", "name", "up0", "netns", &ns_name],
                 true,
             );
-            exec_in(&switch, "ip", &["link", "set", &format!("p{n}"), "master", "br0", "up"], true);
+            exec_in(
+                &switch,
+                "ip",
+                &["link", "set", &format!("p{n}"), "master", &format!("br{rack}"), "up"],
+                true,
+            );
             exec_in(&ns_name, "ip", &["addr", "add", &format!("{ip}/24"), "dev", "up0"], true);
             exec_in(&ns_name, "ip", &["link", "set", "up0", "up"], true);
+            exec_in(
+                &ns_name,
+                "ip",
+                &["route", "add", "default", "via", &format!("{}.1", RACK_NETS[rack])],
+                true,
+            );
             let state_dir = cluster.dir.path().join(format!("n{n}"));
             cluster.nodes.push(ClusterNode {
                 name: format!("node-{n}"),
