@@ -25,6 +25,51 @@ pub struct EtcdStore {
     agent: ureq::Agent,
 }
 
+/// TLS to etcd: the CA that signed its certificate, and this client's certificate and key
+/// when etcd asks for one (`--client-cert-auth`).
+#[derive(Debug, Clone, Default)]
+pub struct EtcdTls {
+    pub ca: Option<std::path::PathBuf>,
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
+}
+
+fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, StoreError> {
+    std::fs::read(path).map_err(|e| StoreError::Tls(format!("{}: {e}", path.display())))
+}
+
+fn tls_config(tls: &EtcdTls) -> Result<ureq::tls::TlsConfig, StoreError> {
+    use ureq::tls::{parse_pem, Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig};
+    let bad = |what: &std::path::Path, e: ureq::Error| StoreError::Tls(format!("{}: {e}", what.display()));
+    let mut builder = TlsConfig::builder();
+    if let Some(ca) = &tls.ca {
+        let pem = read_pem(ca)?;
+        let roots: Vec<Certificate<'static>> = parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(PemItem::Certificate(cert)) => Some(Ok(cert)),
+                Ok(_) => None,
+                Err(e) => Some(Err(bad(ca, e))),
+            })
+            .collect::<Result<_, _>>()?;
+        builder = builder.root_certs(RootCerts::Specific(std::sync::Arc::new(roots)));
+    }
+    match (&tls.cert, &tls.key) {
+        (Some(cert), Some(key)) => {
+            let chain = vec![Certificate::from_pem(&read_pem(cert)?).map_err(|e| bad(cert, e))?];
+            let key_pem = read_pem(key)?;
+            let key_der = PrivateKey::from_pem(&key_pem).map_err(|e| bad(key, e))?;
+            builder = builder.client_cert(Some(ClientCert::new_with_certs(&chain, key_der)));
+        }
+        (None, None) => {}
+        _ => {
+            return Err(StoreError::Tls(
+                "a client certificate needs its key, and a key its certificate".into(),
+            ))
+        }
+    }
+    Ok(builder.build())
+}
+
 fn subnet_key(subnet: &ipnet::IpNet) -> String {
     format!("/weft/subnets/{}", subnet.to_string().replace('/', "_"))
 }
@@ -54,18 +99,21 @@ fn unavailable(what: impl std::fmt::Display) -> StoreError {
 }
 
 impl EtcdStore {
-    /// `endpoints`: `host:port` of each member, tried in turn.
-    pub fn new(endpoints: &[&str]) -> Result<EtcdStore, StoreError> {
+    /// `endpoints`: `host:port` of each member, tried in turn. With `tls`, HTTPS.
+    pub fn new(endpoints: &[&str], tls: Option<&EtcdTls>) -> Result<EtcdStore, StoreError> {
         if endpoints.is_empty() {
             return Err(StoreError::Url("etcd://".into()));
         }
-        let config = ureq::Agent::config_builder()
+        let mut config = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(5)))
-            .http_status_as_error(false)
-            .build();
+            .http_status_as_error(false);
+        if let Some(tls) = tls {
+            config = config.tls_config(tls_config(tls)?);
+        }
+        let scheme = if tls.is_some() { "https" } else { "http" };
         Ok(EtcdStore {
-            endpoints: endpoints.iter().map(|e| format!("http://{e}")).collect(),
-            agent: config.into(),
+            endpoints: endpoints.iter().map(|e| format!("{scheme}://{e}")).collect(),
+            agent: config.build().into(),
         })
     }
 

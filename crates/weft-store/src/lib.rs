@@ -23,10 +23,12 @@ pub type Revision = u64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("store URL {0:?}: expected sqlite:PATH or etcd://HOST:PORT[,HOST:PORT...]")]
+    #[error("store URL {0:?}: expected sqlite:PATH or etcd://HOST:PORT[,HOST:PORT...][?ca=FILE&cert=FILE&key=FILE]")]
     Url(String),
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    #[error("etcd TLS: {0}")]
+    Tls(String),
     #[error("the network is not initialised: run `weft network init` first")]
     NoNetwork,
     #[error("{nodes} node(s) hold leases under the current network config; changing it would strand them (use --force)")]
@@ -65,14 +67,27 @@ pub trait LeaseStore {
     fn wait_for_change(&self, since: Revision, timeout: Duration) -> Result<Revision, StoreError>;
 }
 
-/// Opens the store a URL names: `sqlite:PATH` or `etcd://HOST:PORT[,HOST:PORT...]`.
+/// Opens the store a URL names: `sqlite:PATH` or
+/// `etcd://HOST:PORT[,HOST:PORT...][?ca=FILE&cert=FILE&key=FILE]` (with `ca`, HTTPS; with
+/// `cert` and `key`, a client certificate).
 pub fn open(url: &str) -> Result<Box<dyn LeaseStore>, StoreError> {
     if let Some(path) = url.strip_prefix("sqlite:").filter(|p| !p.is_empty()) {
         return Ok(Box::new(sqlite::SqliteStore::open(path)?));
     }
-    if let Some(endpoints) = url.strip_prefix("etcd://").filter(|e| !e.is_empty()) {
-        let endpoints: Vec<&str> = endpoints.trim_end_matches('/').split(',').collect();
-        return Ok(Box::new(etcd::EtcdStore::new(&endpoints)?));
+    if let Some(rest) = url.strip_prefix("etcd://").filter(|e| !e.is_empty()) {
+        let (hosts, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let mut tls = etcd::EtcdTls::default();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("ca", path)) => tls.ca = Some(path.into()),
+                Some(("cert", path)) => tls.cert = Some(path.into()),
+                Some(("key", path)) => tls.key = Some(path.into()),
+                _ => return Err(StoreError::Url(url.to_string())),
+            }
+        }
+        let secure = tls.ca.is_some() || tls.cert.is_some();
+        let endpoints: Vec<&str> = hosts.trim_end_matches('/').split(',').collect();
+        return Ok(Box::new(etcd::EtcdStore::new(&endpoints, secure.then_some(&tls))?));
     }
     Err(StoreError::Url(url.to_string()))
 }

@@ -27,3 +27,27 @@ fn an_absent_server_is_an_error_not_a_hang_and_is_reached_again() {
     server.resume();
     assert!(store.leases(now).unwrap().0.is_empty());
 }
+
+#[test]
+fn tls_with_a_client_certificate() {
+    let server = EtcdServer::start_tls();
+    let store = weft_store::open(&server.tls_url()).unwrap();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    store
+        .init_network(&weft_core::network::NetworkConfig::new("10.244.0.0/16".parse().unwrap()), false, now)
+        .unwrap();
+    let request = weft_store::LeaseRequest {
+        node: "n1",
+        public_ip: "192.0.2.11".parse().unwrap(),
+        ttl: Duration::from_secs(60),
+    };
+    weft_store::acquire(store.as_ref(), &request, now).unwrap();
+    // the same server refuses a client without a certificate, and plain HTTP
+    let tls = server.tls_dir().unwrap();
+    let no_cert =
+        weft_store::open(&format!("etcd://{}?ca={}", server.endpoint(), tls.join("ca.crt").display()))
+            .unwrap();
+    assert!(matches!(no_cert.leases(now), Err(StoreError::Unavailable(_))));
+    let plain = weft_store::open(&server.url()).unwrap();
+    assert!(plain.leases(now).is_err());
+}

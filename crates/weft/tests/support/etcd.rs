@@ -13,6 +13,8 @@ pub struct EtcdServer {
     /// The namespace it runs in (`None`: the test's own) and the address it listens on.
     netns: Option<String>,
     host: String,
+    /// Directory with ca.crt, server.crt/key and client.crt/key, when it serves TLS.
+    tls: Option<std::path::PathBuf>,
     client_port: u16,
     peer_port: u16,
 }
@@ -36,11 +38,49 @@ impl EtcdServer {
             dir,
             netns: netns.map(str::to_string),
             host: host.to_string(),
+            tls: None,
             client_port,
             peer_port,
         };
         server.resume();
         server
+    }
+
+    /// On loopback, serving TLS and asking clients for a certificate signed by a CA made
+    /// for the test (openssl). The client's files are in `tls_dir()`.
+    pub fn start_tls() -> EtcdServer {
+        let dir =
+            tempfile::Builder::new().prefix(&format!("{}etcd", super::unique_prefix())).tempdir().unwrap();
+        let certs = dir.path().join("tls");
+        std::fs::create_dir_all(&certs).unwrap();
+        make_certificates(&certs);
+        let mut server = EtcdServer {
+            child: None,
+            dir,
+            netns: None,
+            host: "127.0.0.1".into(),
+            tls: Some(certs),
+            client_port: free_port(),
+            peer_port: free_port(),
+        };
+        server.resume();
+        server
+    }
+
+    pub fn tls_dir(&self) -> Option<&std::path::Path> {
+        self.tls.as_deref()
+    }
+
+    /// The store URL with the client's certificate.
+    pub fn tls_url(&self) -> String {
+        let tls = self.tls.as_ref().expect("a TLS server");
+        format!(
+            "etcd://{}?ca={}&cert={}&key={}",
+            self.endpoint(),
+            tls.join("ca.crt").display(),
+            tls.join("client.crt").display(),
+            tls.join("client.key").display()
+        )
     }
 
     /// `host:port` for a store URL.
@@ -54,7 +94,8 @@ impl EtcdServer {
 
     /// Starts (again) on the same data and ports.
     pub fn resume(&mut self) {
-        let client = format!("http://{}:{}", self.host, self.client_port);
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let client = format!("{scheme}://{}:{}", self.host, self.client_port);
         let peer = format!("http://{}:{}", self.host, self.peer_port);
         let mut command = match &self.netns {
             Some(netns) => {
@@ -71,6 +112,17 @@ impl EtcdServer {
             .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
             .args(["--initial-cluster", &format!("default={peer}")])
             .args(["--logger", "zap", "--log-level", "error"])
+            .args(self.tls.iter().flat_map(|tls| {
+                [
+                    "--cert-file".into(),
+                    tls.join("server.crt").display().to_string(),
+                    "--key-file".into(),
+                    tls.join("server.key").display().to_string(),
+                    "--client-cert-auth".into(),
+                    "--trusted-ca-file".into(),
+                    tls.join("ca.crt").display().to_string(),
+                ]
+            }))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -92,6 +144,9 @@ impl EtcdServer {
     }
 
     fn healthy(&self) -> bool {
+        if self.tls.is_some() {
+            return weft_store::open(&self.tls_url()).is_ok_and(|store| store.network().is_ok());
+        }
         let (netns, host, port) = (self.netns.clone(), self.host.clone(), self.client_port);
         // Asked from inside its namespace, on a thread of its own.
         std::thread::spawn(move || {
@@ -117,5 +172,59 @@ impl EtcdServer {
 impl Drop for EtcdServer {
     fn drop(&mut self) {
         self.pause();
+    }
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, with openssl. The
+/// server's certificate is also good for client authentication: etcd's JSON gateway dials
+/// etcd itself with it, and fails under --client-cert-auth otherwise.
+fn make_certificates(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let status =
+            Command::new("openssl").args(args).current_dir(dir).stderr(Stdio::null()).status().unwrap();
+        assert!(status.success(), "openssl {args:?}");
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &["-keyout", "ca.key", "-out", "ca.crt", "-days", "1", "-subj", "/CN=weft-test-ca"],
+    ]
+    .concat());
+    for (name, extension) in [
+        ("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth"),
+        ("client", "extendedKeyUsage=clientAuth"),
+    ] {
+        std::fs::write(dir.join(format!("{name}.ext")), extension).unwrap();
+        run(&[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                &format!("/CN=weft-{name}"),
+            ],
+        ]
+        .concat());
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &format!("{name}.crt"),
+            "-days",
+            "1",
+            "-extfile",
+            &format!("{name}.ext"),
+        ]);
     }
 }
