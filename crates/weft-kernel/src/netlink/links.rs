@@ -201,18 +201,7 @@ impl Netlink {
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
         ]));
         let op = format!("create veth {} (peer {})", spec.name, spec.peer_name);
-        let echoed =
-            self.change_echoed(op.clone(), RouteNetlinkMessage::NewLink(link), NLM_F_CREATE | NLM_F_EXCL)?;
-        let created = echoed.iter().find_map(|m| match m {
-            RouteNetlinkMessage::NewLink(link) => Some(parse_link(link)),
-            _ => None,
-        });
-        match created {
-            Some(link) if link.name == spec.name => Ok(link),
-            _ => self
-                .link_by_name(spec.name)?
-                .ok_or_else(|| Error::Kernel { op, source: io::Error::from_raw_os_error(libc::ENODEV) }),
-        }
+        self.create_link(op, spec.name, link)
     }
 
     /// Creates a VXLAN device, up, and returns it as the kernel made it.
@@ -238,6 +227,12 @@ impl Netlink {
             LinkInfo::Data(InfoData::Vxlan(data)),
         ]));
         let op = format!("create vxlan {} (vni {})", spec.name, spec.vni);
+        self.create_link(op, spec.name, link)
+    }
+
+    /// Sends a link creation and returns the link as the kernel made it: from the kernel's
+    /// echo, or looked up by name where the kernel does not echo (before 6.1).
+    fn create_link(&mut self, op: String, name: &str, link: LinkMessage) -> Result<Link> {
         let echoed =
             self.change_echoed(op.clone(), RouteNetlinkMessage::NewLink(link), NLM_F_CREATE | NLM_F_EXCL)?;
         let created = echoed.iter().find_map(|m| match m {
@@ -245,9 +240,9 @@ impl Netlink {
             _ => None,
         });
         match created {
-            Some(link) if link.name == spec.name => Ok(link),
+            Some(link) if link.name == name => Ok(link),
             _ => self
-                .link_by_name(spec.name)?
+                .link_by_name(name)?
                 .ok_or_else(|| Error::Kernel { op, source: io::Error::from_raw_os_error(libc::ENODEV) }),
         }
     }

@@ -9,6 +9,24 @@ use netlink_packet_route::neighbour::{
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use std::net::IpAddr;
 
+fn address(ip: IpAddr) -> NeighbourAddress {
+    match ip {
+        IpAddr::V4(v4) => NeighbourAddress::Inet(v4),
+        IpAddr::V6(v6) => NeighbourAddress::Inet6(v6),
+    }
+}
+
+/// An FDB entry of a VXLAN device (AF_BRIDGE, NTF_SELF): `mac` is at the VTEP `remote`.
+fn fdb_message(index: u32, mac: Mac, remote: IpAddr) -> NeighbourMessage {
+    let mut message = NeighbourMessage::default();
+    message.header.family = AddressFamily::Bridge;
+    message.header.ifindex = index;
+    message.header.flags = NeighbourFlags::Own;
+    message.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+    message.attributes.push(NeighbourAttribute::Destination(address(remote)));
+    message
+}
+
 impl Batch {
     /// Sets a permanent neighbour entry (adds it, or replaces what is there).
     pub fn set_permanent_neighbour(&mut self, index: u32, ip: IpAddr, mac: Mac) -> &mut Batch {
@@ -18,16 +36,8 @@ impl Batch {
     /// A permanent forwarding entry on a VXLAN device (`bridge fdb replace MAC dev DEV dst
     /// REMOTE self permanent`): frames for `mac` go to the VTEP at `remote`.
     pub fn set_fdb_entry(&mut self, index: u32, mac: Mac, remote: IpAddr) -> &mut Batch {
-        let mut message = NeighbourMessage::default();
-        message.header.family = AddressFamily::Bridge;
-        message.header.ifindex = index;
+        let mut message = fdb_message(index, mac, remote);
         message.header.state = NeighbourState::Permanent;
-        message.header.flags = NeighbourFlags::Own;
-        message.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
-        message.attributes.push(NeighbourAttribute::Destination(match remote {
-            IpAddr::V4(v4) => NeighbourAddress::Inet(v4),
-            IpAddr::V6(v6) => NeighbourAddress::Inet6(v6),
-        }));
         self.push(
             format!("set FDB entry {} dst {remote} on link #{index}", crate::format_mac(&mac)),
             RouteNetlinkMessage::NewNeighbour(message),
@@ -39,10 +49,7 @@ impl Batch {
         let mut message = NeighbourMessage::default();
         message.header.family = family_of(&ip);
         message.header.ifindex = index;
-        message.attributes.push(NeighbourAttribute::Destination(match ip {
-            IpAddr::V4(v4) => NeighbourAddress::Inet(v4),
-            IpAddr::V6(v6) => NeighbourAddress::Inet6(v6),
-        }));
+        message.attributes.push(NeighbourAttribute::Destination(address(ip)));
         self.push(
             format!("delete neighbour {ip} on link #{index}"),
             RouteNetlinkMessage::DelNeighbour(message),
@@ -51,18 +58,9 @@ impl Batch {
     }
 
     pub fn delete_fdb_entry(&mut self, index: u32, mac: Mac, remote: IpAddr) -> &mut Batch {
-        let mut message = NeighbourMessage::default();
-        message.header.family = AddressFamily::Bridge;
-        message.header.ifindex = index;
-        message.header.flags = NeighbourFlags::Own;
-        message.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
-        message.attributes.push(NeighbourAttribute::Destination(match remote {
-            IpAddr::V4(v4) => NeighbourAddress::Inet(v4),
-            IpAddr::V6(v6) => NeighbourAddress::Inet6(v6),
-        }));
         self.push(
             format!("delete FDB entry {} on link #{index}", crate::format_mac(&mac)),
-            RouteNetlinkMessage::DelNeighbour(message),
+            RouteNetlinkMessage::DelNeighbour(fdb_message(index, mac, remote)),
             0,
         )
     }
@@ -72,10 +70,7 @@ impl Batch {
         message.header.family = family_of(&ip);
         message.header.ifindex = index;
         message.header.state = state;
-        message.attributes.push(NeighbourAttribute::Destination(match ip {
-            IpAddr::V4(v4) => NeighbourAddress::Inet(v4),
-            IpAddr::V6(v6) => NeighbourAddress::Inet6(v6),
-        }));
+        message.attributes.push(NeighbourAttribute::Destination(address(ip)));
         message.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
         self.push(
             format!("set neighbour {ip} on link #{index}"),
