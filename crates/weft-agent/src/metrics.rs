@@ -1,10 +1,11 @@
 //! `/metrics` (Prometheus text) and `/healthz`, served by one small thread on a loopback
 //! address of the node.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -83,8 +84,11 @@ pub fn serve(address: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<Sock
     let bound = listener.local_addr()?;
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
+            // A client that connects and says nothing must not stop the next one.
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
             let mut request_line = String::new();
-            let mut reader = BufReader::new(&stream);
+            let mut reader = BufReader::new(&stream).take(4096);
             if reader.read_line(&mut request_line).is_err() {
                 continue;
             }

@@ -14,6 +14,8 @@ use weft_kernel::{Batch, Link, Netlink, Route, VxlanSpec};
 pub enum ReconcileError {
     #[error("the plan names device {0}, which this node does not have")]
     MissingDevice(String),
+    #[error("a link named {0} exists and is not a VXLAN device: weft will not touch it")]
+    NameTaken(String),
     #[error(transparent)]
     Kernel(#[from] weft_kernel::Error),
 }
@@ -38,6 +40,9 @@ fn ensure_vxlan(nl: &mut Netlink, device: &VxlanDevice, underlay: u32) -> Result
     let existing = nl.link_by_name(&device.name)?;
     let link = match existing {
         Some(link) if same_tunnel(&link, device, underlay) => link,
+        Some(link) if link.kind != Some(weft_kernel::LinkKind::Vxlan) => {
+            return Err(ReconcileError::NameTaken(link.name));
+        }
         other => {
             if let Some(stale) = other {
                 nl.delete_link(stale.index)?;
@@ -64,6 +69,13 @@ fn ensure_vxlan(nl: &mut Netlink, device: &VxlanDevice, underlay: u32) -> Result
         fixes.set_up(link.index, true);
     }
     fixes.ensure_address(link.index, device.address, true);
+    // An address left from a subnet this node no longer holds would make the new holder's
+    // tunnel gateway local here.
+    for (index, address) in nl.addresses()? {
+        if index == link.index && address != device.address && !address.addr().is_ipv6() {
+            fixes.delete_address(index, address);
+        }
+    }
     nl.apply(&mut fixes)?;
     Ok(link)
 }

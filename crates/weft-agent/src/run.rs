@@ -119,11 +119,11 @@ fn lease(
     while !stop.load(Ordering::Relaxed) {
         match acquire(store, request, now()) {
             Ok(lease) => return Ok(Some(lease)),
-            Err(e @ (StoreError::NoNetwork | StoreError::Exhausted(_) | StoreError::Contended(_))) => {
+            // No network config yet, no free subnet, the store away: say so and wait.
+            Err(e) => {
                 log(request.node, format_args!("{e}; trying again in 2 s"));
                 pause(Duration::from_secs(2), stop);
             }
-            Err(e) => return Err(e.into()),
         }
     }
     Ok(None)
@@ -139,13 +139,20 @@ pub fn run(options: &AgentOptions, stop: &AtomicBool) -> Result<(), AgentError> 
         &options.node,
         format_args!("uplink {} (MTU {}), reached at {}", uplink.name, uplink.mtu, uplink.public_ip),
     );
-    let request = LeaseRequest { node: &options.node, public_ip: uplink.public_ip, ttl: options.lease_ttl };
+    // The subnet this node had before a restart, from its node file: pods may still use it.
+    let previous = std::fs::read_to_string(options.state_dir.join(NODE_FILE_NAME))
+        .ok()
+        .and_then(|text| NodeFile::parse(&text).ok())
+        .and_then(|file| file.subnets.first().map(|s| s.subnet));
+    let mut request =
+        LeaseRequest { node: &options.node, public_ip: uplink.public_ip, ttl: options.lease_ttl, previous };
     let Some(mut lease) = lease(store.as_ref(), &request, stop)? else { return Ok(()) };
+    request.previous = Some(lease.subnet);
     log(&options.node, format_args!("leased {}", lease.subnet));
     let renew_every = (options.lease_ttl / 3).max(Duration::from_secs(1));
     let mut renewed_at = Instant::now();
     let mut node_file: Option<NodeFile> = None;
-    let mut masqueraded: Option<ipnet::IpNet> = None;
+    let mut masqueraded: Option<(ipnet::IpNet, Instant)> = None;
     let metrics = Arc::new(Metrics::default());
     if let Some(address) = options.metrics_address {
         let bound = crate::metrics::serve(address, metrics.clone())
@@ -157,6 +164,8 @@ pub fn run(options: &AgentOptions, stop: &AtomicBool) -> Result<(), AgentError> 
             let renewed = match acquire(store.as_ref(), &request, now()) {
                 Ok(renewed) => renewed,
                 Err(e) => {
+                    metrics.store_errors.fetch_add(1, Ordering::Relaxed);
+                    metrics.healthy.store(false, Ordering::Relaxed);
                     log(&options.node, format_args!("cannot renew the lease ({e}); trying again"));
                     pause(Duration::from_secs(1), stop);
                     continue;
@@ -169,6 +178,7 @@ pub fn run(options: &AgentOptions, stop: &AtomicBool) -> Result<(), AgentError> 
                 );
             }
             lease = renewed;
+            request.previous = Some(lease.subnet);
             renewed_at = Instant::now();
         }
         // The store may be away (etcd restarting, a partition): the kernel keeps what it
@@ -193,7 +203,7 @@ pub fn run(options: &AgentOptions, stop: &AtomicBool) -> Result<(), AgentError> 
             uplink_mtu: uplink.mtu,
             connected: uplink.connected.clone(),
         };
-        let planned = plan(&local, &config, &leases, now());
+        let planned = plan(&local, &config, &leases);
         let wanted = NodeFile {
             node: Some(options.node.clone()),
             subnets: vec![NodeSubnet { subnet: lease.subnet, gateway: None }],
@@ -204,9 +214,13 @@ pub fn run(options: &AgentOptions, stop: &AtomicBool) -> Result<(), AgentError> 
             write_state_file(options, NODE_FILE_NAME, &wanted.to_json())?;
             node_file = Some(wanted);
         }
-        if options.masquerade && masqueraded != Some(config.cidr) {
+        // Re-asserted every resync interval: a firewall reload may have removed the table.
+        let masquerade_due = masqueraded
+            .as_ref()
+            .is_none_or(|(cidr, at)| *cidr != config.cidr || at.elapsed() >= options.resync);
+        if options.masquerade && masquerade_due {
             match crate::masquerade::apply(&config.cidr) {
-                Ok(()) => masqueraded = Some(config.cidr),
+                Ok(()) => masqueraded = Some((config.cidr, Instant::now())),
                 Err(e) => log(&options.node, format_args!("masquerade: {e}")),
             }
         }

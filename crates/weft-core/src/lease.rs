@@ -64,9 +64,10 @@ pub fn vtep_mac(node: &str) -> MacAddr {
     MacAddr(mac)
 }
 
-/// One node's lease on a pod subnet.
+/// One node's lease on a pod subnet. Unknown fields are ignored, so that a newer agent's
+/// leases do not stop older ones during a rolling upgrade.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Lease {
     pub node: String,
     pub subnet: IpNet,
@@ -96,8 +97,16 @@ pub fn pick_subnet(
     node: &str,
     previous: Option<IpNet>,
 ) -> Option<IpNet> {
+    // After a forced config change leases of another length may remain: an overlap is as
+    // taken as an equal subnet.
+    let mixed = taken.iter().any(|t| t.prefix_len() != config.subnet_len);
+    let free = |subnet: &IpNet| {
+        !taken.contains(subnet)
+            && (!mixed
+                || !taken.iter().any(|t| t.contains(&subnet.network()) || subnet.contains(&t.network())))
+    };
     let usable = |subnet: &IpNet| {
-        subnet.prefix_len() == config.subnet_len && config.cidr.contains(subnet) && !taken.contains(subnet)
+        subnet.prefix_len() == config.subnet_len && config.cidr.contains(subnet) && free(subnet)
     };
     if let Some(previous) = previous.map(|p| p.trunc()).filter(usable) {
         return Some(previous);
@@ -106,15 +115,17 @@ pub fn pick_subnet(
     let host_bits = u32::from(config.cidr.max_prefix_len() - config.subnet_len);
     let base = crate::addr::to_u128(config.cidr.network());
     let start = u128::from(fnv1a(&[node.as_bytes()])) % count.max(1);
-    // As in address picking: within `taken + 1` consecutive subnets one is free, or none is.
-    let steps = count.min(taken.len() as u128 + 1);
+    // As in address picking: within `taken + 1` consecutive subnets one is free, or none is
+    // (with leases of other lengths, a bounded wider search).
+    let steps =
+        if mixed { count.min(65_536 + taken.len() as u128) } else { count.min(taken.len() as u128 + 1) };
     (0..steps)
         .map(|i| {
             let index = (start + i) % count;
             let network = crate::addr::from_u128(config.cidr.network(), base + (index << host_bits));
             IpNet::new(network, config.subnet_len).expect("length checked by validate")
         })
-        .find(|subnet| !taken.contains(subnet))
+        .find(free)
 }
 
 #[cfg(test)]
@@ -171,6 +182,18 @@ mod tests {
             .filter_map(|i| pick_subnet(&config, &HashSet::new(), &format!("node-{i}"), None))
             .collect();
         assert!(picks.len() > 20, "30 nodes mostly try different subnets first: {}", picks.len());
+    }
+
+    #[test]
+    fn leases_of_another_length_are_not_overlapped() {
+        let config = config("10.9.0.0/22", 24);
+        // a /23 from before a forced change holds 10.9.0.0-10.9.1.255
+        let taken = HashSet::from(["10.9.0.0/23".parse().unwrap()]);
+        for i in 0..10 {
+            let subnet =
+                pick_subnet(&config, &taken, &format!("n{i}"), Some("10.9.1.0/24".parse().unwrap())).unwrap();
+            assert!(subnet.to_string() == "10.9.2.0/24" || subnet.to_string() == "10.9.3.0/24", "{subnet}");
+        }
     }
 
     #[test]

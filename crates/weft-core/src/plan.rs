@@ -117,8 +117,10 @@ fn host_net(ip: IpAddr) -> IpNet {
     IpNet::new(ip, crate::addr::host_prefix_len(ip)).expect("host prefix is valid")
 }
 
-/// The kernel state `local` should hold for `leases` at unix time `now`.
-pub fn plan(local: &LocalNode, config: &NetworkConfig, leases: &[Lease], now: u64) -> Plan {
+/// The kernel state `local` should hold for `leases`. Which leases are alive is the store's
+/// word (its clock, or etcd's TTLs), not this node's clock: a node whose clock runs ahead must
+/// not drop routes to live peers.
+pub fn plan(local: &LocalNode, config: &NetworkConfig, leases: &[Lease]) -> Plan {
     let vxlan = matches!(config.backend, Backend::Vxlan | Backend::Auto).then(|| VxlanDevice {
         name: vxlan_device_name(config.vni),
         vni: config.vni,
@@ -139,7 +141,7 @@ pub fn plan(local: &LocalNode, config: &NetworkConfig, leases: &[Lease], now: u6
     };
     let mut live: Vec<&Lease> = leases
         .iter()
-        .filter(|lease| lease.node != local.name && !lease.is_expired(now))
+        .filter(|lease| lease.node != local.name)
         .filter(|lease| config.cidr.contains(&lease.subnet) && lease.subnet != local.subnet)
         .collect();
     live.sort_by(|a, b| a.node.cmp(&b.node));
@@ -152,6 +154,12 @@ pub fn plan(local: &LocalNode, config: &NetworkConfig, leases: &[Lease], now: u6
             Backend::Auto => PeerPath::Vxlan,
         };
         let path = match wanted {
+            PeerPath::Route if lease.subnet.addr().is_ipv4() != lease.public_ip.is_ipv4() => {
+                PeerPath::Unreachable(format!(
+                    "the route backend cannot send {} pods via {}: address families differ",
+                    lease.subnet, lease.public_ip
+                ))
+            }
             PeerPath::Route if !same_segment => PeerPath::Unreachable(format!(
                 "the route backend needs the peer on this node's L2 segment; {} is not on {}",
                 lease.public_ip, local.uplink
@@ -231,13 +239,12 @@ mod tests {
             lease("n1", "10.244.1.0/24", "192.0.2.11", 100),    // this node
             lease("n2", "10.244.2.0/24", "192.0.2.12", 100),    // same rack
             lease("n3", "10.244.3.0/24", "198.51.100.13", 100), // another rack
-            lease("n4", "10.244.4.0/24", "192.0.2.14", 10),     // expired
         ]
     }
 
     #[test]
     fn route_backend_routes_via_peers_on_the_segment_and_says_why_not_the_rest() {
-        let plan = plan(&local(), &config(Backend::Route), &cluster(), 50);
+        let plan = plan(&local(), &config(Backend::Route), &cluster());
         assert_eq!(plan.vxlan, None);
         assert_eq!(plan.pod_mtu, 1500);
         assert_eq!(
@@ -249,13 +256,13 @@ mod tests {
                 onlink: false
             }]
         );
-        assert_eq!(plan.peers.len(), 2, "self and the expired lease are not peers");
+        assert_eq!(plan.peers.len(), 2, "this node is not its own peer");
         assert!(matches!(&plan.peers[1].path, PeerPath::Unreachable(why) if why.contains("L2 segment")));
     }
 
     #[test]
     fn vxlan_backend_programs_neighbour_fdb_and_onlink_route_per_peer() {
-        let plan = plan(&local(), &config(Backend::Vxlan), &cluster(), 50);
+        let plan = plan(&local(), &config(Backend::Vxlan), &cluster());
         let device = plan.vxlan.clone().unwrap();
         assert_eq!((device.name.as_str(), device.vni, device.port, device.mtu), ("weft.1", 1, 8472, 1450));
         assert_eq!(device.mac, vtep_mac("n1"));
@@ -281,7 +288,7 @@ mod tests {
 
     #[test]
     fn auto_routes_within_the_segment_and_tunnels_across() {
-        let plan = plan(&local(), &config(Backend::Auto), &cluster(), 50);
+        let plan = plan(&local(), &config(Backend::Auto), &cluster());
         let paths: Vec<(&str, &PeerPath)> = plan.peers.iter().map(|p| (p.node.as_str(), &p.path)).collect();
         assert_eq!(paths, vec![("n2", &PeerPath::Route), ("n3", &PeerPath::Vxlan)]);
         assert_eq!(plan.fdb.len(), 1);
@@ -293,7 +300,7 @@ mod tests {
     fn ipv6_underlay_costs_seventy_bytes() {
         let mut node = local();
         node.public_ip = "2001:db8::11".parse().unwrap();
-        let plan = plan(&node, &config(Backend::Vxlan), &[], 0);
+        let plan = plan(&node, &config(Backend::Vxlan), &[]);
         assert_eq!(plan.vxlan.unwrap().mtu, 1430);
     }
 
@@ -302,7 +309,7 @@ mod tests {
         let mut leases = cluster();
         leases[2].vtep_mac = None;
         leases.push(lease("n5", "10.244.5.0/24", "2001:db8::15", 100));
-        let plan = plan(&local(), &config(Backend::Vxlan), &leases, 50);
+        let plan = plan(&local(), &config(Backend::Vxlan), &leases);
         let unreachable: Vec<&str> = plan
             .peers
             .iter()
@@ -314,11 +321,24 @@ mod tests {
     }
 
     #[test]
-    fn a_lease_that_expires_takes_its_routes_with_it() {
-        let before = plan(&local(), &config(Backend::Vxlan), &cluster(), 50);
-        let after = plan(&local(), &config(Backend::Vxlan), &cluster(), 150);
+    fn a_lease_that_goes_takes_its_routes_with_it() {
+        let before = plan(&local(), &config(Backend::Vxlan), &cluster());
+        let after = plan(&local(), &config(Backend::Vxlan), &cluster()[..1]);
         assert_eq!(before.routes.len(), 2);
         assert!(after.routes.is_empty() && after.fdb.is_empty() && after.neighbours.is_empty());
+    }
+
+    #[test]
+    fn route_never_mixes_address_families() {
+        let mut leases = cluster();
+        leases[1].subnet = "fd00:244:0:2::/64".parse().unwrap();
+        let config =
+            NetworkConfig { backend: Backend::Route, ..NetworkConfig::new("fd00:244::/48".parse().unwrap()) };
+        let mut node = local();
+        node.subnet = "fd00:244:0:1::/64".parse().unwrap();
+        let plan = plan(&node, &config, &leases);
+        assert!(plan.routes.is_empty());
+        assert!(matches!(&plan.peers[0].path, PeerPath::Unreachable(why) if why.contains("families")));
     }
 
     #[test]
@@ -326,8 +346,8 @@ mod tests {
         let mut reversed = cluster();
         reversed.reverse();
         assert_eq!(
-            plan(&local(), &config(Backend::Auto), &cluster(), 50),
-            plan(&local(), &config(Backend::Auto), &reversed, 50)
+            plan(&local(), &config(Backend::Auto), &cluster()),
+            plan(&local(), &config(Backend::Auto), &reversed)
         );
     }
 }

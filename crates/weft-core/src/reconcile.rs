@@ -112,7 +112,7 @@ mod tests {
     fn planned(leases: &[Lease]) -> Plan {
         let config =
             NetworkConfig { backend: Backend::Vxlan, ..NetworkConfig::new("10.244.0.0/16".parse().unwrap()) };
-        plan(&local(), &config, leases, 0)
+        plan(&local(), &config, leases)
     }
 
     fn as_observed(plan: &Plan) -> Observed {

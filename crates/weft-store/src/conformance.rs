@@ -19,6 +19,7 @@ fn request(node: &str, ttl: u64) -> LeaseRequest<'_> {
         node,
         public_ip: format!("192.0.2.{last}").parse().unwrap(),
         ttl: Duration::from_secs(ttl),
+        previous: None,
     }
 }
 

@@ -121,14 +121,19 @@ impl EtcdStore {
     fn call(&self, path: &str, body: Value) -> Result<Value, StoreError> {
         let mut last_error = String::new();
         for endpoint in &self.endpoints {
+            // A member that does not answer, answers 5xx (no leader) or garbles its answer:
+            // the next one is asked.
             match self.agent.post(&format!("{endpoint}{path}")).send_json(&body) {
                 Ok(mut response) => {
                     let status = response.status();
-                    let value: Value = response.body_mut().read_json().map_err(unavailable)?;
-                    if !status.is_success() {
-                        return Err(unavailable(format!("{path}: {status}: {value}")));
+                    match response.body_mut().read_json::<Value>() {
+                        Ok(value) if status.is_success() => return Ok(value),
+                        Ok(value) if status.is_client_error() => {
+                            return Err(unavailable(format!("{path}: {status}: {value}")))
+                        }
+                        Ok(value) => last_error = format!("{endpoint}{path}: {status}: {value}"),
+                        Err(e) => last_error = format!("{endpoint}{path}: {status}: {e}"),
                     }
-                    return Ok(value);
                 }
                 Err(e) => last_error = format!("{endpoint}: {e}"),
             }

@@ -85,7 +85,7 @@ pub fn open(url: &str) -> Result<Box<dyn LeaseStore>, StoreError> {
                 _ => return Err(StoreError::Url(url.to_string())),
             }
         }
-        let secure = tls.ca.is_some() || tls.cert.is_some();
+        let secure = tls.ca.is_some() || tls.cert.is_some() || tls.key.is_some();
         let endpoints: Vec<&str> = hosts.trim_end_matches('/').split(',').collect();
         return Ok(Box::new(etcd::EtcdStore::new(&endpoints, secure.then_some(&tls))?));
     }
@@ -98,6 +98,9 @@ pub struct LeaseRequest<'a> {
     pub node: &'a str,
     pub public_ip: IpAddr,
     pub ttl: Duration,
+    /// The subnet the node had before (its node file's): taken again if still free, so a
+    /// node whose lease lapsed keeps its pods' addresses.
+    pub previous: Option<ipnet::IpNet>,
 }
 
 /// The node's lease, renewed if it holds one (it keeps its subnet), else a new one on a
@@ -108,11 +111,14 @@ pub fn acquire(store: &dyn LeaseStore, request: &LeaseRequest, now: u64) -> Resu
     for _ in 0..ATTEMPTS {
         let (leases, _) = store.leases(now)?;
         let own = leases.iter().find(|l| l.node == request.node);
-        let subnet = match own {
+        // A lease from before a config change that it no longer fits is replaced.
+        let fits = |l: &&Lease| l.subnet.prefix_len() == config.subnet_len && config.cidr.contains(&l.subnet);
+        let subnet = match own.filter(fits) {
             Some(own) => own.subnet,
             None => {
-                let taken = leases.iter().map(|l| l.subnet).collect();
-                pick_subnet(&config, &taken, request.node, None)
+                let taken = leases.iter().filter(|l| l.node != request.node).map(|l| l.subnet).collect();
+                let previous = request.previous.or(own.map(|o| o.subnet));
+                pick_subnet(&config, &taken, request.node, previous)
                     .ok_or(StoreError::Exhausted(config.subnet_count()))?
             }
         };

@@ -44,8 +44,8 @@ enum Commands {
         /// Where the node file for the CNI plugin goes.
         #[arg(long, default_value = weft_cni::DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
-        /// Seconds a lease lives without renewal (renewed every third of it).
-        #[arg(long, default_value_t = 60)]
+        /// Seconds a lease lives without renewal (renewed every third of it; at least 3).
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(3..))]
         lease_ttl: u64,
         /// Seconds between full resyncs that repair drift.
         #[arg(long, default_value_t = 10)]

@@ -91,7 +91,7 @@ fn converge(nodes: &[TestNode], config: &NetworkConfig) -> Vec<Plan> {
     nodes
         .iter()
         .map(|node| {
-            let planned = plan(&node.local, config, &leases, 0);
+            let planned = plan(&node.local, config, &leases);
             assert!(node.reconcile(&planned) > 0, "a fresh node needs changes");
             planned
         })
@@ -121,7 +121,7 @@ fn vxlan_nodes_converge_stay_put_and_repair_drift() {
     assert!(a.ip(&["neigh"]).contains("192.0.2.77"));
 
     // the peer leaves: its route, neighbour and FDB entry go, and nothing else
-    let alone = plan(&a.local, &config(Backend::Vxlan), &[a.lease()], 0);
+    let alone = plan(&a.local, &config(Backend::Vxlan), &[a.lease()]);
     assert_eq!(a.reconcile(&alone), 3);
     assert!(!a.ip(&["route"]).contains("10.244.2.0/24"));
     assert!(!pings(&a.ns_name, &b.pod_address()));

@@ -40,6 +40,7 @@ fn tls_with_a_client_certificate() {
         node: "n1",
         public_ip: "192.0.2.11".parse().unwrap(),
         ttl: Duration::from_secs(60),
+        previous: None,
     };
     weft_store::acquire(store.as_ref(), &request, now).unwrap();
     // the same server refuses a client without a certificate, and plain HTTP

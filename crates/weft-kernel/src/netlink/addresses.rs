@@ -34,6 +34,14 @@ impl Batch {
         )
     }
 
+    pub fn delete_address(&mut self, index: u32, address: IpNet) -> &mut Batch {
+        self.push(
+            format!("delete address {address} from link #{index}"),
+            RouteNetlinkMessage::DelAddress(address_message(index, address, false)),
+            0,
+        )
+    }
+
     /// Adds `address`, or leaves it as it is if the link has it already.
     pub fn ensure_address(&mut self, index: u32, address: IpNet, nodad: bool) -> &mut Batch {
         self.push(
