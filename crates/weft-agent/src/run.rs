@@ -256,7 +256,7 @@ pub fn run(options: &AgentOptions, stop: &AtomicBool) -> Result<(), AgentError> 
         while !stop.load(Ordering::Relaxed) && Instant::now() < wait_until {
             let step = Duration::from_millis(500).min(wait_until - Instant::now());
             match store.wait_for_change(revision, step) {
-                Ok(current) if current > revision => break,
+                Ok(current) if current != revision => break,
                 Ok(_) => {}
                 Err(_) => break, // reported by the next pass
             }

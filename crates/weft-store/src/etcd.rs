@@ -154,6 +154,23 @@ impl EtcdStore {
         Ok((value, revision))
     }
 
+    /// A mark that changes whenever anything under `/weft/` does, and only then: the newest
+    /// key's mod revision and the number of keys (a deletion changes the count). etcd's own
+    /// revision would also move with every unrelated write to a shared etcd. One small
+    /// request: keys only, the newest first, one of them.
+    fn mark(&self) -> Result<Revision, StoreError> {
+        let reply = self.call(
+            "/v3/kv/range",
+            json!({
+                "key": b64("/weft/"), "range_end": prefix_end("/weft/"), "keys_only": true,
+                "limit": "1", "sort_order": "DESCEND", "sort_target": "MOD",
+            }),
+        )?;
+        let newest =
+            reply["kvs"].as_array().and_then(|kvs| kvs.first()).map_or(0, |kv| number(&kv["mod_revision"]));
+        Ok((newest << 20) | (number(&reply["count"]) & 0xf_ffff))
+    }
+
     fn grant(&self, ttl: u64) -> Result<String, StoreError> {
         let reply = self.call("/v3/lease/grant", json!({ "TTL": ttl.max(1).to_string() }))?;
         reply["ID"].as_str().map(str::to_string).ok_or_else(|| unavailable(format!("lease grant: {reply}")))
@@ -213,11 +230,12 @@ impl LeaseStore for EtcdStore {
     }
 
     fn leases(&self, _now: u64) -> Result<(Vec<Lease>, Revision), StoreError> {
+        // The mark first: a change between the two reads shows as a change at the next wait.
+        let revision = self.mark()?;
         let reply = self.call(
             "/v3/kv/range",
             json!({ "key": b64(LEASES_PREFIX), "range_end": prefix_end(LEASES_PREFIX) }),
         )?;
-        let revision = number(&reply["header"]["revision"]);
         let mut leases = Vec::new();
         for kv in reply["kvs"].as_array().into_iter().flatten() {
             let bytes = B64
@@ -265,13 +283,9 @@ impl LeaseStore for EtcdStore {
     fn wait_for_change(&self, since: Revision, timeout: Duration) -> Result<Revision, StoreError> {
         let deadline = Instant::now() + timeout;
         loop {
-            let reply = self.call(
-                "/v3/kv/range",
-                json!({ "key": b64("/weft/"), "range_end": prefix_end("/weft/"), "count_only": true }),
-            )?;
-            let revision = number(&reply["header"]["revision"]);
-            if revision > since || Instant::now() >= deadline {
-                return Ok(revision);
+            let mark = self.mark()?;
+            if mark != since || Instant::now() >= deadline {
+                return Ok(mark);
             }
             std::thread::sleep(POLL.min(deadline.saturating_duration_since(Instant::now())));
         }

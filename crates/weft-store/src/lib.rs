@@ -18,7 +18,8 @@ use std::time::Duration;
 use weft_core::lease::{pick_subnet, vtep_mac, Lease};
 use weft_core::network::NetworkConfig;
 
-/// A store's change counter: it grows with every write.
+/// A mark of the store's state: it changes whenever leases or the network config do (it is
+/// compared for equality only).
 pub type Revision = u64;
 
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +64,7 @@ pub trait LeaseStore {
     /// Removes the node's lease (an agent leaving for good).
     fn delete_lease(&self, node: &str) -> Result<(), StoreError>;
 
-    /// Waits until the store's revision passes `since`, or `timeout`; returns the revision.
+    /// Waits until the store's mark differs from `since`, or `timeout`; returns the mark.
     fn wait_for_change(&self, since: Revision, timeout: Duration) -> Result<Revision, StoreError>;
 }
 

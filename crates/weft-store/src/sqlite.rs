@@ -163,7 +163,7 @@ impl LeaseStore for SqliteStore {
         let deadline = Instant::now() + timeout;
         loop {
             let revision = Self::revision_in(&self.connection())?;
-            if revision > since || Instant::now() >= deadline {
+            if revision != since || Instant::now() >= deadline {
                 return Ok(revision);
             }
             std::thread::sleep(POLL.min(deadline.saturating_duration_since(Instant::now())));
