@@ -10,6 +10,8 @@ packages=(
   etcd-server                   # a real etcd for the etcd store's tests
   nftables                      # the agent masquerades with `nft`
   iperf3                        # the dataplane benchmark
+  openssl                       # certificates for the etcd TLS test
+  procps                        # sysctl, for the test clusters' router
 )
 
 missing=()

@@ -74,7 +74,7 @@ pub fn default_route_mtu(host: &mut Netlink) -> Result<Option<u32>, CniError> {
 }
 
 fn ensure_bridge(host: &mut Netlink, spec: &PodSpec) -> Result<Link, CniError> {
-    let bridge = host.ensure_simple_link(spec.bridge, LinkKind::Bridge, Some(spec.mtu))?;
+    let bridge = host.ensure_bridge(spec.bridge, spec.mtu)?;
     if bridge.kind != Some(LinkKind::Bridge) {
         return Err(CniError::new(
             code::INVALID_NETWORK_CONFIG,

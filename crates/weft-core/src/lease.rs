@@ -1,5 +1,6 @@
 //! Leases: one node's claim on one pod subnet, and how a node picks a free subnet.
 
+use crate::names::fnv1a;
 use crate::network::{Backend, NetworkConfig};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -45,15 +46,6 @@ impl<'de> Deserialize<'de> for MacAddr {
     }
 }
 
-fn fnv1a(parts: &[&[u8]]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in parts.iter().flat_map(|p| p.iter()) {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
-}
-
 /// The VTEP MAC of a node: derived from its name, so it is the same after every restart
 /// and peers' FDB entries stay right (flannel #1795 is what happens otherwise). Locally
 /// administered, unicast.
@@ -79,12 +71,6 @@ pub struct Lease {
     pub vtep_mac: Option<MacAddr>,
     /// Unix time (seconds) after which the lease is gone unless renewed.
     pub expires_at: u64,
-}
-
-impl Lease {
-    pub fn is_expired(&self, now: u64) -> bool {
-        self.expires_at <= now
-    }
 }
 
 /// A free subnet of the network for `node`: its previous one if that is still free (an

@@ -10,13 +10,21 @@ pub const HOST_VETH_PREFIX: &str = "wv";
 /// every build (FNV-1a, not std's hasher, whose output may change between Rust releases),
 /// so an operator, CHECK and a repeated ADD can all find it.
 pub fn host_veth_name(container_id: &str, ifname: &str) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in container_id.bytes().chain([0]).chain(ifname.bytes()) {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let hash = fnv1a(&[container_id.as_bytes(), b"\0", ifname.as_bytes()]);
     // 13 hex digits: 52 bits, enough that hundreds of pods on a node never collide.
     format!("{HOST_VETH_PREFIX}{:013x}", hash >> 12)
+}
+
+/// 64-bit FNV-1a over the parts in turn: a hash that is the same on every run, every
+/// build and every Rust release (std's hasher promises none of that), for names and
+/// starting points that must not change under running pods.
+pub fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in parts.iter().flat_map(|part| part.iter()) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
 }
 
 #[cfg(test)]

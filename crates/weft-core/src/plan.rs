@@ -205,10 +205,11 @@ pub fn plan(local: &LocalNode, config: &NetworkConfig, leases: &[Lease]) -> Plan
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn local() -> LocalNode {
+    /// A node of rack 192.0.2.0/24 with subnet 10.244.1.0/24 (the reconcile tests use it too).
+    pub(crate) fn local() -> LocalNode {
         LocalNode {
             name: "n1".into(),
             subnet: "10.244.1.0/24".parse().unwrap(),

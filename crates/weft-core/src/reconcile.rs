@@ -85,18 +85,8 @@ mod tests {
     use super::*;
     use crate::lease::{vtep_mac, Lease};
     use crate::network::{Backend, NetworkConfig};
-    use crate::plan::{plan, LocalNode};
-
-    fn local() -> LocalNode {
-        LocalNode {
-            name: "n1".into(),
-            subnet: "10.244.1.0/24".parse().unwrap(),
-            public_ip: "192.0.2.11".parse().unwrap(),
-            uplink: "eth0".into(),
-            uplink_mtu: 1500,
-            connected: vec!["192.0.2.0/24".parse().unwrap()],
-        }
-    }
+    use crate::plan::plan;
+    use crate::plan::tests::local;
 
     fn peer(n: u8) -> Lease {
         Lease {

@@ -247,43 +247,25 @@ impl Netlink {
         }
     }
 
-    /// Creates a link of a kind that needs no further data (bridge, dummy), up.
-    /// Succeeds without change if a link of that name exists already.
-    pub fn ensure_simple_link(&mut self, name: &str, kind: LinkKind, mtu: Option<u32>) -> Result<Link> {
+    /// A bridge, up: the link of that name if there is one (the caller checks its kind),
+    /// else a new one. Another process creating it at the same moment is fine.
+    pub fn ensure_bridge(&mut self, name: &str, mtu: u32) -> Result<Link> {
         if let Some(link) = self.link_by_name(name)? {
             return Ok(link);
         }
-        let info_kind = match &kind {
-            LinkKind::Bridge => InfoKind::Bridge,
-            LinkKind::Dummy => InfoKind::Dummy,
-            other => {
-                return Err(Error::io(
-                    format!("create {name}"),
-                    io::Error::new(io::ErrorKind::Unsupported, format!("kind {other:?} needs data")),
-                ))
-            }
-        };
         let mut link = LinkMessage::default();
         link.header.flags = LinkFlags::Up;
         link.header.change_mask = LinkFlags::Up;
         link.attributes.push(LinkAttribute::IfName(name.to_string()));
-        if let Some(mtu) = mtu {
-            link.attributes.push(LinkAttribute::Mtu(mtu));
+        link.attributes.push(LinkAttribute::Mtu(mtu));
+        link.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]));
+        match self.create_link(format!("create bridge {name}"), name, link) {
+            Err(e) if e.is_exists() => self.link_by_name(name)?.ok_or_else(|| Error::Kernel {
+                op: format!("create bridge {name}"),
+                source: io::Error::from_raw_os_error(libc::ENODEV),
+            }),
+            created => created,
         }
-        link.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(info_kind)]));
-        match self.change(
-            format!("create {name}"),
-            RouteNetlinkMessage::NewLink(link),
-            NLM_F_CREATE | NLM_F_EXCL,
-        ) {
-            Ok(()) => {}
-            Err(e) if e.is_exists() => {} // another process won the race: fine
-            Err(e) => return Err(e),
-        }
-        self.link_by_name(name)?.ok_or_else(|| Error::Kernel {
-            op: format!("create {name}"),
-            source: io::Error::from_raw_os_error(libc::ENODEV),
-        })
     }
 
     pub fn set_up(&mut self, index: u32, up: bool) -> Result<()> {

@@ -22,7 +22,6 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
 use std::io;
 use std::net::IpAddr;
-use std::os::fd::{AsRawFd, RawFd};
 
 /// The loopback device's index in every namespace.
 pub const LOOPBACK_INDEX: u32 = 1;
@@ -232,10 +231,6 @@ impl Netlink {
         self.receive(&[op], sequence, sequence, false)
     }
 
-    fn change(&mut self, op: String, message: RouteNetlinkMessage, flags: u16) -> Result<()> {
-        self.apply(Batch::new().push(op, message, flags))
-    }
-
     /// A whole table. Retried a few times if the table changed during the dump.
     fn dump(&mut self, op: &str, message: RouteNetlinkMessage) -> Result<Vec<RouteNetlinkMessage>> {
         let mut attempts = 0;
@@ -255,9 +250,5 @@ impl Netlink {
             .into_iter()
             .next()
             .ok_or_else(|| Error::Decode { op: op.into(), detail: "no reply".into() })
-    }
-
-    pub fn raw_fd(&self) -> RawFd {
-        self.socket.as_raw_fd()
     }
 }

@@ -62,16 +62,6 @@ impl Route {
     pub fn via(destination: IpNet, gateway: IpAddr, oif: u32, onlink: bool) -> Self {
         Route { gateway: Some(gateway), oif: Some(oif), onlink, ..Route::new(destination) }
     }
-
-    /// Whether `self` (as read from the kernel) is the route `wanted` asks for. Fields
-    /// `wanted` leaves open (metric) match anything.
-    pub fn satisfies(&self, wanted: &Route) -> bool {
-        self.destination == wanted.destination
-            && self.gateway == wanted.gateway
-            && (wanted.oif.is_none() || self.oif == wanted.oif)
-            && self.table == wanted.table
-            && (wanted.metric.is_none() || self.metric == wanted.metric)
-    }
 }
 
 fn route_message(route: &Route) -> RouteMessage {

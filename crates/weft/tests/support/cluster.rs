@@ -113,16 +113,7 @@ impl Cluster {
             "--backend",
             backend,
         ]);
-        let fd = switch_ns.as_raw_fd();
-        // SAFETY: between fork and exec the child only calls setns on an inherited fd.
-        unsafe {
-            command.pre_exec(move || {
-                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        runs_in(&mut command, &switch_ns);
         let init = command.output().unwrap();
         assert!(init.status.success(), "network init: {}", String::from_utf8_lossy(&init.stderr));
         cluster
@@ -131,7 +122,6 @@ impl Cluster {
     /// Starts (or restarts) node `i`'s agent.
     pub fn start_agent(&mut self, i: usize) {
         let node = &mut self.nodes[i];
-        let fd = node.ns.as_raw_fd();
         let mut command = Command::new(WEFT);
         command.args([
             "agent",
@@ -148,15 +138,7 @@ impl Cluster {
             "--resync",
             "1",
         ]);
-        // SAFETY: between fork and exec the child only calls setns on an inherited fd.
-        unsafe {
-            command.pre_exec(move || {
-                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        runs_in(&mut command, &node.ns);
         node.agent = Some(command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start agent"));
     }
 

@@ -263,12 +263,8 @@ impl Drop for Node {
     }
 }
 
-pub fn run_plugin_in(ns: &NetNs, binary: &str, vars: &[(&str, &str)], stdin: &str) -> PluginRun {
-    let mut command = Command::new(binary);
-    command.env_clear().env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    for (k, v) in vars {
-        command.env(k, v);
-    }
+/// Makes `command` run inside `ns` (as a runtime runs a plugin in the host's namespace).
+pub fn runs_in(command: &mut Command, ns: &NetNs) {
     let fd = ns.as_raw_fd();
     // SAFETY: between fork and exec the child only calls setns on an inherited fd.
     unsafe {
@@ -279,6 +275,15 @@ pub fn run_plugin_in(ns: &NetNs, binary: &str, vars: &[(&str, &str)], stdin: &st
             Ok(())
         });
     }
+}
+
+pub fn run_plugin_in(ns: &NetNs, binary: &str, vars: &[(&str, &str)], stdin: &str) -> PluginRun {
+    let mut command = Command::new(binary);
+    command.env_clear().env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for (k, v) in vars {
+        command.env(k, v);
+    }
+    runs_in(&mut command, ns);
     let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
