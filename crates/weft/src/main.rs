@@ -3,6 +3,8 @@
 //! must. (Any of them, not only `CNI_COMMAND`: a runtime that forgot `CNI_COMMAND` gets the
 //! spec's error object, not a usage text it cannot read.)
 
+mod lab_cli;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
@@ -62,10 +64,10 @@ enum Commands {
         #[arg(long, default_value = weft_cni::DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
     },
-    /// Clusters of network namespaces on this machine (not built yet).
+    /// Whole clusters of network namespaces on this machine: `weft lab demo` to start.
     Lab {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        #[command(subcommand)]
+        command: lab_cli::LabCommand,
     },
 }
 
@@ -182,13 +184,7 @@ fn command(command: Commands) -> anyhow::Result<()> {
             Ok(())
         }
         Commands::Status { state_dir } => status(&state_dir),
-        Commands::Lab { .. } => {
-            eprintln!(
-                "weft lab: not built yet. The lab (clusters of namespaces, `weft lab demo`) is issue 4; \
-                 today weft is the CNI plugin and the node agent: see README.md."
-            );
-            Ok(())
-        }
+        Commands::Lab { command } => lab_cli::run(command),
     }
 }
 

@@ -1,0 +1,549 @@
+//! A lab: built from its spec, its processes (agents, etcd), its pods, and the probes of
+//! `check`. Everything it makes is named in its state before it is made.
+
+use crate::process::{self, spawn_daemon};
+use crate::promise::{probes, Probe};
+use crate::report::Report;
+use crate::state::{lab_dir, LabState, PodRecord, Process};
+use crate::topology::{
+    LabSpec, StoreKind, Topology, OUTSIDE_CLIENT_IP, OUTSIDE_GATEWAY_IP, OUTSIDE_SUBNET, POD_CIDR,
+};
+use crate::wiring::{cable, create_bridge, create_namespace, open_namespace, sysctl_in, End};
+use crate::{etcd, probe, LabError};
+use ipnet::Ipv4Net;
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use weft_kernel::NetNs;
+
+/// One finished step of building a lab, for progress lines.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub what: String,
+    pub took: Duration,
+}
+
+/// How long `up` waits for agents to lease and to agree, and `check` for echo replies.
+const AGENT_TIMEOUT: Duration = Duration::from_secs(30);
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub struct Lab {
+    pub state: LabState,
+    /// The weft binary: the agents and the CNI plugin.
+    weft: PathBuf,
+    /// Processes this process started, reaped when they stop.
+    children: HashMap<u32, Child>,
+    tear_down_on_drop: bool,
+}
+
+impl Lab {
+    /// Builds the lab `spec` asks for, reporting each step to `progress`. On failure what was
+    /// built stays for inspection; `down` removes it.
+    pub fn up(spec: LabSpec, weft: &Path, progress: &mut dyn FnMut(&Step)) -> Result<Lab, LabError> {
+        spec.validate()?;
+        if spec.store == StoreKind::Etcd && !etcd::installed() {
+            return Err(LabError::Invalid(
+                "--store etcd needs the etcd program (Debian: etcd-server)".into(),
+            ));
+        }
+        let topology = Topology::of(&spec);
+        let dir = lab_dir(&spec.name);
+        if dir.exists() {
+            return Err(LabError::Exists(spec.name.clone()));
+        }
+        if let Some(taken) =
+            topology.namespaces().into_iter().find(|ns| Path::new("/run/netns").join(ns).exists())
+        {
+            return Err(LabError::Invalid(format!(
+                "namespace {taken} exists already: another lab's? (`weft lab down --all` removes every lab)"
+            )));
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| LabError::io(format!("create {}", dir.display()), e))?;
+        let store_url = match spec.store {
+            StoreKind::Sqlite => format!("sqlite:{}", dir.join("store.db").display()),
+            StoreKind::Etcd => format!("etcd://{}", topology.etcd_endpoint()),
+        };
+        let pods = topology
+            .pods
+            .iter()
+            .map(|p| PodRecord { name: p.name.clone(), node: p.node.clone(), address: None })
+            .collect();
+        let state = LabState {
+            spec: spec.clone(),
+            created_at: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            store_url,
+            pods,
+            agents: Default::default(),
+            etcd: None,
+        };
+        state.save()?;
+        let mut lab =
+            Lab { state, weft: weft.to_path_buf(), children: HashMap::new(), tear_down_on_drop: false };
+        lab.build(&topology, progress)?;
+        Ok(lab)
+    }
+
+    /// A lab that `up` built earlier, perhaps in another process.
+    pub fn open(name: &str, weft: &Path) -> Result<Lab, LabError> {
+        crate::topology::validate_name(name)?;
+        Ok(Lab {
+            state: LabState::load(name)?,
+            weft: weft.to_path_buf(),
+            children: HashMap::new(),
+            tear_down_on_drop: false,
+        })
+    }
+
+    /// Removes the lab when this value is dropped (tests, also when they fail).
+    pub fn tear_down_on_drop(&mut self) {
+        self.tear_down_on_drop = true;
+    }
+
+    /// The lab's topology with the pods it has now.
+    pub fn topology(&self) -> Topology {
+        let mut topology = Topology::of(&self.state.spec);
+        topology.pods = self
+            .state
+            .pods
+            .iter()
+            .map(|p| crate::topology::Pod {
+                name: p.name.clone(),
+                node: p.node.clone(),
+                netns: pod_netns(&self.state.spec.name, &p.name),
+            })
+            .collect();
+        topology
+    }
+
+    pub fn name(&self) -> &str {
+        &self.state.spec.name
+    }
+
+    /// A member's namespace (a pod, node, rack, `router` or `outside`).
+    pub fn netns(&self, member: &str) -> Result<String, LabError> {
+        let topology = self.topology();
+        match topology.member(member) {
+            Some(m) => Ok(topology.netns_of(m).to_string()),
+            None => Err(LabError::Invalid(format!(
+                "lab {} has no {member:?}; it has {}",
+                self.name(),
+                topology.member_names().join(", ")
+            ))),
+        }
+    }
+
+    pub fn pod_address(&self, pod: &str) -> Option<Ipv4Addr> {
+        self.state.pods.iter().find(|p| p.name == pod)?.address
+    }
+
+    fn build(&mut self, topology: &Topology, progress: &mut dyn FnMut(&Step)) -> Result<(), LabError> {
+        let timed = |what: String, started: Instant, progress: &mut dyn FnMut(&Step)| {
+            progress(&Step { what, took: started.elapsed() });
+        };
+
+        let started = Instant::now();
+        let router = create_namespace(&topology.router_netns)?;
+        let outside = create_namespace(&topology.outside_netns)?;
+        sysctl_in(&router, "net.ipv4.ip_forward", "1")?;
+        let outside_net: Ipv4Net = OUTSIDE_SUBNET.parse().expect("a network");
+        cable(
+            &End::host(
+                &router,
+                "outside",
+                Ipv4Net::new(OUTSIDE_GATEWAY_IP, outside_net.prefix_len()).expect("/24"),
+                None,
+            ),
+            &End::host(
+                &outside,
+                "eth0",
+                Ipv4Net::new(OUTSIDE_CLIENT_IP, outside_net.prefix_len()).expect("/24"),
+                Some(OUTSIDE_GATEWAY_IP),
+            ),
+        )?;
+        timed(
+            format!("router, and the outside client at {OUTSIDE_CLIENT_IP} ({OUTSIDE_SUBNET})"),
+            started,
+            progress,
+        );
+
+        for rack in &topology.racks {
+            let started = Instant::now();
+            let switch = create_namespace(&rack.netns)?;
+            let bridge = create_bridge(&switch)?;
+            let gateway = Ipv4Net::new(rack.gateway, rack.subnet.prefix_len()).expect("/24");
+            cable(&End::port(&switch, "router", bridge), &End::host(&router, &rack.name, gateway, None))?;
+            let mut nodes = Vec::new();
+            for node in topology.nodes.iter().filter(|n| n.rack == rack.number) {
+                let ns = create_namespace(&node.netns)?;
+                let address = Ipv4Net::new(node.ip, rack.subnet.prefix_len()).expect("/24");
+                cable(
+                    &End::port(&switch, &node.name, bridge),
+                    &End::host(&ns, "eth0", address, Some(rack.gateway)),
+                )?;
+                nodes.push(format!("{} {}", node.name, node.ip));
+            }
+            timed(format!("{} {}: {}", rack.name, rack.subnet, nodes.join(", ")), started, progress);
+        }
+
+        let started = Instant::now();
+        if self.state.spec.store == StoreKind::Etcd {
+            self.start_store()?;
+        }
+        self.init_network()?;
+        timed(
+            format!(
+                "store {}: network {POD_CIDR}, backend {}",
+                self.state.store_url,
+                self.state.spec.mode.name()
+            ),
+            started,
+            progress,
+        );
+
+        if !self.state.spec.start_agents {
+            return Ok(());
+        }
+        let started = Instant::now();
+        for node in &topology.nodes {
+            self.start_agent(&node.name)?;
+        }
+        let subnets =
+            self.wait_for_node_files(&topology.nodes.iter().map(|n| n.name.clone()).collect::<Vec<_>>())?;
+        timed(format!("agents leased {}", subnets.join(", ")), started, progress);
+
+        if !topology.pods.is_empty() {
+            let started = Instant::now();
+            for pod in &topology.pods {
+                self.wire_pod(&pod.node, &pod.name)?;
+            }
+            timed(
+                format!(
+                    "{} pods wired by the CNI plugin (ADD), {} per node",
+                    topology.pods.len(),
+                    self.state.spec.pods_per_node
+                ),
+                started,
+                progress,
+            );
+        }
+
+        let started = Instant::now();
+        self.wait_converged()?;
+        timed(
+            format!("agents agree: each node programs its {} peers", topology.nodes.len() - 1),
+            started,
+            progress,
+        );
+        Ok(())
+    }
+
+    /// Writes the network config (the lab's mode) into the store.
+    fn init_network(&self) -> Result<(), LabError> {
+        let mut config = weft_core::network::NetworkConfig::new(POD_CIDR.parse().expect("a network"));
+        config.backend = self.state.spec.mode.backend();
+        let url = self.state.store_url.clone();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        // From the router's namespace, where an etcd store listens.
+        let router = open_namespace(&self.topology().router_netns)?;
+        router
+            .run(|| weft_store::open(&url).and_then(|store| store.init_network(&config, false, now)))
+            .map_err(|e| LabError::kernel("enter the router's namespace", e))?
+            .map_err(|source| LabError::Store { what: format!("network init in {url}"), source })
+    }
+
+    /// Starts (or starts again) the lab's etcd in the router's namespace and waits until
+    /// it answers.
+    pub fn start_store(&mut self) -> Result<(), LabError> {
+        let topology = self.topology();
+        let router = open_namespace(&topology.router_netns)?;
+        let client_url = format!("http://{}", topology.etcd_endpoint());
+        let command = etcd::command(&self.state.dir().join("etcd"), &client_url, "http://127.0.0.1:2380");
+        let (child, process) = spawn_daemon(command, &router, &self.state.log_file("etcd"))?;
+        self.children.insert(process.pid, child);
+        self.state.etcd = Some(process);
+        self.state.save()?;
+        let url = self.state.store_url.clone();
+        let deadline = Instant::now() + AGENT_TIMEOUT;
+        loop {
+            let answers = router
+                .run(|| weft_store::open(&url).and_then(|store| store.network()).is_ok())
+                .unwrap_or(false);
+            if answers {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(LabError::Timeout(format!(
+                    "etcd did not answer at {url} within {} s; see {}",
+                    AGENT_TIMEOUT.as_secs(),
+                    self.state.log_file("etcd").display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops the lab's etcd (SIGKILL: as if its machine died). Its data stays.
+    pub fn stop_store(&mut self) {
+        if let Some(etcd) = self.state.etcd.take() {
+            self.stop(&etcd, libc::SIGKILL);
+        }
+        let _ = self.state.save();
+    }
+
+    /// Starts (or starts again) node `node`'s agent inside its namespace.
+    pub fn start_agent(&mut self, node: &str) -> Result<(), LabError> {
+        let ns = open_namespace(&self.netns(node)?)?;
+        let node_dir = self.state.node_dir(node);
+        let mut command = Command::new(&self.weft);
+        command
+            .args([
+                "agent",
+                "--store",
+                &self.state.store_url,
+                "--node",
+                node,
+                "--iface",
+                "eth0",
+                "--state-dir",
+            ])
+            .arg(&node_dir)
+            .args(["--lease-ttl", &self.state.spec.lease_ttl.to_string()])
+            .args(["--resync", &self.state.spec.resync.to_string()]);
+        let (child, process) = spawn_daemon(command, &ns, &self.state.log_file(node))?;
+        self.children.insert(process.pid, child);
+        self.state.agents.insert(node.to_string(), process);
+        self.state.save()
+    }
+
+    /// Stops node `node`'s agent with `signal`: SIGTERM (a clean stop) or SIGKILL (a crash).
+    pub fn stop_agent(&mut self, node: &str, signal: libc::c_int) {
+        if let Some(agent) = self.state.agents.remove(node) {
+            self.stop(&agent, signal);
+        }
+        let _ = self.state.save();
+    }
+
+    /// Signals a process and waits until it is gone (reaping it if it is our child).
+    fn stop(&mut self, process: &Process, signal: libc::c_int) {
+        process::signal(process, signal);
+        if let Some(mut child) = self.children.remove(&process.pid) {
+            let _ = child.wait();
+        } else {
+            process::wait_gone(std::slice::from_ref(process), Duration::from_secs(10));
+        }
+    }
+
+    /// Waits until each of `nodes` has its node file (its lease); returns their subnets.
+    pub fn wait_for_node_files(&self, nodes: &[String]) -> Result<Vec<String>, LabError> {
+        let deadline = Instant::now() + AGENT_TIMEOUT;
+        let mut subnets = Vec::new();
+        for node in nodes {
+            let path = self.state.node_dir(node).join("node.json");
+            loop {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                if let Ok(file) = weft_core::NodeFile::parse(&text) {
+                    let subnet = file.subnets.first().map(|s| s.subnet.to_string()).unwrap_or_default();
+                    subnets.push(format!("{node} {subnet}"));
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(self.agent_timeout(node, "lease a subnet"));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(subnets)
+    }
+
+    fn agent_timeout(&self, node: &str, what: &str) -> LabError {
+        LabError::Timeout(format!(
+            "the agent of {node} did not {what} within {} s; its log: {}",
+            AGENT_TIMEOUT.as_secs(),
+            self.state.log_file(node).display()
+        ))
+    }
+
+    /// Waits until every running agent has planned and programmed all the others.
+    pub fn wait_converged(&self) -> Result<(), LabError> {
+        let running: Vec<&String> = self.state.agents.keys().collect();
+        let deadline = Instant::now() + AGENT_TIMEOUT;
+        for node in &running {
+            let path = self.state.node_dir(node).join("status.json");
+            loop {
+                let status: serde_json::Value = std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|text| serde_json::from_str(&text).ok())
+                    .unwrap_or_default();
+                let peers = status["peers"].as_array().map_or(0, Vec::len);
+                if peers + 1 >= running.len()
+                    && status["lastReconcile"]["error"].is_null()
+                    && status["lastReconcile"].is_object()
+                {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(self.agent_timeout(node, &format!("see all {} peers", running.len() - 1)));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a pod on `node`: a namespace, wired by the CNI plugin (ADD) run in the node's
+    /// namespace with the spec's variables, as a runtime runs it. Returns its address.
+    pub fn add_pod(&mut self, node: &str, pod: &str) -> Result<Ipv4Addr, LabError> {
+        if self.topology().member(pod).is_some() {
+            return Err(LabError::Invalid(format!("lab {} has a member called {pod} already", self.name())));
+        }
+        self.netns(node)?;
+        self.state.pods.push(PodRecord { name: pod.to_string(), node: node.to_string(), address: None });
+        self.state.save()?;
+        self.wire_pod(node, pod)
+    }
+
+    fn wire_pod(&mut self, node: &str, pod: &str) -> Result<Ipv4Addr, LabError> {
+        let pod_ns = pod_netns(self.name(), pod);
+        create_namespace(&pod_ns)?;
+        let node_ns = open_namespace(&self.netns(node)?)?;
+        let node_dir = self.state.node_dir(node);
+        let conf = serde_json::json!({
+            "cniVersion": "1.1.0", "name": "lab", "type": "weft",
+            "stateDir": node_dir, "dataDir": node_dir.join("ipam"),
+        });
+        let netns_path = format!("{}/{pod_ns}", weft_kernel::netns::NETNS_RUN_DIR);
+        let plugin_dir = self.weft.parent().map(|d| d.display().to_string()).unwrap_or_default();
+        let output = run_plugin(
+            &self.weft,
+            &node_ns,
+            &[
+                ("CNI_COMMAND", "ADD"),
+                ("CNI_CONTAINERID", &format!("{}-{pod}", self.name())),
+                ("CNI_NETNS", &netns_path),
+                ("CNI_IFNAME", "eth0"),
+                ("CNI_PATH", &plugin_dir),
+            ],
+            &conf.to_string(),
+        )?;
+        let cni_error = |detail: String| LabError::Cni { pod: pod.to_string(), detail };
+        let result: serde_json::Value =
+            serde_json::from_str(&output).map_err(|_| cni_error(output.clone()))?;
+        if let Some(message) = result["msg"].as_str() {
+            return Err(cni_error(format!("error {}: {message}", result["code"])));
+        }
+        let address: Ipv4Addr = result["ips"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|ip| ip["address"].as_str()?.split('/').next()?.parse().ok())
+            .next()
+            .ok_or_else(|| cni_error(format!("no IPv4 address in the result: {output}")))?;
+        if let Some(record) = self.state.pods.iter_mut().find(|p| p.name == pod) {
+            record.address = Some(address);
+        }
+        self.state.save()?;
+        Ok(address)
+    }
+
+    /// Probes the matrix (every pod and node to every pod, pods to the outside client and
+    /// back) and holds each outcome against what the mode promises.
+    pub fn check(&self, timeout: Duration) -> Result<Report, LabError> {
+        let topology = self.topology();
+        let probes: Vec<Probe> = probes(&topology)
+            .into_iter()
+            .filter(|p| self.pod_address(&p.to).is_some() || p.to == "outside")
+            .filter(|p| {
+                topology.pods.iter().all(|pod| pod.name != p.from) || self.pod_address(&p.from).is_some()
+            })
+            .collect();
+        let target = |to: &str| self.pod_address(to).unwrap_or(OUTSIDE_CLIENT_IP);
+        let mut sources: Vec<&str> = Vec::new();
+        for probe in &probes {
+            if !sources.contains(&probe.from.as_str()) {
+                sources.push(&probe.from);
+            }
+        }
+        // Every source probes its targets at once, all sources side by side.
+        let results: Vec<Result<HashMap<String, bool>, LabError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = sources
+                .iter()
+                .map(|from| {
+                    let mine: Vec<&Probe> = probes.iter().filter(|p| p.from == *from).collect();
+                    let targets: Vec<Ipv4Addr> = mine.iter().map(|p| target(&p.to)).collect();
+                    let netns = self.netns(from);
+                    scope.spawn(move || {
+                        let ns = open_namespace(&netns?)?;
+                        let reached = probe::reachable(&ns, &targets, timeout)?;
+                        Ok(mine.iter().map(|p| p.to.clone()).zip(reached).collect())
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("probe thread")).collect()
+        });
+        let mut reached: HashMap<(String, String), bool> = HashMap::new();
+        for (from, result) in sources.iter().zip(results) {
+            for (to, ok) in result? {
+                reached.insert((from.to_string(), to), ok);
+            }
+        }
+        let found: Vec<(String, bool)> = probes
+            .iter()
+            .map(|p| (target(&p.to).to_string(), reached[&(p.from.clone(), p.to.clone())]))
+            .collect();
+        Ok(Report::new(self.name(), self.state.spec.mode, &probes, &found))
+    }
+
+    /// Removes the lab: its processes, namespaces and files.
+    pub fn down(mut self) -> Result<crate::down::Removed, LabError> {
+        self.tear_down_on_drop = false;
+        let removed = crate::down::down(&self.state);
+        for (_, mut child) in self.children.drain() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        removed
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if self.tear_down_on_drop {
+            let _ = crate::down::down(&self.state);
+        }
+        // Reap what we started and what has stopped; the rest runs on as daemons.
+        for child in self.children.values_mut() {
+            if self.tear_down_on_drop {
+                let _ = child.kill();
+                let _ = child.wait();
+            } else {
+                let _ = child.try_wait();
+            }
+        }
+    }
+}
+
+pub fn pod_netns(lab: &str, pod: &str) -> String {
+    format!("{}{lab}-{pod}", crate::topology::NETNS_PREFIX)
+}
+
+/// Runs the CNI plugin inside `ns` with `vars` and `stdin`, as a runtime does; returns its
+/// stdout (a result or an error object).
+fn run_plugin(binary: &Path, ns: &NetNs, vars: &[(&str, &str)], stdin: &str) -> Result<String, LabError> {
+    let mut command = Command::new(binary);
+    command.env_clear().env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    command.envs(vars.iter().copied());
+    process::runs_in(&mut command, ns);
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| LabError::io(format!("run the CNI plugin {}", binary.display()), e))?;
+    // A plugin may exit before reading stdin: its output says why.
+    let _ = child.stdin.take().expect("piped").write_all(stdin.as_bytes());
+    let output = child.wait_with_output().map_err(|e| LabError::io("wait for the CNI plugin", e))?;
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}

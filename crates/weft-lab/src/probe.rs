@@ -1,0 +1,149 @@
+//! Reachability probes: ICMP echo from inside a namespace to many targets at once, on a raw
+//! socket (root), resent until each answers or the time is up.
+
+use crate::LabError;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+use weft_kernel::NetNs;
+
+const ICMP_ECHO_REPLY: u8 = 0;
+const ICMP_ECHO_REQUEST: u8 = 8;
+const RESEND_EVERY: Duration = Duration::from_millis(250);
+
+static NEXT_ID: AtomicU16 = AtomicU16::new(0);
+
+/// From inside `ns`, which of `targets` answer an echo request within `timeout`.
+pub fn reachable(ns: &NetNs, targets: &[Ipv4Addr], timeout: Duration) -> Result<Vec<bool>, LabError> {
+    ns.run(|| ping_all(targets, timeout))
+        .map_err(|e| LabError::kernel(format!("enter {}", ns.path().display()), e))?
+}
+
+fn ping_all(targets: &[Ipv4Addr], timeout: Duration) -> Result<Vec<bool>, LabError> {
+    // SAFETY: socket returns a new fd or -1; ownership passes to OwnedFd.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::IPPROTO_ICMP) };
+    if fd < 0 {
+        return Err(LabError::io("open an ICMP socket (needs root)", std::io::Error::last_os_error()));
+    }
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    // One id per probing run, told apart from other runs' replies in the same namespace.
+    let id =
+        (std::process::id() as u16).wrapping_mul(31).wrapping_add(NEXT_ID.fetch_add(1, Ordering::Relaxed));
+    let mut answered = vec![false; targets.len()];
+    let deadline = Instant::now() + timeout;
+    let mut next_send = Instant::now();
+    while Instant::now() < deadline && answered.iter().any(|a| !a) {
+        if Instant::now() >= next_send {
+            for (seq, target) in targets.iter().enumerate().filter(|(i, _)| !answered[*i]) {
+                // A target without a route fails here (ENETUNREACH): it stays unanswered.
+                let _ = send_echo(&socket, *target, id, seq as u16);
+            }
+            next_send = Instant::now() + RESEND_EVERY;
+        }
+        let wait = next_send.min(deadline).saturating_duration_since(Instant::now());
+        if let Some((from, seq)) = receive_reply(&socket, id, wait)? {
+            if let Some(slot) = answered.get_mut(seq as usize) {
+                *slot |= targets[seq as usize] == from;
+            }
+        }
+    }
+    Ok(answered)
+}
+
+fn checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 =
+        bytes.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+fn echo_request(id: u16, seq: u16) -> [u8; 24] {
+    let mut packet = [0u8; 24];
+    packet[0] = ICMP_ECHO_REQUEST;
+    packet[4..6].copy_from_slice(&id.to_be_bytes());
+    packet[6..8].copy_from_slice(&seq.to_be_bytes());
+    packet[8..].copy_from_slice(b"weft lab probe!!");
+    let sum = checksum(&packet);
+    packet[2..4].copy_from_slice(&sum.to_be_bytes());
+    packet
+}
+
+fn send_echo(socket: &OwnedFd, target: Ipv4Addr, id: u16, seq: u16) -> std::io::Result<()> {
+    let packet = echo_request(id, seq);
+    let address = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr { s_addr: u32::from(target).to_be() },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: the buffer and address outlive the call; lengths are theirs.
+    let sent = unsafe {
+        libc::sendto(
+            socket.as_raw_fd(),
+            packet.as_ptr().cast(),
+            packet.len(),
+            0,
+            (&address as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if sent < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// One echo reply with our id, as (sender, sequence number), waiting up to `wait`.
+fn receive_reply(socket: &OwnedFd, id: u16, wait: Duration) -> Result<Option<(Ipv4Addr, u16)>, LabError> {
+    let mut poll = libc::pollfd { fd: socket.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    let millis = wait.as_millis().clamp(1, 1000) as libc::c_int;
+    // SAFETY: one pollfd, valid for the call.
+    if unsafe { libc::poll(&mut poll, 1, millis) } <= 0 {
+        return Ok(None);
+    }
+    let mut buffer = [0u8; 1500];
+    // SAFETY: the buffer outlives the call; its length is passed.
+    let n = unsafe { libc::recv(socket.as_raw_fd(), buffer.as_mut_ptr().cast(), buffer.len(), 0) };
+    if n < 0 {
+        return Err(LabError::io("receive ICMP", std::io::Error::last_os_error()));
+    }
+    Ok(parse_reply(&buffer[..n as usize], id))
+}
+
+/// A raw ICMP socket hands over the IP header too.
+fn parse_reply(packet: &[u8], id: u16) -> Option<(Ipv4Addr, u16)> {
+    let header_len = usize::from(packet.first()? & 0x0f) * 4;
+    let icmp = packet.get(header_len..header_len + 8)?;
+    if icmp[0] != ICMP_ECHO_REPLY || u16::from_be_bytes([icmp[4], icmp[5]]) != id {
+        return None;
+    }
+    let from = Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]);
+    Some((from, u16::from_be_bytes([icmp[6], icmp[7]])))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_echo_request_checks_out() {
+        let packet = echo_request(0x1234, 7);
+        assert_eq!(checksum(&packet), 0, "a packet with its checksum sums to zero");
+        assert_eq!(&packet[4..8], &[0x12, 0x34, 0, 7]);
+    }
+
+    #[test]
+    fn replies_are_matched_by_id_and_sender() {
+        let mut reply = vec![0x45, 0, 0, 44, 0, 0, 0, 0, 64, 1, 0, 0, 10, 244, 1, 2, 10, 244, 0, 2];
+        let mut icmp = echo_request(99, 3).to_vec();
+        icmp[0] = ICMP_ECHO_REPLY;
+        reply.extend_from_slice(&icmp);
+        assert_eq!(parse_reply(&reply, 99), Some((Ipv4Addr::new(10, 244, 1, 2), 3)));
+        assert_eq!(parse_reply(&reply, 98), None, "another prober's reply");
+        reply[20] = ICMP_ECHO_REQUEST;
+        assert_eq!(parse_reply(&reply, 99), None, "a request is not a reply");
+    }
+}

@@ -1,0 +1,157 @@
+//! What each mode promises: which probes of the matrix must get through and which must
+//! not, and why. Pure.
+
+use crate::topology::{Mode, Topology, POD_CIDR};
+use serde::Serialize;
+
+/// The kinds of path the matrix probes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Category {
+    PodToPodSameNode,
+    PodToPodSameRack,
+    PodToPodOtherRack,
+    NodeToOwnPod,
+    NodeToPodSameRack,
+    NodeToPodOtherRack,
+    PodToOutside,
+    OutsideToPod,
+}
+
+impl Category {
+    pub fn label(self) -> &'static str {
+        match self {
+            Category::PodToPodSameNode => "pod → pod, same node",
+            Category::PodToPodSameRack => "pod → pod, same rack",
+            Category::PodToPodOtherRack => "pod → pod, other rack",
+            Category::NodeToOwnPod => "node → its own pod",
+            Category::NodeToPodSameRack => "node → pod, same rack",
+            Category::NodeToPodOtherRack => "node → pod, other rack",
+            Category::PodToOutside => "pod → outside client",
+            Category::OutsideToPod => "outside client → pod",
+        }
+    }
+}
+
+/// Whether a category of probes must get through, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Promise {
+    pub reached: bool,
+    pub why: String,
+}
+
+pub fn promise(mode: Mode, category: Category) -> Promise {
+    let yes = |why: &str| Promise { reached: true, why: why.to_string() };
+    let no = |why: String| Promise { reached: false, why };
+    match (mode, category) {
+        (_, Category::PodToPodSameNode | Category::NodeToOwnPod) => yes("the node routes to each pod's veth"),
+        (Mode::Route, Category::PodToPodSameRack | Category::NodeToPodSameRack) => {
+            yes("a direct route to the peer node on the shared segment")
+        }
+        (Mode::Vxlan, Category::PodToPodSameRack | Category::NodeToPodSameRack) => {
+            yes("through the VXLAN overlay")
+        }
+        (Mode::Auto, Category::PodToPodSameRack | Category::NodeToPodSameRack) => {
+            yes("a direct route: the peer is on the same segment")
+        }
+        (Mode::Route, Category::PodToPodOtherRack | Category::NodeToPodOtherRack) => {
+            no("route mode needs every peer on the node's own L2 segment; the router between racks \
+             has no route to pod subnets (vxlan and auto cross it)"
+                .into())
+        }
+        (Mode::Vxlan | Mode::Auto, Category::PodToPodOtherRack | Category::NodeToPodOtherRack) => {
+            yes("through the VXLAN overlay, across the router")
+        }
+        (_, Category::PodToOutside) => yes("out through the node, masqueraded to the node's address"),
+        (_, Category::OutsideToPod) => no(format!(
+            "the router has no route to the pod network {POD_CIDR}: in this mode pods are \
+             reachable only from inside the cluster"
+        )),
+    }
+}
+
+/// Who sends a probe: a pod, a node, or the outside client (by member name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Probe {
+    pub from: String,
+    pub to: String,
+    pub category: Category,
+}
+
+/// The matrix's probes: every pod and node to every pod (but itself), every pod to the
+/// outside client, and the outside client to every pod.
+pub fn probes(topology: &Topology) -> Vec<Probe> {
+    let rack_of = |node: &str| topology.node(node).map(|n| n.rack);
+    let mut probes = Vec::new();
+    for from in &topology.pods {
+        for to in topology.pods.iter().filter(|p| p.name != from.name) {
+            let category = if from.node == to.node {
+                Category::PodToPodSameNode
+            } else if rack_of(&from.node) == rack_of(&to.node) {
+                Category::PodToPodSameRack
+            } else {
+                Category::PodToPodOtherRack
+            };
+            probes.push(Probe { from: from.name.clone(), to: to.name.clone(), category });
+        }
+        probes.push(Probe {
+            from: from.name.clone(),
+            to: "outside".into(),
+            category: Category::PodToOutside,
+        });
+    }
+    for node in &topology.nodes {
+        for to in &topology.pods {
+            let category = if to.node == node.name {
+                Category::NodeToOwnPod
+            } else if rack_of(&to.node) == Some(node.rack) {
+                Category::NodeToPodSameRack
+            } else {
+                Category::NodeToPodOtherRack
+            };
+            probes.push(Probe { from: node.name.clone(), to: to.name.clone(), category });
+        }
+    }
+    for to in &topology.pods {
+        probes.push(Probe { from: "outside".into(), to: to.name.clone(), category: Category::OutsideToPod });
+    }
+    probes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::LabSpec;
+
+    #[test]
+    fn route_mode_promises_no_crossing_of_racks_and_says_why() {
+        let p = promise(Mode::Route, Category::PodToPodOtherRack);
+        assert!(!p.reached && p.why.contains("L2 segment"));
+        assert!(promise(Mode::Route, Category::PodToPodSameRack).reached);
+        assert!(promise(Mode::Vxlan, Category::PodToPodOtherRack).reached);
+        assert!(promise(Mode::Auto, Category::NodeToPodOtherRack).reached);
+        for mode in Mode::ALL {
+            assert!(promise(mode, Category::PodToOutside).reached);
+            assert!(!promise(mode, Category::OutsideToPod).reached);
+        }
+    }
+
+    #[test]
+    fn probes_cover_the_matrix_once_each() {
+        let topology = Topology::of(&LabSpec::new("x", Mode::Auto));
+        let probes = probes(&topology);
+        let count = |c: Category| probes.iter().filter(|p| p.category == c).count();
+        // 8 pods on 4 nodes, 2 per rack
+        assert_eq!(count(Category::PodToPodSameNode), 8);
+        assert_eq!(count(Category::PodToPodSameRack), 16);
+        assert_eq!(count(Category::PodToPodOtherRack), 32);
+        assert_eq!(count(Category::NodeToOwnPod), 8);
+        assert_eq!(count(Category::NodeToPodSameRack), 8);
+        assert_eq!(count(Category::NodeToPodOtherRack), 16);
+        assert_eq!(count(Category::PodToOutside), 8);
+        assert_eq!(count(Category::OutsideToPod), 8);
+        assert!(!probes.iter().any(|p| p.from == p.to));
+        let n1_to_n3 = probes.iter().find(|p| p.from == "n1-p1" && p.to == "n3-p1").unwrap();
+        assert_eq!(n1_to_n3.category, Category::PodToPodOtherRack);
+    }
+}

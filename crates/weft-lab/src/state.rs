@@ -1,0 +1,99 @@
+//! A lab's directory under /run/weft-lab: its spec (written before anything is made, so
+//! `down` can always find what `up` may have made), the pods' addresses, the processes it
+//! started, the store and each node's state.
+
+use crate::topology::LabSpec;
+use crate::LabError;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+/// Where every lab keeps its files.
+pub const LAB_ROOT: &str = "/run/weft-lab";
+const STATE_FILE: &str = "lab.json";
+
+pub fn lab_dir(name: &str) -> PathBuf {
+    Path::new(LAB_ROOT).join(name)
+}
+
+/// A process the lab started, told apart from a later process with the same pid by its
+/// start time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Process {
+    pub pid: u32,
+    pub start_time: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodRecord {
+    pub name: String,
+    pub node: String,
+    pub address: Option<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LabState {
+    pub spec: LabSpec,
+    /// Seconds since the epoch.
+    pub created_at: u64,
+    /// The store's URL as the agents use it.
+    pub store_url: String,
+    /// Every pod, named before its namespace is made, its address once the plugin gave it.
+    #[serde(default)]
+    pub pods: Vec<PodRecord>,
+    /// Node name → its agent.
+    #[serde(default)]
+    pub agents: BTreeMap<String, Process>,
+    #[serde(default)]
+    pub etcd: Option<Process>,
+}
+
+impl LabState {
+    pub fn dir(&self) -> PathBuf {
+        lab_dir(&self.spec.name)
+    }
+
+    /// A node's agent state dir (node file, status), which is also the CNI plugin's.
+    pub fn node_dir(&self, node: &str) -> PathBuf {
+        self.dir().join("nodes").join(node)
+    }
+
+    pub fn log_file(&self, process: &str) -> PathBuf {
+        self.dir().join("logs").join(format!("{process}.log"))
+    }
+
+    pub fn load(name: &str) -> Result<LabState, LabError> {
+        let path = lab_dir(name).join(STATE_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                LabError::NotFound(name.to_string())
+            } else {
+                LabError::io(format!("read {}", path.display()), e)
+            }
+        })?;
+        serde_json::from_str(&text).map_err(|e| LabError::Invalid(format!("{}: {e}", path.display())))
+    }
+
+    /// Writes the state whole (a rename), so a reader never sees half of it.
+    pub fn save(&self) -> Result<(), LabError> {
+        let dir = self.dir();
+        let path = dir.join(STATE_FILE);
+        let temporary = dir.join(format!("{STATE_FILE}.tmp"));
+        let text = serde_json::to_string_pretty(self).expect("lab state serialises");
+        std::fs::write(&temporary, text)
+            .and_then(|()| std::fs::rename(&temporary, &path))
+            .map_err(|e| LabError::io(format!("write {}", path.display()), e))
+    }
+}
+
+/// Names of the labs that have a directory.
+pub fn lab_names() -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(LAB_ROOT) else { return Vec::new() };
+    let mut names: Vec<String> =
+        entries.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()).collect();
+    names.sort();
+    names
+}

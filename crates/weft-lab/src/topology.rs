@@ -1,0 +1,350 @@
+//! What a lab is made of, worked out from its spec alone: racks, nodes, pods, the router
+//! and the outside client, with their namespaces and addresses. Pure, so `down` can name
+//! everything a lab may have made even when `up` died half-way.
+
+use crate::LabError;
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+use weft_core::network::Backend;
+
+/// Every lab namespace starts with this, so `down --all` finds them all.
+pub const NETNS_PREFIX: &str = "weftlab-";
+/// The pods' network in every lab.
+pub const POD_CIDR: &str = "10.244.0.0/16";
+/// The outside world: a client behind the router, on a documentation range.
+pub const OUTSIDE_SUBNET: &str = "203.0.113.0/24";
+pub const OUTSIDE_CLIENT_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+pub const OUTSIDE_GATEWAY_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+/// Port of the lab's etcd, on the router's address in rack 1.
+pub const ETCD_CLIENT_PORT: u16 = 2379;
+
+/// How the lab's network carries pods' traffic between nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Direct routes to peers on the same segment; nothing crosses the router.
+    Route,
+    /// Every peer through the VXLAN overlay.
+    Vxlan,
+    /// Routes within a rack, VXLAN across racks.
+    Auto,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 3] = [Mode::Route, Mode::Vxlan, Mode::Auto];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Route => "route",
+            Mode::Vxlan => "vxlan",
+            Mode::Auto => "auto",
+        }
+    }
+
+    pub fn backend(self) -> Backend {
+        match self {
+            Mode::Route => Backend::Route,
+            Mode::Vxlan => Backend::Vxlan,
+            Mode::Auto => Backend::Auto,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// One SQLite file in the lab's directory, shared by its agents.
+    Sqlite,
+    /// A real etcd server in the router's namespace.
+    Etcd,
+}
+
+/// What `weft lab up` is asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LabSpec {
+    pub name: String,
+    pub mode: Mode,
+    pub racks: u32,
+    pub nodes_per_rack: u32,
+    pub pods_per_node: u32,
+    pub store: StoreKind,
+    /// Seconds an agent's lease lives without renewal.
+    pub lease_ttl: u64,
+    /// Seconds between the agents' full resyncs.
+    pub resync: u64,
+    /// Start every node's agent (tests that start them one by one say no).
+    pub start_agents: bool,
+}
+
+impl LabSpec {
+    pub fn new(name: &str, mode: Mode) -> LabSpec {
+        LabSpec {
+            name: name.to_string(),
+            mode,
+            racks: 2,
+            nodes_per_rack: 2,
+            pods_per_node: 2,
+            store: StoreKind::Sqlite,
+            lease_ttl: 30,
+            resync: 2,
+            start_agents: true,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), LabError> {
+        validate_name(&self.name)?;
+        let invalid = |what: String| Err(LabError::Invalid(what));
+        if !(1..=MAX_RACKS).contains(&self.racks) {
+            return invalid(format!("--racks {}: between 1 and {MAX_RACKS}", self.racks));
+        }
+        if !(1..=MAX_NODES_PER_RACK).contains(&self.nodes_per_rack) {
+            return invalid(format!(
+                "--nodes-per-rack {}: between 1 and {MAX_NODES_PER_RACK}",
+                self.nodes_per_rack
+            ));
+        }
+        if self.pods_per_node > MAX_PODS_PER_NODE {
+            return invalid(format!("--pods-per-node {}: at most {MAX_PODS_PER_NODE}", self.pods_per_node));
+        }
+        if self.racks * self.nodes_per_rack > 250 {
+            return invalid("at most 250 nodes: each leases a /24 of the pods' /16".into());
+        }
+        if self.lease_ttl < 3 {
+            return invalid(format!("lease TTL {} s: at least 3", self.lease_ttl));
+        }
+        Ok(())
+    }
+}
+
+const MAX_RACKS: u32 = 16;
+const MAX_NODES_PER_RACK: u32 = 100;
+const MAX_PODS_PER_NODE: u32 = 100;
+const MAX_NAME_LEN: usize = 24;
+
+/// Lab names become namespace and directory names: lower-case letters, digits and dashes.
+pub fn validate_name(name: &str) -> Result<(), LabError> {
+    let good = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-');
+    if good {
+        Ok(())
+    } else {
+        Err(LabError::Invalid(format!(
+            "lab name {name:?}: 1 to {MAX_NAME_LEN} lower-case letters, digits and dashes, not starting with a dash"
+        )))
+    }
+}
+
+/// One L2 segment: a bridge in a namespace of its own, the router's port on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rack {
+    /// 1-based.
+    pub number: u32,
+    pub name: String,
+    pub netns: String,
+    pub subnet: Ipv4Net,
+    /// The router's address on this segment, the nodes' default gateway.
+    pub gateway: Ipv4Addr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Node {
+    pub name: String,
+    /// The rack's number.
+    pub rack: u32,
+    pub netns: String,
+    pub ip: Ipv4Addr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Pod {
+    pub name: String,
+    pub node: String,
+    pub netns: String,
+}
+
+/// Everything a lab consists of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Topology {
+    pub name: String,
+    pub mode: Mode,
+    pub router_netns: String,
+    pub outside_netns: String,
+    pub racks: Vec<Rack>,
+    pub nodes: Vec<Node>,
+    pub pods: Vec<Pod>,
+}
+
+/// A lab's member as `exec` and the matrix name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Member<'a> {
+    Router,
+    Outside,
+    Rack(&'a Rack),
+    Node(&'a Node),
+    Pod(&'a Pod),
+}
+
+impl Topology {
+    pub fn of(spec: &LabSpec) -> Topology {
+        let ns = |member: &str| format!("{NETNS_PREFIX}{}-{member}", spec.name);
+        let racks: Vec<Rack> = (1..=spec.racks)
+            .map(|number| Rack {
+                number,
+                name: format!("rack{number}"),
+                netns: ns(&format!("rack{number}")),
+                subnet: Ipv4Net::new(Ipv4Addr::new(198, 18, number as u8, 0), 24).expect("/24"),
+                gateway: Ipv4Addr::new(198, 18, number as u8, 1),
+            })
+            .collect();
+        let mut nodes = Vec::new();
+        let mut pods = Vec::new();
+        // Numbered rack by rack: n1, n2 in rack 1, n3, n4 in rack 2, ...
+        for rack in &racks {
+            for slot in 1..=spec.nodes_per_rack {
+                let name = format!("n{}", nodes.len() + 1);
+                for p in 1..=spec.pods_per_node {
+                    let pod = format!("{name}-p{p}");
+                    pods.push(Pod { netns: ns(&pod), node: name.clone(), name: pod });
+                }
+                let ip = Ipv4Addr::new(198, 18, rack.number as u8, 10 + slot as u8);
+                nodes.push(Node { netns: ns(&name), rack: rack.number, ip, name });
+            }
+        }
+        Topology {
+            name: spec.name.clone(),
+            mode: spec.mode,
+            router_netns: ns("router"),
+            outside_netns: ns("outside"),
+            racks,
+            nodes,
+            pods,
+        }
+    }
+
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    pub fn rack(&self, number: u32) -> &Rack {
+        &self.racks[number as usize - 1]
+    }
+
+    pub fn member(&self, name: &str) -> Option<Member<'_>> {
+        match name {
+            "router" => Some(Member::Router),
+            "outside" => Some(Member::Outside),
+            _ => self
+                .racks
+                .iter()
+                .find(|r| r.name == name)
+                .map(Member::Rack)
+                .or_else(|| self.node(name).map(Member::Node))
+                .or_else(|| self.pods.iter().find(|p| p.name == name).map(Member::Pod)),
+        }
+    }
+
+    pub fn netns_of<'a>(&'a self, member: Member<'a>) -> &'a str {
+        match member {
+            Member::Router => &self.router_netns,
+            Member::Outside => &self.outside_netns,
+            Member::Rack(rack) => &rack.netns,
+            Member::Node(node) => &node.netns,
+            Member::Pod(pod) => &pod.netns,
+        }
+    }
+
+    /// Every namespace of the lab, in the order to remove them: pods, nodes, racks, router,
+    /// outside client.
+    pub fn namespaces(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.pods.iter().map(|p| p.netns.clone()).collect();
+        all.extend(self.nodes.iter().map(|n| n.netns.clone()));
+        all.extend(self.racks.iter().map(|r| r.netns.clone()));
+        all.push(self.router_netns.clone());
+        all.push(self.outside_netns.clone());
+        all
+    }
+
+    /// Every member's name, for error messages.
+    pub fn member_names(&self) -> Vec<String> {
+        let mut all = vec!["router".to_string(), "outside".to_string()];
+        all.extend(self.racks.iter().map(|r| r.name.clone()));
+        all.extend(self.nodes.iter().map(|n| n.name.clone()));
+        all.extend(self.pods.iter().map(|p| p.name.clone()));
+        all
+    }
+
+    /// Where the agents find the store: the router's address in rack 1, for etcd.
+    pub fn etcd_endpoint(&self) -> String {
+        format!("{}:{ETCD_CLIENT_PORT}", self.racks[0].gateway)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_lab_is_two_racks_of_two_nodes_of_two_pods() {
+        let topology = Topology::of(&LabSpec::new("demo", Mode::Auto));
+        assert_eq!(topology.racks.len(), 2);
+        assert_eq!(topology.racks[1].subnet.to_string(), "198.18.2.0/24");
+        assert_eq!(topology.racks[1].gateway, Ipv4Addr::new(198, 18, 2, 1));
+        let nodes: Vec<(&str, u32, String)> =
+            topology.nodes.iter().map(|n| (n.name.as_str(), n.rack, n.ip.to_string())).collect();
+        assert_eq!(
+            nodes,
+            [
+                ("n1", 1, "198.18.1.11".to_string()),
+                ("n2", 1, "198.18.1.12".to_string()),
+                ("n3", 2, "198.18.2.11".to_string()),
+                ("n4", 2, "198.18.2.12".to_string()),
+            ]
+        );
+        assert_eq!(topology.pods.len(), 8);
+        assert_eq!(topology.pods[2].name, "n2-p1");
+        assert_eq!(topology.pods[2].netns, "weftlab-demo-n2-p1");
+        assert_eq!(topology.router_netns, "weftlab-demo-router");
+        assert_eq!(topology.etcd_endpoint(), "198.18.1.1:2379");
+    }
+
+    #[test]
+    fn every_namespace_is_prefixed_and_listed_once() {
+        let topology = Topology::of(&LabSpec::new("x", Mode::Route));
+        let all = topology.namespaces();
+        assert_eq!(all.len(), 8 + 4 + 2 + 2);
+        assert!(all.iter().all(|n| n.starts_with("weftlab-x-")));
+        let unique: std::collections::HashSet<_> = all.iter().collect();
+        assert_eq!(unique.len(), all.len());
+        // pods go before their nodes, so nothing is left pointing into a removed namespace
+        assert!(all[0].ends_with("-n1-p1") && all.last().unwrap().ends_with("-outside"));
+    }
+
+    #[test]
+    fn members_are_found_by_name() {
+        let topology = Topology::of(&LabSpec::new("x", Mode::Route));
+        assert!(matches!(topology.member("n3"), Some(Member::Node(n)) if n.rack == 2));
+        assert!(matches!(topology.member("n3-p2"), Some(Member::Pod(p)) if p.node == "n3"));
+        assert!(matches!(topology.member("rack2"), Some(Member::Rack(_))));
+        assert_eq!(topology.member("router").map(|m| topology.netns_of(m)), Some("weftlab-x-router"));
+        assert!(topology.member("n9").is_none());
+    }
+
+    #[test]
+    fn bad_specs_are_refused_with_the_reason() {
+        let mut spec = LabSpec::new("Bad Name", Mode::Vxlan);
+        assert!(spec.validate().unwrap_err().to_string().contains("lower-case"));
+        spec.name = "ok".into();
+        spec.racks = 0;
+        assert!(spec.validate().unwrap_err().to_string().contains("--racks 0"));
+        spec.racks = 16;
+        spec.nodes_per_rack = 20;
+        assert!(spec.validate().unwrap_err().to_string().contains("at most 250 nodes"));
+        spec.nodes_per_rack = 2;
+        assert!(spec.validate().is_ok());
+        assert!(validate_name("-x").is_err() && validate_name(&"a".repeat(25)).is_err());
+    }
+}

@@ -1,0 +1,259 @@
+//! `weft lab ...`: the lab's commands, with progress lines and tables for people and JSON
+//! for scripts. The lab itself is the weft-lab crate.
+
+use anyhow::{bail, Context};
+use clap::{Subcommand, ValueEnum};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use weft_lab::{Lab, LabSpec, Mode, Step, StoreKind, Style};
+
+const DEFAULT_NAME: &str = "lab";
+
+#[derive(Subcommand)]
+pub enum LabCommand {
+    /// Build a lab: racks, a router, an outside client, nodes running agents, pods.
+    Up {
+        #[arg(long, default_value = DEFAULT_NAME)]
+        name: String,
+        #[arg(long, value_enum, default_value = "auto")]
+        mode: ModeArg,
+        #[arg(long, default_value_t = 2)]
+        racks: u32,
+        #[arg(long, default_value_t = 2)]
+        nodes_per_rack: u32,
+        #[arg(long, default_value_t = 2)]
+        pods_per_node: u32,
+        #[arg(long, value_enum, default_value = "sqlite")]
+        store: StoreArg,
+        /// Seconds an agent's lease lives without renewal.
+        #[arg(long, default_value_t = 30)]
+        lease_ttl: u64,
+        /// Seconds between the agents' full resyncs.
+        #[arg(long, default_value_t = 2)]
+        resync: u64,
+    },
+    /// Probe what reaches what and hold it against what the mode promises (exit 1 if a
+    /// promise is broken).
+    Check {
+        #[arg(long, default_value = DEFAULT_NAME)]
+        name: String,
+        /// The matrix as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Seconds to wait for each probe's answer.
+        #[arg(long, default_value_t = 3)]
+        timeout: u64,
+    },
+    /// Run a command inside a member's namespace: a pod (n1-p1), a node (n1), a rack
+    /// (rack1), `router` or `outside`.
+    Exec {
+        /// The lab.
+        lab: String,
+        /// The member.
+        member: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Remove a lab (or every lab): processes, namespaces, files. Also after a crash.
+    Down {
+        #[arg(long, default_value = DEFAULT_NAME, conflicts_with = "all")]
+        name: String,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Up, check and down for each mode in turn, on the embedded store.
+    Demo,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ModeArg {
+    Route,
+    Vxlan,
+    Auto,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(mode: ModeArg) -> Mode {
+        match mode {
+            ModeArg::Route => Mode::Route,
+            ModeArg::Vxlan => Mode::Vxlan,
+            ModeArg::Auto => Mode::Auto,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum StoreArg {
+    Sqlite,
+    Etcd,
+}
+
+fn style() -> Style {
+    // SAFETY: isatty only inspects the descriptor.
+    let terminal = unsafe { libc::isatty(libc::STDOUT_FILENO) } == 1;
+    Style { color: terminal && std::env::var_os("NO_COLOR").is_none() }
+}
+
+fn weft_binary() -> anyhow::Result<PathBuf> {
+    std::env::current_exe().context("find the weft binary (the agents and the CNI plugin)")
+}
+
+fn millis(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
+fn print_step(step: &Step) {
+    let style = style();
+    println!("  {} {:<72} {}", style.green("✓"), step.what, style.dim(&millis(step.took)));
+}
+
+pub fn run(command: LabCommand) -> anyhow::Result<()> {
+    match command {
+        LabCommand::Up { name, mode, racks, nodes_per_rack, pods_per_node, store, lease_ttl, resync } => {
+            let spec = LabSpec {
+                racks,
+                nodes_per_rack,
+                pods_per_node,
+                store: match store {
+                    StoreArg::Sqlite => StoreKind::Sqlite,
+                    StoreArg::Etcd => StoreKind::Etcd,
+                },
+                lease_ttl,
+                resync,
+                ..LabSpec::new(&name, mode.into())
+            };
+            up(spec)?;
+            println!(
+                "\nNext:  weft lab check --name {name}   ·   weft lab exec {name} n1-p1 -- ip addr   ·   weft lab down --name {name}"
+            );
+            Ok(())
+        }
+        LabCommand::Check { name, json, timeout } => {
+            let lab = Lab::open(&name, &weft_binary()?)?;
+            let report = lab.check(Duration::from_secs(timeout))?;
+            if json {
+                println!("{}", report.to_json());
+            } else {
+                println!("weft lab check {name}: {} mode\n", report.mode.name());
+                print!("{}", weft_lab::report::render(&report, style()));
+            }
+            if !report.ok {
+                bail!(
+                    "{} probe(s) of lab {name} broke the {} mode's promises",
+                    report.broken().count(),
+                    report.mode.name()
+                );
+            }
+            Ok(())
+        }
+        LabCommand::Exec { lab, member, command } => {
+            let lab = Lab::open(&lab, &weft_binary()?)?;
+            let netns = lab.netns(&member)?;
+            weft_kernel::NetNs::open(format!("{}/{netns}", weft_kernel::netns::NETNS_RUN_DIR))
+                .and_then(|ns| ns.enter())
+                .with_context(|| format!("enter {member}'s namespace {netns}"))?;
+            let error = std::process::Command::new(&command[0]).args(&command[1..]).exec();
+            Err(error).with_context(|| format!("run {} in {member}", command[0]))
+        }
+        LabCommand::Down { name, all } => {
+            let started = Instant::now();
+            let removed = if all { weft_lab::down::down_all()? } else { weft_lab::down::down_named(&name)? };
+            let labs = if removed.labs.is_empty() { "no lab".to_string() } else { removed.labs.join(", ") };
+            println!(
+                "removed {labs}: {} namespaces, {} processes, in {}",
+                removed.namespaces,
+                removed.processes,
+                millis(started.elapsed())
+            );
+            Ok(())
+        }
+        LabCommand::Demo => demo(),
+    }
+}
+
+/// Builds the lab with progress lines; on failure says how to clean up.
+fn up(spec: LabSpec) -> anyhow::Result<Lab> {
+    let name = spec.name.clone();
+    println!(
+        "{} {name}: {} mode, {} rack(s) × {} node(s) × {} pod(s), {} store",
+        style().bold("weft lab up"),
+        spec.mode.name(),
+        spec.racks,
+        spec.nodes_per_rack,
+        spec.pods_per_node,
+        match spec.store {
+            StoreKind::Sqlite => "sqlite",
+            StoreKind::Etcd => "etcd",
+        }
+    );
+    let started = Instant::now();
+    match Lab::up(spec, &weft_binary()?, &mut print_step) {
+        Ok(lab) => {
+            println!("  lab {name} is up in {}", millis(started.elapsed()));
+            Ok(lab)
+        }
+        Err(e @ (weft_lab::LabError::Exists(_) | weft_lab::LabError::Invalid(_))) => Err(e.into()),
+        Err(e) => Err(anyhow::Error::new(e).context(format!(
+            "lab up {name} failed; what was built is left for a look, remove it with `weft lab down --name {name}`"
+        ))),
+    }
+}
+
+fn demo() -> anyhow::Result<()> {
+    let style = style();
+    println!(
+        "{}: for each mode, a lab of 2 racks × 2 nodes × 2 pods on the embedded store: up, check, down.\n",
+        style.bold("weft lab demo")
+    );
+    let mut outcomes = Vec::new();
+    for mode in Mode::ALL {
+        let name = format!("demo-{}", mode.name());
+        println!("{}", style.bold(&format!("━━ {} mode: {}", mode.name(), about(mode))));
+        // A demo lab left by an earlier, interrupted demo goes first.
+        if weft_lab::state::lab_dir(&name).exists() {
+            weft_lab::down::down_named(&name)?;
+        }
+        let started = Instant::now();
+        let lab = up(LabSpec::new(&name, mode))?;
+        let report = lab.check(weft_lab::lab::PROBE_TIMEOUT);
+        let check = Instant::now();
+        let removed = lab.down();
+        let report = report?;
+        println!();
+        print!("{}", weft_lab::report::render(&report, style));
+        let removed = removed?;
+        println!(
+            "\n  down: {} namespaces and {} processes removed in {}\n",
+            removed.namespaces,
+            removed.processes,
+            millis(check.elapsed())
+        );
+        outcomes.push((mode, report.ok, report.broken().count(), started.elapsed()));
+    }
+    println!("{}", style.bold("━━ summary"));
+    for (mode, ok, broken, took) in &outcomes {
+        let verdict = if *ok {
+            style.green("every promise holds")
+        } else {
+            style.red(&format!("{broken} probe(s) broke a promise"))
+        };
+        println!("  {:<6} {verdict}  {}", mode.name(), style.dim(&millis(*took)));
+    }
+    if outcomes.iter().any(|(_, ok, ..)| !ok) {
+        bail!("the demo found broken promises (above)");
+    }
+    Ok(())
+}
+
+fn about(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Route => "direct routes between the nodes of a rack; nothing crosses the router",
+        Mode::Vxlan => "every node reaches every other through the VXLAN overlay",
+        Mode::Auto => "direct routes within a rack, VXLAN across racks",
+    }
+}
