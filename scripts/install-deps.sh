@@ -11,7 +11,7 @@ packages=(
   nftables                      # the agent masquerades with `nft`
   iperf3                        # the dataplane benchmark
   openssl                       # certificates for the etcd TLS test
-  procps                        # sysctl, for the test clusters' router
+  procps                        # sysctl, for the dataplane benchmark's hand-built twin
 )
 
 missing=()

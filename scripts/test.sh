@@ -14,5 +14,7 @@ scripts/install-deps.sh
 cargo fmt --all --check
 cargo clippy --all-targets -- -D warnings
 cargo test --workspace
+# The README's main command, as a newcomer runs it.
+scripts/demo.sh
 # Last, and only after everything else: nothing may be left behind.
 cargo test -p weft --test leftovers -- --include-ignored

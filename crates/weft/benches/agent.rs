@@ -12,10 +12,11 @@
 mod support;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use support::cluster::{wait_for, Cluster};
+use support::lab::{ns, wait_for};
 use weft_core::lease::{vtep_mac, Lease};
 use weft_core::network::{Backend, NetworkConfig};
 use weft_kernel::{netns, NetNs, Netlink};
+use weft_lab::{Lab, Mode, StoreKind};
 
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
@@ -63,19 +64,35 @@ fn memory_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// A lab of `nodes` nodes without pods on one rack, on etcd (in the router's namespace).
+fn etcd_lab(nodes: u32, start_agents: bool) -> Lab {
+    support::lab::lab(Mode::Vxlan, |spec| {
+        spec.racks = 1;
+        spec.nodes_per_rack = nodes;
+        spec.pods_per_node = 0;
+        spec.store = StoreKind::Etcd;
+        spec.start_agents = start_agents;
+    })
+}
+
+fn node_netlink(lab: &Lab, node: &str) -> Netlink {
+    Netlink::open_in(&NetNs::open(format!("{}/{}", netns::NETNS_RUN_DIR, ns(lab, node))).unwrap()).unwrap()
+}
+
 fn convergence() {
-    let mut cluster = Cluster::on_etcd(20, "vxlan");
-    cluster.start_all();
+    let lab = etcd_lab(20, true);
+    let nodes: Vec<String> = lab.topology().nodes.iter().map(|n| n.name.clone()).collect();
+    let mut sockets: Vec<Netlink> = nodes.iter().map(|n| node_netlink(&lab, n)).collect();
     wait_for(
         Duration::from_secs(60),
-        || cluster.nodes.iter().all(|n| peer_routes(&mut Netlink::open_in(&n.ns).unwrap()) == 19),
+        || sockets.iter_mut().all(|nl| peer_routes(nl) == 19),
         "20 nodes to see each other",
     );
-    let mut sockets: Vec<Netlink> = cluster.nodes.iter().map(|n| Netlink::open_in(&n.ns).unwrap()).collect();
+    let router = lab.topology().router_netns;
     let mut samples = Vec::new();
     for i in 0..10u32 {
-        let url = cluster.store.clone();
-        let (written, subnet) = inside(&cluster.switch, move || {
+        let url = lab.state.store_url.clone();
+        let (written, subnet) = inside(&router, move || {
             let store = weft_store::open(&url).unwrap();
             // a free subnet of the cluster's network, as a joining node would pick
             let config = store.network().unwrap().unwrap();
@@ -110,9 +127,9 @@ fn convergence() {
 }
 
 fn scale(peers: u32) -> (Duration, u64, u64) {
-    let mut cluster = Cluster::on_etcd(1, "vxlan");
-    let url = cluster.store.clone();
-    inside(&cluster.switch, move || {
+    let mut lab = etcd_lab(1, false);
+    let url = lab.state.store_url.clone();
+    inside(&lab.topology().router_netns, move || {
         let store = weft_store::open(&url).unwrap();
         let config =
             NetworkConfig { backend: Backend::Vxlan, ..NetworkConfig::new("10.0.0.0/8".parse().unwrap()) };
@@ -122,9 +139,9 @@ fn scale(peers: u32) -> (Duration, u64, u64) {
         }
     });
     let started = Instant::now();
-    cluster.start_agent(0);
-    let pid = cluster.nodes[0].agent.as_ref().unwrap().id();
-    let mut nl = Netlink::open_in(&cluster.nodes[0].ns).unwrap();
+    lab.start_agent("n1").unwrap();
+    let pid = lab.state.agents["n1"].pid;
+    let mut nl = node_netlink(&lab, "n1");
     wait_for(Duration::from_secs(120), || peer_routes(&mut nl) == peers as usize, "all peers in the kernel");
     let converged = started.elapsed();
     std::thread::sleep(Duration::from_secs(3)); // a few idle passes

@@ -3,7 +3,7 @@
 //!
 //!     cargo bench -p weft --bench dataplane
 //!
-//! Both sides: two node namespaces on one switch, one pod on each with a routed veth (/32,
+//! Both sides: two node namespaces on one switch (weft's is a lab's rack), one pod on each with a routed veth (/32,
 //! link-local gateway pinned, host route), and between the nodes either a route via the
 //! peer (route) or a VXLAN device with a permanent neighbour, FDB entry and onlink route
 //! (vxlan, flannel's programming), and the same masquerade rule. iperf3, one TCP stream,
@@ -14,7 +14,7 @@ mod support;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::cluster::{wait_for, Cluster};
+use support::lab::{ns, wait_for_full_mesh};
 use support::*;
 use weft_kernel::netns;
 
@@ -147,14 +147,19 @@ fn link_mac(ns: &str, link: &str) -> String {
     text.split("link/ether ").nth(1).unwrap().split_whitespace().next().unwrap().to_string()
 }
 
-fn weft_cluster(backend: &str) -> (Cluster, String, String, String) {
-    let mut cluster = Cluster::new(2, backend);
-    cluster.start_all();
-    cluster.add_pod(0, "a");
-    let server_ip = cluster.add_pod(1, "a");
-    wait_for(Duration::from_secs(20), || cluster.unreachable_pairs().is_empty(), "pods to reach each other");
-    let (server, client) = (cluster.nodes[1].pods[0].0.clone(), cluster.nodes[0].pods[0].0.clone());
-    (cluster, server, client, server_ip)
+/// Two nodes of a lab on one rack, one pod each. Returns (lab, server pod ns, client pod ns,
+/// server pod IP).
+fn weft_cluster(mode: weft_lab::Mode) -> (weft_lab::Lab, String, String, String) {
+    let mut lab = support::lab::lab(mode, |spec| {
+        spec.racks = 1;
+        spec.nodes_per_rack = 2;
+        spec.pods_per_node = 0;
+    });
+    lab.add_pod("n1", "a").unwrap();
+    let server_ip = lab.add_pod("n2", "b").unwrap().to_string();
+    wait_for_full_mesh(&lab);
+    let (server, client) = (ns(&lab, "b"), ns(&lab, "a"));
+    (lab, server, client, server_ip)
 }
 
 fn median(mut samples: Vec<f64>) -> f64 {
@@ -167,8 +172,9 @@ fn main() {
         return;
     }
     println!("pod to pod across two nodes, iperf3, one TCP stream, {SECONDS} s, median of {ROUNDS}\n");
-    for backend in ["route", "vxlan"] {
-        let (_weft, weft_server, weft_client, weft_ip) = weft_cluster(backend);
+    for mode in [weft_lab::Mode::Route, weft_lab::Mode::Vxlan] {
+        let backend = mode.name();
+        let (_weft, weft_server, weft_client, weft_ip) = weft_cluster(mode);
         let (_hand, hand_server, hand_client, hand_ip) = hand_built(backend == "vxlan");
         assert!(pings(&hand_client, &hand_ip), "the hand-built {backend} topology works");
         let (mut weft, mut hand) = (Vec::new(), Vec::new());

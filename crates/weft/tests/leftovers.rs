@@ -9,9 +9,16 @@ const TEST_PREFIX: &str = "wtest-";
 #[test]
 #[ignore = "run after the suite: scripts/test.sh does"]
 fn the_suite_left_nothing_behind() {
-    let namespaces: Vec<String> =
-        netns::list_named().unwrap().into_iter().filter(|n| n.starts_with(TEST_PREFIX)).collect();
+    // The tests' own namespaces, and any lab's (tests' labs are `weftlab-wtest-…`; the demo
+    // removes its own).
+    let namespaces: Vec<String> = netns::list_named()
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.starts_with(TEST_PREFIX) || n.starts_with(weft_lab::topology::NETNS_PREFIX))
+        .collect();
     assert!(namespaces.is_empty(), "namespaces left behind: {namespaces:?}");
+    let labs = weft_lab::state::lab_names();
+    assert!(labs.is_empty(), "labs left behind in {}: {labs:?}", weft_lab::state::LAB_ROOT);
 
     // Test state lives in the temp dir, benchmark state under /var/lib.
     for dir in [std::env::temp_dir(), "/var/lib".into()] {

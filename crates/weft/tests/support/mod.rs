@@ -6,8 +6,8 @@
 //! never touches the root namespace and leaves nothing behind.
 #![allow(dead_code)]
 
-pub mod cluster;
 pub mod etcd;
+pub mod lab;
 
 use serde_json::{json, Value};
 use std::io::Write;
