@@ -2,7 +2,6 @@
 //! from what the lab's state names and from the namespaces' prefix, so it also cleans up
 //! after an `up` that crashed or was killed half-way.
 
-use crate::lab::pod_netns;
 use crate::process::{processes_in, stop_all};
 use crate::state::{lab_dir, lab_names, LabState, LAB_ROOT};
 use crate::topology::{Topology, NETNS_PREFIX};
@@ -26,7 +25,7 @@ const GRACE: Duration = Duration::from_secs(2);
 pub fn down(state: &LabState) -> Result<Removed, LabError> {
     let mut namespaces = Topology::of(&state.spec).namespaces();
     for pod in &state.pods {
-        let name = pod_netns(&state.spec.name, &pod.name);
+        let name = crate::topology::netns_name(&state.spec.name, &pod.name);
         if !namespaces.contains(&name) {
             namespaces.insert(0, name);
         }
@@ -77,27 +76,43 @@ pub fn down_all() -> Result<Removed, LabError> {
         .into_iter()
         .filter(|n| n.starts_with(NETNS_PREFIX))
         .collect();
-    let stray = remove_namespaces(&strays)?;
-    all.namespaces += stray.namespaces;
-    all.processes += stray.processes;
+    match remove_namespaces(&strays) {
+        Ok(stray) => {
+            all.namespaces += stray.namespaces;
+            all.processes += stray.processes;
+        }
+        Err(e) => {
+            first_error.get_or_insert(e);
+        }
+    }
     for name in lab_names() {
         let _ = std::fs::remove_dir_all(Path::new(LAB_ROOT).join(name));
     }
     match first_error {
-        Some(e) if !lab_names().is_empty() => Err(e),
-        _ => Ok(all),
+        Some(e) => Err(e),
+        None => Ok(all),
     }
 }
 
-/// Stops every process inside `names` (those that exist), then removes them.
+/// Stops every process inside `names` (those that exist), then removes them, going on past
+/// failures and returning the first.
 fn remove_namespaces(names: &[String]) -> Result<Removed, LabError> {
     let existing: Vec<&String> =
         names.iter().filter(|n| Path::new(netns::NETNS_RUN_DIR).join(n).exists()).collect();
     let paths: Vec<PathBuf> = existing.iter().map(|n| Path::new(netns::NETNS_RUN_DIR).join(n)).collect();
     let processes = processes_in(&paths);
     stop_all(&processes, GRACE);
+    let mut first_error = None;
     for name in &existing {
-        netns::delete_named(name).map_err(|e| LabError::kernel(format!("remove namespace {name}"), e))?;
+        if let Err(e) = netns::delete_named(name) {
+            first_error.get_or_insert(LabError::kernel(
+                format!("remove namespace {name} (try again, or `ip netns delete {name}`)"),
+                e,
+            ));
+        }
     }
-    Ok(Removed { labs: Vec::new(), namespaces: existing.len(), processes: processes.len() })
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(Removed { labs: Vec::new(), namespaces: existing.len(), processes: processes.len() }),
+    }
 }

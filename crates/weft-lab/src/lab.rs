@@ -4,7 +4,7 @@
 use crate::process::{self, spawn_daemon};
 use crate::promise::{probes, Probe};
 use crate::report::Report;
-use crate::state::{lab_dir, LabState, PodRecord, Process};
+use crate::state::{lab_dir, LabState, PodRecord, Process, LAB_ROOT};
 use crate::topology::{
     LabSpec, StoreKind, Topology, OUTSIDE_CLIENT_IP, OUTSIDE_GATEWAY_IP, OUTSIDE_SUBNET, POD_CIDR,
 };
@@ -54,14 +54,23 @@ impl Lab {
         if dir.exists() {
             return Err(LabError::Exists(spec.name.clone()));
         }
-        if let Some(taken) =
-            topology.namespaces().into_iter().find(|ns| Path::new("/run/netns").join(ns).exists())
+        if let Some(taken) = topology
+            .namespaces()
+            .into_iter()
+            .find(|ns| Path::new(weft_kernel::netns::NETNS_RUN_DIR).join(ns).exists())
         {
             return Err(LabError::Invalid(format!(
-                "namespace {taken} exists already: another lab's? (`weft lab down --all` removes every lab)"
+                "namespace {taken} exists, but no lab {} does: remove it with `ip netns delete {taken}` \
+                 (or `weft lab down --name {}`), or choose another --name",
+                spec.name, spec.name
             )));
         }
-        std::fs::create_dir_all(&dir).map_err(|e| LabError::io(format!("create {}", dir.display()), e))?;
+        // Claiming the directory claims the name: of two `up`s with one name, one fails here.
+        std::fs::create_dir_all(LAB_ROOT).map_err(|e| LabError::io(format!("create {LAB_ROOT}"), e))?;
+        std::fs::create_dir(&dir).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => LabError::Exists(spec.name.clone()),
+            _ => LabError::io(format!("create {}", dir.display()), e),
+        })?;
         let store_url = match spec.store {
             StoreKind::Sqlite => format!("sqlite:{}", dir.join("store.db").display()),
             StoreKind::Etcd => format!("etcd://{}", topology.etcd_endpoint()),
@@ -73,7 +82,7 @@ impl Lab {
             .collect();
         let state = LabState {
             spec: spec.clone(),
-            created_at: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            created_at: now(),
             store_url,
             pods,
             agents: Default::default(),
@@ -112,7 +121,7 @@ impl Lab {
             .map(|p| crate::topology::Pod {
                 name: p.name.clone(),
                 node: p.node.clone(),
-                netns: pod_netns(&self.state.spec.name, &p.name),
+                netns: crate::topology::netns_name(&self.state.spec.name, &p.name),
             })
             .collect();
         topology
@@ -133,6 +142,11 @@ impl Lab {
                 topology.member_names().join(", ")
             ))),
         }
+    }
+
+    /// A member's namespace, opened.
+    pub fn open_netns(&self, member: &str) -> Result<NetNs, LabError> {
+        open_namespace(&self.netns(member)?)
     }
 
     pub fn pod_address(&self, pod: &str) -> Option<Ipv4Addr> {
@@ -245,7 +259,7 @@ impl Lab {
         let mut config = weft_core::network::NetworkConfig::new(POD_CIDR.parse().expect("a network"));
         config.backend = self.state.spec.mode.backend();
         let url = self.state.store_url.clone();
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let now = now();
         // From the router's namespace, where an etcd store listens.
         let router = open_namespace(&self.topology().router_netns)?;
         router
@@ -326,13 +340,16 @@ impl Lab {
         let _ = self.state.save();
     }
 
-    /// Signals a process and waits until it is gone (reaping it if it is our child).
+    /// Signals a process and waits until it is gone (reaping it if it is our child); one
+    /// that outlives a SIGTERM by 10 s gets SIGKILL.
     fn stop(&mut self, process: &Process, signal: libc::c_int) {
         process::signal(process, signal);
+        if !process::wait_gone(std::slice::from_ref(process), Duration::from_secs(10)) {
+            process::signal(process, libc::SIGKILL);
+            process::wait_gone(std::slice::from_ref(process), Duration::from_secs(5));
+        }
         if let Some(mut child) = self.children.remove(&process.pid) {
             let _ = child.wait();
-        } else {
-            process::wait_gone(std::slice::from_ref(process), Duration::from_secs(10));
         }
     }
 
@@ -396,17 +413,22 @@ impl Lab {
     /// Adds a pod on `node`: a namespace, wired by the CNI plugin (ADD) run in the node's
     /// namespace with the spec's variables, as a runtime runs it. Returns its address.
     pub fn add_pod(&mut self, node: &str, pod: &str) -> Result<Ipv4Addr, LabError> {
+        crate::topology::validate_name(pod)?;
         if self.topology().member(pod).is_some() {
             return Err(LabError::Invalid(format!("lab {} has a member called {pod} already", self.name())));
         }
         self.netns(node)?;
+        let netns = crate::topology::netns_name(self.name(), pod);
+        if Path::new(weft_kernel::netns::NETNS_RUN_DIR).join(&netns).exists() {
+            return Err(LabError::Invalid(format!("namespace {netns} exists already")));
+        }
         self.state.pods.push(PodRecord { name: pod.to_string(), node: node.to_string(), address: None });
         self.state.save()?;
         self.wire_pod(node, pod)
     }
 
     fn wire_pod(&mut self, node: &str, pod: &str) -> Result<Ipv4Addr, LabError> {
-        let pod_ns = pod_netns(self.name(), pod);
+        let pod_ns = crate::topology::netns_name(self.name(), pod);
         create_namespace(&pod_ns)?;
         let node_ns = open_namespace(&self.netns(node)?)?;
         let node_dir = self.state.node_dir(node);
@@ -429,8 +451,13 @@ impl Lab {
             &conf.to_string(),
         )?;
         let cni_error = |detail: String| LabError::Cni { pod: pod.to_string(), detail };
-        let result: serde_json::Value =
-            serde_json::from_str(&output).map_err(|_| cni_error(output.clone()))?;
+        let result: serde_json::Value = serde_json::from_str(&output.stdout).map_err(|_| {
+            cni_error(format!(
+                "exit {:?}, stdout {:?}, stderr {:?}",
+                output.code, output.stdout, output.stderr
+            ))
+        })?;
+        let output = output.stdout;
         if let Some(message) = result["msg"].as_str() {
             return Err(cni_error(format!("error {}: {message}", result["code"])));
         }
@@ -452,13 +479,21 @@ impl Lab {
     /// back) and holds each outcome against what the mode promises.
     pub fn check(&self, timeout: Duration) -> Result<Report, LabError> {
         let topology = self.topology();
-        let probes: Vec<Probe> = probes(&topology)
-            .into_iter()
-            .filter(|p| self.pod_address(&p.to).is_some() || p.to == "outside")
-            .filter(|p| {
-                topology.pods.iter().all(|pod| pod.name != p.from) || self.pod_address(&p.from).is_some()
-            })
-            .collect();
+        let unwired: Vec<&str> =
+            self.state.pods.iter().filter(|p| p.address.is_none()).map(|p| p.name.as_str()).collect();
+        if !unwired.is_empty() {
+            return Err(LabError::Invalid(format!(
+                "lab {} is not whole: pods {} have no address (did `up` fail?); \
+                 `weft lab down --name {}` and up again",
+                self.name(),
+                unwired.join(", "),
+                self.name()
+            )));
+        }
+        let probes: Vec<Probe> = probes(&topology);
+        if probes.is_empty() {
+            return Err(LabError::Invalid(format!("lab {} has no pods to probe", self.name())));
+        }
         let target = |to: &str| self.pod_address(to).unwrap_or(OUTSIDE_CLIENT_IP);
         let mut sources: Vec<&str> = Vec::new();
         for probe in &probes {
@@ -525,13 +560,24 @@ impl Drop for Lab {
     }
 }
 
-pub fn pod_netns(lab: &str, pod: &str) -> String {
-    format!("{}{lab}-{pod}", crate::topology::NETNS_PREFIX)
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-/// Runs the CNI plugin inside `ns` with `vars` and `stdin`, as a runtime does; returns its
-/// stdout (a result or an error object).
-fn run_plugin(binary: &Path, ns: &NetNs, vars: &[(&str, &str)], stdin: &str) -> Result<String, LabError> {
+/// What a plugin run printed and how it ended.
+struct PluginOutput {
+    stdout: String,
+    stderr: String,
+    code: Option<i32>,
+}
+
+/// Runs the CNI plugin inside `ns` with `vars` and `stdin`, as a runtime does.
+fn run_plugin(
+    binary: &Path,
+    ns: &NetNs,
+    vars: &[(&str, &str)],
+    stdin: &str,
+) -> Result<PluginOutput, LabError> {
     let mut command = Command::new(binary);
     command.env_clear().env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     command.envs(vars.iter().copied());
@@ -545,5 +591,9 @@ fn run_plugin(binary: &Path, ns: &NetNs, vars: &[(&str, &str)], stdin: &str) -> 
     // A plugin may exit before reading stdin: its output says why.
     let _ = child.stdin.take().expect("piped").write_all(stdin.as_bytes());
     let output = child.wait_with_output().map_err(|e| LabError::io("wait for the CNI plugin", e))?;
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    Ok(PluginOutput {
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        code: output.status.code(),
+    })
 }

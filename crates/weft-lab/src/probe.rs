@@ -42,10 +42,8 @@ fn ping_all(targets: &[Ipv4Addr], timeout: Duration) -> Result<Vec<bool>, LabErr
             next_send = Instant::now() + RESEND_EVERY;
         }
         let wait = next_send.min(deadline).saturating_duration_since(Instant::now());
-        if let Some((from, seq)) = receive_reply(&socket, id, wait)? {
-            if let Some(slot) = answered.get_mut(seq as usize) {
-                *slot |= targets[seq as usize] == from;
-            }
+        if let Some(index) = receive_reply(&socket, id, targets, wait)? {
+            answered[index] = true;
         }
     }
     Ok(answered)
@@ -96,8 +94,14 @@ fn send_echo(socket: &OwnedFd, target: Ipv4Addr, id: u16, seq: u16) -> std::io::
     Ok(())
 }
 
-/// One echo reply with our id, as (sender, sequence number), waiting up to `wait`.
-fn receive_reply(socket: &OwnedFd, id: u16, wait: Duration) -> Result<Option<(Ipv4Addr, u16)>, LabError> {
+/// One echo reply to our probes, as the index of the target that sent it, waiting up to
+/// `wait`.
+fn receive_reply(
+    socket: &OwnedFd,
+    id: u16,
+    targets: &[Ipv4Addr],
+    wait: Duration,
+) -> Result<Option<usize>, LabError> {
     let mut poll = libc::pollfd { fd: socket.as_raw_fd(), events: libc::POLLIN, revents: 0 };
     let millis = wait.as_millis().clamp(1, 1000) as libc::c_int;
     // SAFETY: one pollfd, valid for the call.
@@ -108,20 +112,26 @@ fn receive_reply(socket: &OwnedFd, id: u16, wait: Duration) -> Result<Option<(Ip
     // SAFETY: the buffer outlives the call; its length is passed.
     let n = unsafe { libc::recv(socket.as_raw_fd(), buffer.as_mut_ptr().cast(), buffer.len(), 0) };
     if n < 0 {
-        return Err(LabError::io("receive ICMP", std::io::Error::last_os_error()));
+        let error = std::io::Error::last_os_error();
+        if error.kind() == std::io::ErrorKind::Interrupted {
+            return Ok(None);
+        }
+        return Err(LabError::io("receive ICMP", error));
     }
-    Ok(parse_reply(&buffer[..n as usize], id))
+    Ok(parse_reply(&buffer[..n as usize], id, targets))
 }
 
-/// A raw ICMP socket hands over the IP header too.
-fn parse_reply(packet: &[u8], id: u16) -> Option<(Ipv4Addr, u16)> {
+/// The index of the target a reply answers: our id, a sequence number naming a target, and
+/// sent by that target. A raw ICMP socket hands over the IP header too.
+fn parse_reply(packet: &[u8], id: u16, targets: &[Ipv4Addr]) -> Option<usize> {
     let header_len = usize::from(packet.first()? & 0x0f) * 4;
     let icmp = packet.get(header_len..header_len + 8)?;
     if icmp[0] != ICMP_ECHO_REPLY || u16::from_be_bytes([icmp[4], icmp[5]]) != id {
         return None;
     }
     let from = Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]);
-    Some((from, u16::from_be_bytes([icmp[6], icmp[7]])))
+    let index = usize::from(u16::from_be_bytes([icmp[6], icmp[7]]));
+    (targets.get(index) == Some(&from)).then_some(index)
 }
 
 #[cfg(test)]
@@ -141,9 +151,15 @@ mod tests {
         let mut icmp = echo_request(99, 3).to_vec();
         icmp[0] = ICMP_ECHO_REPLY;
         reply.extend_from_slice(&icmp);
-        assert_eq!(parse_reply(&reply, 99), Some((Ipv4Addr::new(10, 244, 1, 2), 3)));
-        assert_eq!(parse_reply(&reply, 98), None, "another prober's reply");
+        let mut targets = vec![Ipv4Addr::new(10, 244, 9, 9); 4];
+        targets[3] = Ipv4Addr::new(10, 244, 1, 2);
+        assert_eq!(parse_reply(&reply, 99, &targets), Some(3));
+        assert_eq!(parse_reply(&reply, 98, &targets), None, "another prober's reply");
+        assert_eq!(parse_reply(&reply, 99, &targets[..3]), None, "a sequence number of no target");
+        targets[3] = Ipv4Addr::new(10, 244, 1, 3);
+        assert_eq!(parse_reply(&reply, 99, &targets), None, "an answer from someone else");
+        targets[3] = Ipv4Addr::new(10, 244, 1, 2);
         reply[20] = ICMP_ECHO_REQUEST;
-        assert_eq!(parse_reply(&reply, 99), None, "a request is not a reply");
+        assert_eq!(parse_reply(&reply, 99, &targets), None, "a request is not a reply");
     }
 }

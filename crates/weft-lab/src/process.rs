@@ -51,7 +51,10 @@ pub fn spawn_daemon(mut command: Command, ns: &NetNs, log: &Path) -> Result<(Chi
     let program = command.get_program().to_string_lossy().into_owned();
     let child = command.spawn().map_err(|e| LabError::io(format!("start {program}"), e))?;
     let pid = child.id();
-    let start_time = start_time(pid).unwrap_or(0);
+    // Without its start time the process could not be told from a later one with its pid.
+    let start_time = start_time(pid).ok_or_else(|| {
+        LabError::io(format!("read /proc/{pid}/stat of {program}"), std::io::ErrorKind::NotFound.into())
+    })?;
     Ok((child, Process { pid, start_time }))
 }
 

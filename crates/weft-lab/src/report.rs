@@ -162,19 +162,11 @@ pub fn render(report: &Report, style: Style) -> String {
                 let cell = report.cells.iter().find(|c| c.from == *from && c.to == *to);
                 let mark = match cell {
                     None => " ".repeat(w),
-                    Some(c) => {
-                        let symbol = match (c.reached, c.holds()) {
-                            (_, false) => BROKEN,
-                            (true, true) => REACHED,
-                            (false, true) => NOT_REACHED,
-                        };
-                        let centred = format!("{symbol:^w$}");
-                        match (c.reached, c.holds()) {
-                            (_, false) => style.red(&centred),
-                            (true, true) => style.green(&centred),
-                            (false, true) => style.dim(&centred),
-                        }
-                    }
+                    Some(c) => match (c.reached, c.holds()) {
+                        (_, false) => style.red(&format!("{BROKEN:^w$}")),
+                        (true, true) => style.green(&format!("{REACHED:^w$}")),
+                        (false, true) => style.dim(&format!("{NOT_REACHED:^w$}")),
+                    },
                 };
                 let _ = write!(out, " {mark}");
             }

@@ -74,7 +74,14 @@ impl LabState {
                 LabError::io(format!("read {}", path.display()), e)
             }
         })?;
-        serde_json::from_str(&text).map_err(|e| LabError::Invalid(format!("{}: {e}", path.display())))
+        let state: LabState =
+            serde_json::from_str(&text).map_err(|e| LabError::Invalid(format!("{}: {e}", path.display())))?;
+        // A state is trusted only for the lab it names: `down` removes what it lists.
+        state.spec.validate()?;
+        if state.spec.name != name {
+            return Err(LabError::Invalid(format!("{} is lab {:?}'s", path.display(), state.spec.name)));
+        }
+        Ok(state)
     }
 
     /// Writes the state whole (a rename), so a reader never sees half of it.

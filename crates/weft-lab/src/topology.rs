@@ -10,6 +10,17 @@ use weft_core::network::Backend;
 
 /// Every lab namespace starts with this, so `down --all` finds them all.
 pub const NETNS_PREFIX: &str = "weftlab-";
+
+/// The namespaces of lab `lab` all start with this. The dot, which a lab name cannot hold,
+/// keeps lab `a`'s namespaces apart from lab `a-n1`'s.
+pub fn netns_prefix(lab: &str) -> String {
+    format!("{NETNS_PREFIX}{lab}.")
+}
+
+/// The namespace of a lab's member: `weftlab-demo.n1-p1`.
+pub fn netns_name(lab: &str, member: &str) -> String {
+    format!("{}{member}", netns_prefix(lab))
+}
 /// The pods' network in every lab.
 pub const POD_CIDR: &str = "10.244.0.0/16";
 /// The outside world: a client behind the router, on a documentation range.
@@ -111,6 +122,9 @@ impl LabSpec {
         if self.racks * self.nodes_per_rack > 250 {
             return invalid("at most 250 nodes: each leases a /24 of the pods' /16".into());
         }
+        if self.racks * self.nodes_per_rack * self.pods_per_node > MAX_PODS {
+            return invalid(format!("at most {MAX_PODS} pods in a lab"));
+        }
         if self.lease_ttl < 3 {
             return invalid(format!("lease TTL {} s: at least 3", self.lease_ttl));
         }
@@ -118,9 +132,11 @@ impl LabSpec {
     }
 }
 
+// Small enough that `check` (a thread per source, a probe per pair) stays quick.
 const MAX_RACKS: u32 = 16;
-const MAX_NODES_PER_RACK: u32 = 100;
-const MAX_PODS_PER_NODE: u32 = 100;
+const MAX_NODES_PER_RACK: u32 = 64;
+const MAX_PODS_PER_NODE: u32 = 64;
+const MAX_PODS: u32 = 256;
 const MAX_NAME_LEN: usize = 24;
 
 /// Lab names become namespace and directory names: lower-case letters, digits and dashes.
@@ -190,7 +206,7 @@ pub enum Member<'a> {
 
 impl Topology {
     pub fn of(spec: &LabSpec) -> Topology {
-        let ns = |member: &str| format!("{NETNS_PREFIX}{}-{member}", spec.name);
+        let ns = |member: &str| netns_name(&spec.name, member);
         let racks: Vec<Rack> = (1..=spec.racks)
             .map(|number| Rack {
                 number,
@@ -306,8 +322,8 @@ mod tests {
         );
         assert_eq!(topology.pods.len(), 8);
         assert_eq!(topology.pods[2].name, "n2-p1");
-        assert_eq!(topology.pods[2].netns, "weftlab-demo-n2-p1");
-        assert_eq!(topology.router_netns, "weftlab-demo-router");
+        assert_eq!(topology.pods[2].netns, "weftlab-demo.n2-p1");
+        assert_eq!(topology.router_netns, "weftlab-demo.router");
         assert_eq!(topology.etcd_endpoint(), "198.18.1.1:2379");
     }
 
@@ -316,11 +332,11 @@ mod tests {
         let topology = Topology::of(&LabSpec::new("x", Mode::Route));
         let all = topology.namespaces();
         assert_eq!(all.len(), 8 + 4 + 2 + 2);
-        assert!(all.iter().all(|n| n.starts_with("weftlab-x-")));
+        assert!(all.iter().all(|n| n.starts_with("weftlab-x.")));
         let unique: std::collections::HashSet<_> = all.iter().collect();
         assert_eq!(unique.len(), all.len());
         // pods go before their nodes, so nothing is left pointing into a removed namespace
-        assert!(all[0].ends_with("-n1-p1") && all.last().unwrap().ends_with("-outside"));
+        assert!(all[0].ends_with(".n1-p1") && all.last().unwrap().ends_with(".outside"));
     }
 
     #[test]
@@ -329,7 +345,7 @@ mod tests {
         assert!(matches!(topology.member("n3"), Some(Member::Node(n)) if n.rack == 2));
         assert!(matches!(topology.member("n3-p2"), Some(Member::Pod(p)) if p.node == "n3"));
         assert!(matches!(topology.member("rack2"), Some(Member::Rack(_))));
-        assert_eq!(topology.member("router").map(|m| topology.netns_of(m)), Some("weftlab-x-router"));
+        assert_eq!(topology.member("router").map(|m| topology.netns_of(m)), Some("weftlab-x.router"));
         assert!(topology.member("n9").is_none());
     }
 

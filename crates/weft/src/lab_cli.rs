@@ -45,8 +45,9 @@ pub enum LabCommand {
         #[arg(long, default_value_t = 3)]
         timeout: u64,
     },
-    /// Run a command inside a member's namespace: a pod (n1-p1), a node (n1), a rack
-    /// (rack1), `router` or `outside`.
+    /// Run a command inside a member's network namespace: a pod (n1-p1), a node (n1), a
+    /// rack (rack1), `router` or `outside`. (Only the network namespace: /sys stays the
+    /// machine's, unlike `ip netns exec`.)
     Exec {
         /// The lab.
         lab: String,
@@ -153,10 +154,7 @@ pub fn run(command: LabCommand) -> anyhow::Result<()> {
         }
         LabCommand::Exec { lab, member, command } => {
             let lab = Lab::open(&lab, &weft_binary()?)?;
-            let netns = lab.netns(&member)?;
-            weft_kernel::NetNs::open(format!("{}/{netns}", weft_kernel::netns::NETNS_RUN_DIR))
-                .and_then(|ns| ns.enter())
-                .with_context(|| format!("enter {member}'s namespace {netns}"))?;
+            lab.open_netns(&member)?.enter().with_context(|| format!("enter {member}'s namespace"))?;
             let error = std::process::Command::new(&command[0]).args(&command[1..]).exec();
             Err(error).with_context(|| format!("run {} in {member}", command[0]))
         }
@@ -221,7 +219,7 @@ fn demo() -> anyhow::Result<()> {
         let started = Instant::now();
         let lab = up(LabSpec::new(&name, mode))?;
         let report = lab.check(weft_lab::lab::PROBE_TIMEOUT);
-        let check = Instant::now();
+        let down_started = Instant::now();
         let removed = lab.down();
         let report = report?;
         println!();
@@ -231,7 +229,7 @@ fn demo() -> anyhow::Result<()> {
             "\n  down: {} namespaces and {} processes removed in {}\n",
             removed.namespaces,
             removed.processes,
-            millis(check.elapsed())
+            millis(down_started.elapsed())
         );
         outcomes.push((mode, report.ok, report.broken().count(), started.elapsed()));
     }

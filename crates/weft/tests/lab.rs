@@ -37,7 +37,7 @@ impl Drop for Cleanup {
 
 /// Nothing of lab `name` is left: no namespace, no directory, none of its agents.
 fn assert_gone(name: &str, agents: &[Process]) {
-    let prefix = format!("{}{name}-", weft_lab::topology::NETNS_PREFIX);
+    let prefix = weft_lab::topology::netns_prefix(name);
     let left: Vec<String> =
         weft_kernel::netns::list_named().unwrap().into_iter().filter(|n| n.starts_with(&prefix)).collect();
     assert!(left.is_empty(), "namespaces left: {left:?}");
@@ -169,9 +169,17 @@ fn a_broken_promise_fails_the_check_and_names_the_probe() {
 #[test]
 fn bad_input_is_refused_with_a_clear_error() {
     let bad_name = weft(&["lab", "up", "--name", "Not Good"]);
-    assert!(!bad_name.status.success() && text(&bad_name).contains("lower-case letters, digits and dashes"));
+    assert!(
+        !bad_name.status.success() && text(&bad_name).contains("lower-case letters, digits and dashes"),
+        "{}",
+        text(&bad_name)
+    );
     let too_big = weft(&["lab", "up", "--name", &lab_name(), "--racks", "40"]);
-    assert!(!too_big.status.success() && text(&too_big).contains("--racks 40: between 1 and 16"));
+    assert!(
+        !too_big.status.success() && text(&too_big).contains("--racks 40: between 1 and 16"),
+        "{}",
+        text(&too_big)
+    );
     let missing = weft(&["lab", "check", "--name", &lab_name()]);
     assert!(!missing.status.success() && text(&missing).contains("no lab named"), "{}", text(&missing));
 

@@ -1,5 +1,5 @@
 //! Test labs. The lab (weft-lab) is the project's one multi-node harness; this names each
-//! test's lab uniquely (`wtest-<pid>-<n>`, namespaces `weftlab-wtest-<pid>-<n>-…`) and
+//! test's lab uniquely (`wtest-<pid>-<n>`, namespaces `weftlab-wtest-<pid>-<n>.…`) and
 //! removes it when the test ends, also when it fails.
 #![allow(dead_code)]
 
