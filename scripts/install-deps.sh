@@ -12,6 +12,8 @@ packages=(
   iperf3                        # the dataplane benchmark
   openssl                       # certificates for the etcd TLS test
   procps                        # sysctl, for the dataplane benchmark's hand-built twin
+  bird2                         # BIRD, the lab router's BGP (bgp mode, gateways)
+  frr                           # FRR, the other BGP router the lab and tests peer with
 )
 
 missing=()

@@ -7,6 +7,9 @@
 //! - [`run`]: the loop: lease, node file, reconcile on every change and on a resync timer.
 //! - [`masquerade`]: SNAT for pod traffic leaving the cluster, in a table of weft's own.
 //! - [`metrics`]: `/metrics` and `/healthz`.
+//!
+//! Roles: a node hosts pods; a gateway or a client hosts none and only joins the overlay. With
+//! `--bgp-peer`, weft-bgp announces the node's subnet (a gateway: the cluster CIDR).
 
 pub mod masquerade;
 pub mod metrics;
@@ -15,4 +18,4 @@ pub mod reconcile;
 pub mod run;
 
 pub use reconcile::{reconcile, ReconcileError};
-pub use run::{run, AgentError, AgentOptions};
+pub use run::{run, AgentError, AgentOptions, BgpOptions, Role};

@@ -68,11 +68,13 @@ fn ensure_vxlan(nl: &mut Netlink, device: &VxlanDevice, underlay: u32) -> Result
     if !link.up {
         fixes.set_up(link.index, true);
     }
-    fixes.ensure_address(link.index, device.address, true);
+    if let Some(address) = device.address {
+        fixes.ensure_address(link.index, address, true);
+    }
     // An address left from a subnet this node no longer holds would make the new holder's
     // tunnel gateway local here.
     for (index, address) in nl.addresses()? {
-        if index == link.index && address != device.address && !address.addr().is_ipv6() {
+        if index == link.index && Some(address) != device.address && !address.addr().is_ipv6() {
             fixes.delete_address(index, address);
         }
     }

@@ -16,8 +16,41 @@ use weft_core::plan::{plan, LocalNode, PeerPath};
 use weft_kernel::Netlink;
 use weft_store::{acquire, LeaseRequest, LeaseStore, StoreError};
 
+/// What the machine the agent runs on is to the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Hosts pods: leases a subnet, writes the node file, masquerades.
+    Node,
+    /// Hosts no pods; joins the overlay and forwards between the physical network and the
+    /// cluster, announcing the cluster CIDR to the routers by BGP.
+    Gateway,
+    /// Hosts no pods; joins the overlay to reach pods directly.
+    Client,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Node => "node",
+            Role::Gateway => "gateway",
+            Role::Client => "client",
+        }
+    }
+}
+
+/// The BGP speaker's settings: this machine's AS and the routers it talks to.
+#[derive(Debug, Clone)]
+pub struct BgpOptions {
+    pub asn: u32,
+    pub peers: Vec<weft_bgp::PeerConfig>,
+    pub hold_time: u16,
+}
+
 #[derive(Debug, Clone)]
 pub struct AgentOptions {
+    pub role: Role,
+    /// Announce by BGP (a node its subnet, a gateway the cluster CIDR).
+    pub bgp: Option<BgpOptions>,
     pub store: String,
     pub node: String,
     pub iface: Option<String>,
@@ -43,6 +76,8 @@ pub enum AgentError {
     NodeFile { path: PathBuf, source: std::io::Error },
     #[error("serve metrics on {address}: {source}")]
     Metrics { address: std::net::SocketAddr, source: std::io::Error },
+    #[error("{0}")]
+    Options(String),
 }
 
 fn now() -> u64 {
@@ -67,9 +102,11 @@ fn write_state_file(options: &AgentOptions, name: &str, text: &str) -> Result<()
 pub const STATUS_FILE_NAME: &str = "status.json";
 
 fn status_json(
-    lease: &Lease,
+    role: Role,
+    lease: Option<&Lease>,
     planned: &weft_core::plan::Plan,
     outcome: &Result<usize, String>,
+    bgp: &[weft_bgp::PeerStatus],
 ) -> serde_json::Value {
     let peers: Vec<serde_json::Value> = planned
         .peers
@@ -78,6 +115,7 @@ fn status_json(
             let path = match &peer.path {
                 PeerPath::Route => "route".to_string(),
                 PeerPath::Vxlan => "vxlan".to_string(),
+                PeerPath::Bgp => "bgp: through the routers".to_string(),
                 PeerPath::Unreachable(why) => format!("unreachable: {why}"),
             };
             serde_json::json!({ "node": peer.node, "subnet": peer.subnet, "path": path })
@@ -90,8 +128,19 @@ fn status_json(
             |r| serde_json::json!({ "destination": r.destination, "gateway": r.gateway, "device": r.device }),
         )
         .collect();
+    let bgp: Vec<serde_json::Value> = bgp
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "peer": s.peer.address, "asn": s.peer.asn, "state": s.state.name(),
+                "announced": s.announced, "lastError": s.last_error,
+            })
+        })
+        .collect();
     serde_json::json!({
+        "role": role.name(),
         "lease": lease,
+        "bgp": bgp,
         "peers": peers,
         "plannedRoutes": routes,
         "lastReconcile": match outcome {
@@ -130,15 +179,81 @@ fn lease(
 }
 
 /// Runs until `stop` is set. Leaves the kernel as it is on the way out: a restarted agent
-/// finds it as planned and changes nothing, so no packet is lost.
+/// finds it as planned and changes nothing, so no packet is lost. (BGP announcements are
+/// withdrawn: a stopped speaker cannot keep them fresh.)
 pub fn run(options: &AgentOptions, stop: &AtomicBool) -> Result<(), AgentError> {
+    if options.role == Role::Gateway && options.bgp.is_none() {
+        return Err(AgentError::Options(
+            "a gateway announces the cluster CIDR to the routers by BGP: pass --asn and --bgp-peer".into(),
+        ));
+    }
     let store = weft_store::open(&options.store)?;
     let mut netlink = Netlink::open()?;
     let uplink = discover(&mut netlink, options.iface.as_deref(), options.public_ip)?;
     log(
         &options.node,
-        format_args!("uplink {} (MTU {}), reached at {}", uplink.name, uplink.mtu, uplink.public_ip),
+        format_args!(
+            "{} on uplink {} (MTU {}), reached at {}",
+            options.role.name(),
+            uplink.name,
+            uplink.mtu,
+            uplink.public_ip
+        ),
     );
+    if options.role == Role::Gateway {
+        // A gateway's job is forwarding between the routers and the overlay.
+        weft_kernel::sysctl::ensure("net.ipv4.ip_forward", "1")?;
+    }
+    let speaker = match &options.bgp {
+        Some(bgp) => Some(start_speaker(options, bgp, uplink.public_ip)?),
+        None => None,
+    };
+    let outcome = serve(options, stop, store.as_ref(), &mut netlink, &uplink, speaker.as_ref());
+    if let Some(speaker) = speaker {
+        speaker.stop();
+    }
+    log(&options.node, "stopping; the kernel keeps its state for the next start");
+    outcome
+}
+
+fn start_speaker(
+    options: &AgentOptions,
+    bgp: &BgpOptions,
+    public_ip: IpAddr,
+) -> Result<weft_bgp::Speaker, AgentError> {
+    let IpAddr::V4(address) = public_ip else {
+        return Err(AgentError::Options(format!(
+            "BGP needs an IPv4 address to speak from; {public_ip} is not"
+        )));
+    };
+    let local =
+        weft_bgp::Local { asn: bgp.asn, router_id: address, hold_time: bgp.hold_time, next_hop: address };
+    let node = options.node.clone();
+    Ok(weft_bgp::Speaker::start(local, bgp.peers.clone(), move |line| log(&node, line)))
+}
+
+/// What this machine announces by BGP now: a node its subnet while its lease lives, a
+/// gateway the cluster CIDR. (IPv4 only.)
+fn announcement(role: Role, lease: Option<&Lease>, cidr: ipnet::IpNet) -> Vec<ipnet::Ipv4Net> {
+    let prefix = match (role, lease) {
+        (Role::Gateway, _) => Some(cidr),
+        (Role::Node, Some(lease)) if lease.expires_at > now() => Some(lease.subnet),
+        _ => None,
+    };
+    match prefix {
+        Some(ipnet::IpNet::V4(v4)) => vec![v4],
+        _ => Vec::new(),
+    }
+}
+
+fn serve(
+    options: &AgentOptions,
+    stop: &AtomicBool,
+    store: &dyn LeaseStore,
+    netlink: &mut Netlink,
+    uplink: &crate::node::Uplink,
+    speaker: Option<&weft_bgp::Speaker>,
+) -> Result<(), AgentError> {
     // The subnet this node had before a restart, from its node file: pods may still use it.
     let previous = std::fs::read_to_string(options.state_dir.join(NODE_FILE_NAME))
         .ok()
@@ -146,9 +261,16 @@ pub fn run(options: &AgentOptions, stop: &AtomicBool) -> Result<(), AgentError> 
         .and_then(|file| file.subnets.first().map(|s| s.subnet));
     let mut request =
         LeaseRequest { node: &options.node, public_ip: uplink.public_ip, ttl: options.lease_ttl, previous };
-    let Some(mut lease) = lease(store.as_ref(), &request, stop)? else { return Ok(()) };
-    request.previous = Some(lease.subnet);
-    log(&options.node, format_args!("leased {}", lease.subnet));
+    // Only a node leases a subnet; gateways and clients host no pods.
+    let mut lease = match options.role {
+        Role::Node => {
+            let Some(lease) = lease(store, &request, stop)? else { return Ok(()) };
+            request.previous = Some(lease.subnet);
+            log(&options.node, format_args!("leased {}", lease.subnet));
+            Some(lease)
+        }
+        Role::Gateway | Role::Client => None,
+    };
     let renew_every = (options.lease_ttl / 3).max(Duration::from_secs(1));
     let mut renewed_at = Instant::now();
     let mut node_file: Option<NodeFile> = None;
@@ -160,25 +282,26 @@ pub fn run(options: &AgentOptions, stop: &AtomicBool) -> Result<(), AgentError> 
         log(&options.node, format_args!("metrics on http://{bound}/metrics"));
     }
     while !stop.load(Ordering::Relaxed) {
-        if renewed_at.elapsed() >= renew_every {
-            let renewed = match acquire(store.as_ref(), &request, now()) {
+        if let Some(held) = lease.as_mut().filter(|_| renewed_at.elapsed() >= renew_every) {
+            let renewed = match acquire(store, &request, now()) {
                 Ok(renewed) => renewed,
                 Err(e) => {
                     metrics.store_errors.fetch_add(1, Ordering::Relaxed);
                     metrics.healthy.store(false, Ordering::Relaxed);
                     log(&options.node, format_args!("cannot renew the lease ({e}); trying again"));
+                    if let Some(speaker) = speaker {
+                        // A lease that lapsed may be another node's soon: stop announcing it.
+                        speaker.announce(announcement(options.role, Some(held), ipnet::IpNet::default()));
+                    }
                     pause(Duration::from_secs(1), stop);
                     continue;
                 }
             };
-            if renewed.subnet != lease.subnet {
-                log(
-                    &options.node,
-                    format_args!("lease on {} was lost; now {}", lease.subnet, renewed.subnet),
-                );
+            if renewed.subnet != held.subnet {
+                log(&options.node, format_args!("lease on {} was lost; now {}", held.subnet, renewed.subnet));
             }
-            lease = renewed;
-            request.previous = Some(lease.subnet);
+            *held = renewed;
+            request.previous = Some(held.subnet);
             renewed_at = Instant::now();
         }
         // The store may be away (etcd restarting, a partition): the kernel keeps what it
@@ -197,35 +320,40 @@ pub fn run(options: &AgentOptions, stop: &AtomicBool) -> Result<(), AgentError> 
         };
         let local = LocalNode {
             name: options.node.clone(),
-            subnet: lease.subnet,
+            subnet: lease.as_ref().map(|l| l.subnet),
             public_ip: uplink.public_ip,
             uplink: uplink.name.clone(),
             uplink_mtu: uplink.mtu,
             connected: uplink.connected.clone(),
         };
         let planned = plan(&local, &config, &leases);
-        let wanted = NodeFile {
-            node: Some(options.node.clone()),
-            subnets: vec![NodeSubnet { subnet: lease.subnet, gateway: None }],
-            mtu: Some(planned.pod_mtu),
-            attach: None,
-        };
-        if node_file.as_ref() != Some(&wanted) {
-            write_state_file(options, NODE_FILE_NAME, &wanted.to_json())?;
-            node_file = Some(wanted);
-        }
-        // Re-asserted every resync interval: a firewall reload may have removed the table.
-        let masquerade_due = masqueraded
-            .as_ref()
-            .is_none_or(|(cidr, at)| *cidr != config.cidr || at.elapsed() >= options.resync);
-        if options.masquerade && masquerade_due {
-            match crate::masquerade::apply(&config.cidr) {
-                Ok(()) => masqueraded = Some((config.cidr, Instant::now())),
-                Err(e) => log(&options.node, format_args!("masquerade: {e}")),
+        if let Some(lease) = &lease {
+            let wanted = NodeFile {
+                node: Some(options.node.clone()),
+                subnets: vec![NodeSubnet { subnet: lease.subnet, gateway: None }],
+                mtu: Some(planned.pod_mtu),
+                attach: None,
+            };
+            if node_file.as_ref() != Some(&wanted) {
+                write_state_file(options, NODE_FILE_NAME, &wanted.to_json())?;
+                node_file = Some(wanted);
+            }
+            // Re-asserted every resync interval: a firewall reload may have removed the table.
+            let masquerade_due = masqueraded
+                .as_ref()
+                .is_none_or(|(cidr, at)| *cidr != config.cidr || at.elapsed() >= options.resync);
+            if options.masquerade && masquerade_due {
+                match crate::masquerade::apply(&config.cidr) {
+                    Ok(()) => masqueraded = Some((config.cidr, Instant::now())),
+                    Err(e) => log(&options.node, format_args!("masquerade: {e}")),
+                }
             }
         }
+        if let Some(speaker) = speaker {
+            speaker.announce(announcement(options.role, lease.as_ref(), config.cidr));
+        }
         let started = Instant::now();
-        let outcome = reconcile(&mut netlink, &planned).map(|c| c.count()).map_err(|e| e.to_string());
+        let outcome = reconcile(netlink, &planned).map(|c| c.count()).map_err(|e| e.to_string());
         let micros = started.elapsed().as_micros() as u64;
         metrics.reconciles.fetch_add(1, Ordering::Relaxed);
         metrics.reconcile_micros_total.fetch_add(micros, Ordering::Relaxed);
@@ -246,13 +374,15 @@ pub fn run(options: &AgentOptions, stop: &AtomicBool) -> Result<(), AgentError> 
                 log(&options.node, format_args!("reconcile failed: {e}; retrying"))
             }
         }
-        let status = status_json(&lease, &planned, &outcome);
+        let bgp = speaker.map(|s| s.status()).unwrap_or_default();
+        let status = status_json(options.role, lease.as_ref(), &planned, &outcome, &bgp);
         if let Err(e) = write_state_file(options, STATUS_FILE_NAME, &status.to_string()) {
             log(&options.node, e);
         }
         // Until the store changes, the resync interval passes, or it is time to renew.
-        let wait_until =
-            Instant::now() + options.resync.min(renew_every.saturating_sub(renewed_at.elapsed()));
+        let renew_in =
+            if lease.is_some() { renew_every.saturating_sub(renewed_at.elapsed()) } else { options.resync };
+        let wait_until = Instant::now() + options.resync.min(renew_in);
         while !stop.load(Ordering::Relaxed) && Instant::now() < wait_until {
             let step = Duration::from_millis(500).min(wait_until - Instant::now());
             match store.wait_for_change(revision, step) {
@@ -262,6 +392,5 @@ pub fn run(options: &AgentOptions, stop: &AtomicBool) -> Result<(), AgentError> 
             }
         }
     }
-    log(&options.node, "stopping; the kernel keeps its state for the next start");
     Ok(())
 }

@@ -18,6 +18,20 @@ pub enum Backend {
     /// `route` to peers on the same L2 segment, `vxlan` to the rest.
     #[default]
     Auto,
+    /// Each node announces its subnet to the physical routers over BGP: `route` to peers on
+    /// the same segment, the rest through the routers (no overlay).
+    Bgp,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Route => "route",
+            Backend::Vxlan => "vxlan",
+            Backend::Auto => "auto",
+            Backend::Bgp => "bgp",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -30,8 +30,9 @@ pub fn vxlan_device_name(vni: u32) -> String {
 #[derive(Debug, Clone)]
 pub struct LocalNode {
     pub name: String,
-    /// This node's own lease's subnet.
-    pub subnet: IpNet,
+    /// This node's own lease's subnet; none for a machine that hosts no pods (a gateway, a
+    /// client) and only reaches them.
+    pub subnet: Option<IpNet>,
     /// The address peers reach this node at.
     pub public_ip: IpAddr,
     /// The interface that carries traffic to other nodes.
@@ -52,8 +53,8 @@ pub struct VxlanDevice {
     pub mtu: u32,
     pub mac: MacAddr,
     /// This node's subnet's network address, as a host address on the device (the address
-    /// peers' routes point at).
-    pub address: IpNet,
+    /// peers' routes point at); none without a subnet.
+    pub address: Option<IpNet>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -83,6 +84,8 @@ pub struct PlannedFdb {
 pub enum PeerPath {
     Route,
     Vxlan,
+    /// Through the physical routers, which learn the peer's subnet by BGP: nothing to program.
+    Bgp,
     Unreachable(String),
 }
 
@@ -129,7 +132,7 @@ pub fn plan(local: &LocalNode, config: &NetworkConfig, leases: &[Lease]) -> Plan
         underlay: local.uplink.clone(),
         mtu: local.uplink_mtu - overhead(local.public_ip),
         mac: vtep_mac(&local.name),
-        address: host_net(local.subnet.network()),
+        address: local.subnet.map(|subnet| host_net(subnet.network())),
     });
     let mut plan = Plan {
         pod_mtu: vxlan.as_ref().map_or(local.uplink_mtu, |device| device.mtu),
@@ -142,7 +145,7 @@ pub fn plan(local: &LocalNode, config: &NetworkConfig, leases: &[Lease]) -> Plan
     let mut live: Vec<&Lease> = leases
         .iter()
         .filter(|lease| lease.node != local.name)
-        .filter(|lease| config.cidr.contains(&lease.subnet) && lease.subnet != local.subnet)
+        .filter(|lease| config.cidr.contains(&lease.subnet) && Some(lease.subnet) != local.subnet)
         .collect();
     live.sort_by(|a, b| a.node.cmp(&b.node));
     for lease in live {
@@ -150,8 +153,9 @@ pub fn plan(local: &LocalNode, config: &NetworkConfig, leases: &[Lease]) -> Plan
         let wanted = match config.backend {
             Backend::Route => PeerPath::Route,
             Backend::Vxlan => PeerPath::Vxlan,
-            Backend::Auto if same_segment => PeerPath::Route,
+            Backend::Auto | Backend::Bgp if same_segment => PeerPath::Route,
             Backend::Auto => PeerPath::Vxlan,
+            Backend::Bgp => PeerPath::Bgp,
         };
         let path = match wanted {
             PeerPath::Route if lease.subnet.addr().is_ipv4() != lease.public_ip.is_ipv4() => {
@@ -164,6 +168,7 @@ pub fn plan(local: &LocalNode, config: &NetworkConfig, leases: &[Lease]) -> Plan
                 "the route backend needs the peer on this node's L2 segment; {} is not on {}",
                 lease.public_ip, local.uplink
             )),
+            PeerPath::Bgp => PeerPath::Bgp,
             PeerPath::Route => {
                 plan.routes.push(PlannedRoute {
                     destination: lease.subnet,
@@ -212,7 +217,7 @@ pub(crate) mod tests {
     pub(crate) fn local() -> LocalNode {
         LocalNode {
             name: "n1".into(),
-            subnet: "10.244.1.0/24".parse().unwrap(),
+            subnet: Some("10.244.1.0/24".parse().unwrap()),
             public_ip: "192.0.2.11".parse().unwrap(),
             uplink: "eth0".into(),
             uplink_mtu: 1500,
@@ -267,7 +272,7 @@ pub(crate) mod tests {
         let device = plan.vxlan.clone().unwrap();
         assert_eq!((device.name.as_str(), device.vni, device.port, device.mtu), ("weft.1", 1, 8472, 1450));
         assert_eq!(device.mac, vtep_mac("n1"));
-        assert_eq!(device.address.to_string(), "10.244.1.0/32");
+        assert_eq!(device.address.unwrap().to_string(), "10.244.1.0/32");
         assert_eq!(plan.pod_mtu, 1450);
         assert_eq!(plan.routes.len(), 2);
         let to_n3 = plan.routes.iter().find(|r| r.destination.to_string() == "10.244.3.0/24").unwrap();
@@ -295,6 +300,24 @@ pub(crate) mod tests {
         assert_eq!(plan.fdb.len(), 1);
         // pods get the tunnel's MTU: any peer might be across the tunnel
         assert_eq!(plan.pod_mtu, 1450);
+    }
+
+    #[test]
+    fn bgp_routes_within_the_segment_and_leaves_the_rest_to_the_routers() {
+        let plan = plan(&local(), &config(Backend::Bgp), &cluster());
+        let paths: Vec<(&str, &PeerPath)> = plan.peers.iter().map(|p| (p.node.as_str(), &p.path)).collect();
+        assert_eq!(paths, vec![("n2", &PeerPath::Route), ("n3", &PeerPath::Bgp)]);
+        assert_eq!(plan.routes.len(), 1, "only the rack-mate's route");
+        assert_eq!((plan.vxlan, plan.pod_mtu), (None, 1500), "no overlay, no overhead");
+    }
+
+    #[test]
+    fn a_machine_without_pods_reaches_every_node_and_holds_no_address() {
+        let gateway = LocalNode { name: "g1".into(), subnet: None, ..local() };
+        let plan = plan(&gateway, &config(Backend::Vxlan), &cluster());
+        assert_eq!(plan.peers.len(), 3, "n1 is a peer like any other");
+        assert_eq!(plan.vxlan.unwrap().address, None);
+        assert_eq!(plan.routes.len(), 3);
     }
 
     #[test]
@@ -336,7 +359,7 @@ pub(crate) mod tests {
         let config =
             NetworkConfig { backend: Backend::Route, ..NetworkConfig::new("fd00:244::/48".parse().unwrap()) };
         let mut node = local();
-        node.subnet = "fd00:244:0:1::/64".parse().unwrap();
+        node.subnet = Some("fd00:244:0:1::/64".parse().unwrap());
         let plan = plan(&node, &config, &leases);
         assert!(plan.routes.is_empty());
         assert!(matches!(&plan.peers[0].path, PeerPath::Unreachable(why) if why.contains("families")));

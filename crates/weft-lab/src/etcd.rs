@@ -17,9 +17,3 @@ pub fn command(data_dir: &Path, client_url: &str, peer_url: &str) -> Command {
         .args(["--logger", "zap", "--log-level", "error"]);
     command
 }
-
-/// Whether an `etcd` program is on the PATH.
-pub fn installed() -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("etcd").is_file()))
-}

@@ -2,11 +2,13 @@
 //! `check`. Everything it makes is named in its state before it is made.
 
 use crate::process::{self, spawn_daemon};
-use crate::promise::{probes, Probe};
+use crate::promise::{probes, Design, Probe};
 use crate::report::Report;
+use crate::router::Neighbor;
 use crate::state::{lab_dir, LabState, PodRecord, Process, LAB_ROOT};
 use crate::topology::{
-    LabSpec, StoreKind, Topology, OUTSIDE_CLIENT_IP, OUTSIDE_GATEWAY_IP, OUTSIDE_SUBNET, POD_CIDR,
+    LabSpec, Member, Mode, StoreKind, Topology, CLUSTER_ASN, OUTSIDE_CLIENT_IP, OUTSIDE_GATEWAY_IP,
+    OUTSIDE_SUBNET, POD_CIDR, ROUTER_ASN,
 };
 use crate::wiring::{cable, create_bridge, create_namespace, open_namespace, sysctl_in, End};
 use crate::{etcd, probe, LabError};
@@ -44,7 +46,7 @@ impl Lab {
     /// built stays for inspection; `down` removes it.
     pub fn up(spec: LabSpec, weft: &Path, progress: &mut dyn FnMut(&Step)) -> Result<Lab, LabError> {
         spec.validate()?;
-        if spec.store == StoreKind::Etcd && !etcd::installed() {
+        if spec.store == StoreKind::Etcd && !process::installed("etcd") {
             return Err(LabError::Invalid(
                 "--store etcd needs the etcd program (Debian: etcd-server)".into(),
             ));
@@ -87,6 +89,7 @@ impl Lab {
             pods,
             agents: Default::default(),
             etcd: None,
+            router: Vec::new(),
         };
         state.save()?;
         let mut lab =
@@ -199,6 +202,15 @@ impl Lab {
                 )?;
                 nodes.push(format!("{} {}", node.name, node.ip));
             }
+            for gateway in topology.gateways.iter().filter(|g| g.rack == rack.number) {
+                let ns = create_namespace(&gateway.netns)?;
+                let address = Ipv4Net::new(gateway.ip, rack.subnet.prefix_len()).expect("/24");
+                cable(
+                    &End::port(&switch, &gateway.name, bridge),
+                    &End::host(&ns, "eth0", address, Some(rack.gateway)),
+                )?;
+                nodes.push(format!("gateway {} {}", gateway.name, gateway.ip));
+            }
             timed(format!("{} {}: {}", rack.name, rack.subnet, nodes.join(", ")), started, progress);
         }
 
@@ -216,6 +228,24 @@ impl Lab {
             started,
             progress,
         );
+
+        if self.state.spec.router_speaks_bgp() {
+            let started = Instant::now();
+            self.start_router(topology)?;
+            timed(
+                format!(
+                    "router speaks BGP ({}, AS {ROUTER_ASN}) with {}",
+                    self.state.spec.router.name(),
+                    self.bgp_neighbors(topology)
+                        .iter()
+                        .map(|n| n.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                started,
+                progress,
+            );
+        }
 
         if !self.state.spec.start_agents {
             return Ok(());
@@ -244,6 +274,20 @@ impl Lab {
             );
         }
 
+        if !topology.gateways.is_empty() || topology.client {
+            let started = Instant::now();
+            let mut joined = Vec::new();
+            for gateway in &topology.gateways {
+                self.start_agent(&gateway.name)?;
+                joined.push(format!("gateway {}", gateway.name));
+            }
+            if topology.client {
+                self.start_agent("outside")?;
+                joined.push("the outside client".to_string());
+            }
+            timed(format!("{} joined the overlay", joined.join(", ")), started, progress);
+        }
+
         let started = Instant::now();
         self.wait_converged()?;
         timed(
@@ -251,6 +295,11 @@ impl Lab {
             started,
             progress,
         );
+        if self.state.spec.router_speaks_bgp() {
+            let started = Instant::now();
+            let learned = self.wait_for_router_routes(topology)?;
+            timed(format!("router learned {learned} by BGP"), started, progress);
+        }
         Ok(())
     }
 
@@ -307,10 +356,13 @@ impl Lab {
         let _ = self.state.save();
     }
 
-    /// Starts (or starts again) node `node`'s agent inside its namespace.
-    pub fn start_agent(&mut self, node: &str) -> Result<(), LabError> {
-        let ns = open_namespace(&self.netns(node)?)?;
-        let node_dir = self.state.node_dir(node);
+    /// Starts (or starts again) the agent of `member` inside its namespace: a node's, a
+    /// gateway's (`--role gateway`), or the outside client's (`--role client`).
+    pub fn start_agent(&mut self, member: &str) -> Result<(), LabError> {
+        let topology = self.topology();
+        let ns = open_namespace(&self.netns(member)?)?;
+        let node_dir = self.state.node_dir(member);
+        let spec = &self.state.spec;
         let mut command = Command::new(&self.weft);
         command
             .args([
@@ -318,18 +370,123 @@ impl Lab {
                 "--store",
                 &self.state.store_url,
                 "--node",
-                node,
+                member,
                 "--iface",
                 "eth0",
                 "--state-dir",
             ])
             .arg(&node_dir)
-            .args(["--lease-ttl", &self.state.spec.lease_ttl.to_string()])
-            .args(["--resync", &self.state.spec.resync.to_string()]);
-        let (child, process) = spawn_daemon(command, &ns, &self.state.log_file(node))?;
+            .args(["--lease-ttl", &spec.lease_ttl.to_string()])
+            .args(["--resync", &spec.resync.to_string()]);
+        // The router's address on the member's own rack.
+        let router_on = |rack: u32| format!("{}:{ROUTER_ASN}", topology.rack(rack).gateway);
+        match topology.member(member) {
+            Some(Member::Node(node)) if spec.mode == Mode::Bgp => {
+                command.args(["--asn", &CLUSTER_ASN.to_string(), "--bgp-peer", &router_on(node.rack)]);
+            }
+            Some(Member::Gateway(gateway)) => {
+                command.args(["--role", "gateway", "--asn", &CLUSTER_ASN.to_string()]);
+                command.args(["--bgp-peer", &router_on(gateway.rack)]);
+            }
+            Some(Member::Outside) => {
+                command.args(["--role", "client"]);
+            }
+            _ => {}
+        }
+        let (child, process) = spawn_daemon(command, &ns, &self.state.log_file(member))?;
         self.children.insert(process.pid, child);
-        self.state.agents.insert(node.to_string(), process);
+        self.state.agents.insert(member.to_string(), process);
         self.state.save()
+    }
+
+    /// The machines the router keeps BGP sessions with: every node in bgp mode, else the
+    /// gateways.
+    fn bgp_neighbors(&self, topology: &Topology) -> Vec<Neighbor> {
+        if self.state.spec.mode == Mode::Bgp {
+            topology.nodes.iter().map(|n| Neighbor { name: n.name.clone(), address: n.ip }).collect()
+        } else {
+            topology.gateways.iter().map(|g| Neighbor { name: g.name.clone(), address: g.ip }).collect()
+        }
+    }
+
+    /// Starts the router's BGP daemon (BIRD or FRR) in its namespace.
+    pub fn start_router(&mut self, topology: &Topology) -> Result<(), LabError> {
+        let kind = self.state.spec.router;
+        let (program, package) = crate::router::program(kind);
+        if !process::installed(program) {
+            return Err(LabError::Invalid(format!("the router's BGP needs {program} (Debian: {package})")));
+        }
+        let router = open_namespace(&topology.router_netns)?;
+        let dir = self.state.dir().join("router");
+        let commands =
+            crate::router::commands(kind, &dir, topology.racks[0].gateway, &self.bgp_neighbors(topology))
+                .map_err(|e| {
+                    LabError::io(format!("write the router's configuration in {}", dir.display()), e)
+                })?;
+        for command in commands {
+            let name = Path::new(command.get_program()).file_name().map(|n| n.to_string_lossy().into_owned());
+            let (child, process) =
+                spawn_daemon(command, &router, &self.state.log_file(name.as_deref().unwrap_or_default()))?;
+            self.children.insert(process.pid, child);
+            self.state.router.push(process.clone());
+            self.state.save()?;
+            // zebra's socket must be there before bgpd starts; and a daemon that refuses its
+            // configuration is gone by then.
+            std::thread::sleep(Duration::from_millis(200));
+            if !process::is_running(&process) {
+                let log = self.state.log_file(name.as_deref().unwrap_or_default());
+                let said = std::fs::read_to_string(&log).unwrap_or_default();
+                return Err(LabError::Invalid(format!(
+                    "the router's {} stopped at once: {}",
+                    kind.name(),
+                    said.lines().last().unwrap_or("(no output)")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until the router's kernel holds what BGP should have taught it: every node's
+    /// subnet (bgp mode) or the pod network (gateways). Returns what it learned.
+    fn wait_for_router_routes(&self, topology: &Topology) -> Result<String, LabError> {
+        let wanted: Vec<ipnet::IpNet> = if self.state.spec.mode == Mode::Bgp {
+            let mut subnets = Vec::new();
+            for node in self.state.agents.keys().filter(|a| topology.node(a).is_some()) {
+                let text =
+                    std::fs::read_to_string(self.state.node_dir(node).join("node.json")).unwrap_or_default();
+                if let Ok(file) = weft_core::NodeFile::parse(&text) {
+                    subnets.extend(file.subnets.iter().map(|s| s.subnet));
+                }
+            }
+            subnets
+        } else {
+            vec![POD_CIDR.parse().expect("a network")]
+        };
+        let router = open_namespace(&topology.router_netns)?;
+        let mut netlink = weft_kernel::Netlink::open_in(&router)
+            .map_err(|e| LabError::kernel("netlink in the router's namespace", e))?;
+        let deadline = Instant::now() + AGENT_TIMEOUT;
+        loop {
+            let routes =
+                netlink.routes(false).map_err(|e| LabError::kernel("read the router's routes", e))?;
+            let missing: Vec<String> = wanted
+                .iter()
+                .filter(|w| !routes.iter().any(|r| r.destination == **w))
+                .map(|w| w.to_string())
+                .collect();
+            if missing.is_empty() {
+                return Ok(wanted.iter().map(|w| w.to_string()).collect::<Vec<_>>().join(", "));
+            }
+            if Instant::now() > deadline {
+                return Err(LabError::Timeout(format!(
+                    "the router did not learn {} by BGP within {} s; see the logs in {}",
+                    missing.join(", "),
+                    AGENT_TIMEOUT.as_secs(),
+                    self.state.dir().join("logs").display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Stops node `node`'s agent with `signal`: SIGTERM (a clean stop) or SIGKILL (a crash).
@@ -385,9 +542,13 @@ impl Lab {
 
     /// Waits until every running agent has planned and programmed all the others.
     pub fn wait_converged(&self) -> Result<(), LabError> {
+        let topology = self.topology();
         let running: Vec<&String> = self.state.agents.keys().collect();
+        let nodes = running.iter().filter(|a| topology.node(a).is_some()).count();
         let deadline = Instant::now() + AGENT_TIMEOUT;
         for node in &running {
+            // A node's peers are the other nodes; a gateway's or client's, all of them.
+            let expected = if topology.node(node).is_some() { nodes - 1 } else { nodes };
             let path = self.state.node_dir(node).join("status.json");
             loop {
                 let status: serde_json::Value = std::fs::read_to_string(&path)
@@ -395,14 +556,14 @@ impl Lab {
                     .and_then(|text| serde_json::from_str(&text).ok())
                     .unwrap_or_default();
                 let peers = status["peers"].as_array().map_or(0, Vec::len);
-                if peers + 1 >= running.len()
+                if peers >= expected
                     && status["lastReconcile"]["error"].is_null()
                     && status["lastReconcile"].is_object()
                 {
                     break;
                 }
                 if Instant::now() > deadline {
-                    return Err(self.agent_timeout(node, &format!("see all {} peers", running.len() - 1)));
+                    return Err(self.agent_timeout(node, &format!("see all {expected} peers")));
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -528,7 +689,7 @@ impl Lab {
             .iter()
             .map(|p| (target(&p.to).to_string(), reached[&(p.from.clone(), p.to.clone())]))
             .collect();
-        Ok(Report::new(self.name(), self.state.spec.mode, &probes, &found))
+        Ok(Report::new(self.name(), Design::of(&topology), &probes, &found))
     }
 
     /// Removes the lab: its processes, namespaces and files.

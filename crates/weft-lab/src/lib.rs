@@ -18,6 +18,7 @@ pub mod probe;
 pub mod process;
 pub mod promise;
 pub mod report;
+pub mod router;
 pub mod state;
 pub mod topology;
 mod wiring;

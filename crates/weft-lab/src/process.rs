@@ -58,6 +58,15 @@ pub fn spawn_daemon(mut command: Command, ns: &NetNs, log: &Path) -> Result<(Chi
     Ok((child, Process { pid, start_time }))
 }
 
+/// Whether `program` (a path, or a name on the PATH) is there.
+pub fn installed(program: &str) -> bool {
+    if program.contains('/') {
+        return Path::new(program).is_file();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
 /// The process's start time in clock ticks since boot (field 22 of /proc/PID/stat).
 pub fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

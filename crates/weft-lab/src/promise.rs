@@ -40,33 +40,69 @@ pub struct Promise {
     pub why: String,
 }
 
-pub fn promise(mode: Mode, category: Category) -> Promise {
-    let yes = |why: &str| Promise { reached: true, why: why.to_string() };
-    let no = |why: String| Promise { reached: false, why };
-    match (mode, category) {
-        (_, Category::PodToPodSameNode | Category::NodeToOwnPod) => yes("the node routes to each pod's veth"),
-        (Mode::Route, Category::PodToPodSameRack | Category::NodeToPodSameRack) => {
-            yes("a direct route to the peer node on the shared segment")
+/// The lab's network design: the mode and how the outside world gets in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Design {
+    pub mode: Mode,
+    pub gateways: u32,
+    pub client: bool,
+}
+
+impl Design {
+    pub fn of(topology: &Topology) -> Design {
+        Design { mode: topology.mode, gateways: topology.gateways.len() as u32, client: topology.client }
+    }
+}
+
+impl std::fmt::Display for Design {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} mode", self.mode.name())?;
+        match (self.gateways, self.client) {
+            (0, false) => Ok(()),
+            (0, true) => write!(f, " with a client"),
+            (1, client) => write!(f, " with a gateway{}", if client { " and a client" } else { "" }),
+            (n, client) => write!(f, " with {n} gateways{}", if client { " and a client" } else { "" }),
         }
+    }
+}
+
+pub fn promise(design: Design, category: Category) -> Promise {
+    let yes = |why: &str| Promise { reached: true, why: why.to_string() };
+    match (design.mode, category) {
+        (_, Category::PodToPodSameNode | Category::NodeToOwnPod) => yes("the node routes to each pod's veth"),
         (Mode::Vxlan, Category::PodToPodSameRack | Category::NodeToPodSameRack) => {
             yes("through the VXLAN overlay")
         }
-        (Mode::Auto, Category::PodToPodSameRack | Category::NodeToPodSameRack) => {
-            yes("a direct route: the peer is on the same segment")
+        (Mode::Route | Mode::Auto | Mode::Bgp, Category::PodToPodSameRack | Category::NodeToPodSameRack) => {
+            yes("a direct route to the peer node on the shared segment")
         }
-        (Mode::Route, Category::PodToPodOtherRack | Category::NodeToPodOtherRack) => {
-            no("route mode needs every peer on the node's own L2 segment; the router between racks \
-             has no route to pod subnets (vxlan and auto cross it)"
-                .into())
-        }
+        (Mode::Route, Category::PodToPodOtherRack | Category::NodeToPodOtherRack) => Promise {
+            reached: false,
+            why: "route mode needs every peer on the node's own L2 segment; the router between racks \
+                  has no route to pod subnets (vxlan, auto and bgp cross it)"
+                .into(),
+        },
         (Mode::Vxlan | Mode::Auto, Category::PodToPodOtherRack | Category::NodeToPodOtherRack) => {
             yes("through the VXLAN overlay, across the router")
         }
+        (Mode::Bgp, Category::PodToPodOtherRack | Category::NodeToPodOtherRack) => {
+            yes("through the router, which learned the peer's subnet by BGP")
+        }
         (_, Category::PodToOutside) => yes("out through the node, masqueraded to the node's address"),
-        (_, Category::OutsideToPod) => no(format!(
-            "the router has no route to the pod network {POD_CIDR}: in this mode pods are \
-             reachable only from inside the cluster"
-        )),
+        (Mode::Bgp, Category::OutsideToPod) => yes("the router learned every node's subnet by BGP"),
+        (_, Category::OutsideToPod) if design.client => {
+            yes("the outside client runs the agent as a client and reaches pods over the overlay")
+        }
+        (_, Category::OutsideToPod) if design.gateways > 0 => {
+            yes("the router learned the pod network from the gateways by BGP; they forward into the overlay")
+        }
+        (_, Category::OutsideToPod) => Promise {
+            reached: false,
+            why: format!(
+                "the router has no route to the pod network {POD_CIDR}: in this mode pods are \
+                 reachable only from inside the cluster (bgp, gateways or a client open it)"
+            ),
+        },
     }
 }
 
@@ -125,15 +161,27 @@ mod tests {
 
     #[test]
     fn route_mode_promises_no_crossing_of_racks_and_says_why() {
-        let p = promise(Mode::Route, Category::PodToPodOtherRack);
+        let plain = |mode| Design { mode, gateways: 0, client: false };
+        let p = promise(plain(Mode::Route), Category::PodToPodOtherRack);
         assert!(!p.reached && p.why.contains("L2 segment"));
-        assert!(promise(Mode::Route, Category::PodToPodSameRack).reached);
-        assert!(promise(Mode::Vxlan, Category::PodToPodOtherRack).reached);
-        assert!(promise(Mode::Auto, Category::NodeToPodOtherRack).reached);
+        assert!(promise(plain(Mode::Route), Category::PodToPodSameRack).reached);
+        assert!(promise(plain(Mode::Vxlan), Category::PodToPodOtherRack).reached);
+        assert!(promise(plain(Mode::Auto), Category::NodeToPodOtherRack).reached);
+        assert!(promise(plain(Mode::Bgp), Category::PodToPodOtherRack).reached);
         for mode in Mode::ALL {
-            assert!(promise(mode, Category::PodToOutside).reached);
-            assert!(!promise(mode, Category::OutsideToPod).reached);
+            assert!(promise(plain(mode), Category::PodToOutside).reached);
+            assert_eq!(promise(plain(mode), Category::OutsideToPod).reached, mode == Mode::Bgp);
         }
+    }
+
+    #[test]
+    fn gateways_and_clients_open_the_cluster_to_the_outside() {
+        let gateways = Design { mode: Mode::Vxlan, gateways: 2, client: false };
+        assert!(promise(gateways, Category::OutsideToPod).why.contains("gateways by BGP"));
+        let client = Design { mode: Mode::Auto, gateways: 0, client: true };
+        assert!(promise(client, Category::OutsideToPod).reached);
+        assert_eq!(gateways.to_string(), "vxlan mode with 2 gateways");
+        assert_eq!(client.to_string(), "auto mode with a client");
     }
 
     #[test]

@@ -1,8 +1,7 @@
 //! The connectivity matrix: what each probe found against what the mode promises, as a
 //! table for people (coloured on a terminal) and as JSON for scripts. Pure.
 
-use crate::promise::{promise, Category, Probe};
-use crate::topology::Mode;
+use crate::promise::{promise, Category, Design, Probe};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -39,7 +38,7 @@ pub struct Summary {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Report {
     pub lab: String,
-    pub mode: Mode,
+    pub design: Design,
     /// Every promise holds.
     pub ok: bool,
     pub summary: Vec<Summary>,
@@ -48,7 +47,7 @@ pub struct Report {
 
 impl Report {
     /// `found` is, for each probe, its target's address and whether it answered.
-    pub fn new(lab: &str, mode: Mode, probes: &[Probe], found: &[(String, bool)]) -> Report {
+    pub fn new(lab: &str, design: Design, probes: &[Probe], found: &[(String, bool)]) -> Report {
         let cells: Vec<Cell> = probes
             .iter()
             .zip(found)
@@ -58,7 +57,7 @@ impl Report {
                 address: address.clone(),
                 category: probe.category,
                 reached: *reached,
-                promised: promise(mode, probe.category).reached,
+                promised: promise(design, probe.category).reached,
             })
             .collect();
         let mut by_category: BTreeMap<Category, Vec<&Cell>> = BTreeMap::new();
@@ -68,7 +67,7 @@ impl Report {
         let summary: Vec<Summary> = by_category
             .into_iter()
             .map(|(category, cells)| {
-                let promise = promise(mode, category);
+                let promise = promise(design, category);
                 Summary {
                     category,
                     label: category.label(),
@@ -80,7 +79,7 @@ impl Report {
                 }
             })
             .collect();
-        Report { lab: lab.to_string(), mode, ok: cells.iter().all(Cell::holds), summary, cells }
+        Report { lab: lab.to_string(), design, ok: cells.iter().all(Cell::holds), summary, cells }
     }
 
     pub fn broken(&self) -> impl Iterator<Item = &Cell> {
@@ -201,22 +200,18 @@ pub fn render(report: &Report, style: Style) -> String {
     }
     let broken: Vec<&Cell> = report.broken().collect();
     if broken.is_empty() {
-        let _ = writeln!(
-            out,
-            "\n  {}",
-            style.green(&format!("every promise of {} mode holds", report.mode.name()))
-        );
+        let _ = writeln!(out, "\n  {}", style.green(&format!("every promise of {} holds", report.design)));
     } else {
         let _ = writeln!(out, "\n  {}", style.red(&format!("{} probe(s) broke a promise:", broken.len())));
         for cell in broken {
             let _ = writeln!(
                 out,
-                "    {} → {} ({}): {}, but {} mode {}",
+                "    {} → {} ({}): {}, but {} {}",
                 cell.from,
                 cell.to,
                 cell.address,
                 if cell.reached { "reached" } else { "not reached" },
-                report.mode.name(),
+                report.design,
                 if cell.promised { "promises it" } else { "promises it is not" }
             );
         }
@@ -228,19 +223,21 @@ pub fn render(report: &Report, style: Style) -> String {
 mod tests {
     use super::*;
     use crate::promise::probes;
-    use crate::topology::{LabSpec, Topology};
+    use crate::topology::{LabSpec, Mode, Topology};
 
     fn report(mode: Mode, reached: impl Fn(&Probe) -> bool) -> Report {
         let topology = Topology::of(&LabSpec::new("t", mode));
+        let design = Design::of(&topology);
         let probes = probes(&topology);
         let found: Vec<(String, bool)> =
             probes.iter().map(|p| ("10.244.0.2".to_string(), reached(p))).collect();
-        Report::new("t", mode, &probes, &found)
+        Report::new("t", design, &probes, &found)
     }
 
     #[test]
     fn a_route_lab_that_behaves_holds_every_promise() {
-        let r = report(Mode::Route, |p| promise(Mode::Route, p.category).reached);
+        let design = Design { mode: Mode::Route, gateways: 0, client: false };
+        let r = report(Mode::Route, |p| promise(design, p.category).reached);
         assert!(r.ok);
         let text = render(&r, Style { color: false });
         assert!(text.contains("pod → pod, other rack"), "{text}");
@@ -267,7 +264,7 @@ mod tests {
         assert!(text.contains("\x1b[1;31mBROKEN"), "{text}");
         let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
         assert_eq!(json["ok"], false);
-        assert_eq!(json["mode"], "vxlan");
+        assert_eq!(json["design"]["mode"], "vxlan");
         assert!(json["cells"].as_array().unwrap().iter().any(|c| c["category"] == "pod-to-pod-other-rack"));
     }
 }

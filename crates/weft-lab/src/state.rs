@@ -49,6 +49,9 @@ pub struct LabState {
     pub agents: BTreeMap<String, Process>,
     #[serde(default)]
     pub etcd: Option<Process>,
+    /// The router's BGP daemons (BIRD, or FRR's zebra and bgpd).
+    #[serde(default)]
+    pub router: Vec<Process>,
 }
 
 impl LabState {

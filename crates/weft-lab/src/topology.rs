@@ -29,6 +29,10 @@ pub const OUTSIDE_CLIENT_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 pub const OUTSIDE_GATEWAY_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 /// Port of the lab's etcd, on the router's address in rack 1.
 pub const ETCD_CLIENT_PORT: u16 = 2379;
+/// The physical network's AS (the router's), and the cluster's (every node and gateway).
+pub const ROUTER_ASN: u32 = 65000;
+pub const CLUSTER_ASN: u32 = 65100;
+pub const MAX_GATEWAYS: u32 = 4;
 
 /// How the lab's network carries pods' traffic between nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,17 +44,15 @@ pub enum Mode {
     Vxlan,
     /// Routes within a rack, VXLAN across racks.
     Auto,
+    /// Every node announces its subnet to the router by BGP; no overlay.
+    Bgp,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 3] = [Mode::Route, Mode::Vxlan, Mode::Auto];
+    pub const ALL: [Mode; 4] = [Mode::Route, Mode::Vxlan, Mode::Auto, Mode::Bgp];
 
     pub fn name(self) -> &'static str {
-        match self {
-            Mode::Route => "route",
-            Mode::Vxlan => "vxlan",
-            Mode::Auto => "auto",
-        }
+        self.backend().name()
     }
 
     pub fn backend(self) -> Backend {
@@ -58,6 +60,32 @@ impl Mode {
             Mode::Route => Backend::Route,
             Mode::Vxlan => Backend::Vxlan,
             Mode::Auto => Backend::Auto,
+            Mode::Bgp => Backend::Bgp,
+        }
+    }
+
+    /// Whether the mode has an overlay that gateways and clients can join.
+    pub fn has_overlay(self) -> bool {
+        matches!(self, Mode::Vxlan | Mode::Auto)
+    }
+}
+
+/// What runs BGP on the lab's router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RouterKind {
+    /// BIRD 2 (Debian's bird2).
+    #[default]
+    Bird,
+    /// FRR's bgpd with zebra (Debian's frr).
+    Frr,
+}
+
+impl RouterKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            RouterKind::Bird => "bird",
+            RouterKind::Frr => "frr",
         }
     }
 }
@@ -87,6 +115,15 @@ pub struct LabSpec {
     pub resync: u64,
     /// Start every node's agent (tests that start them one by one say no).
     pub start_agents: bool,
+    /// Gateway machines joining the overlay and announcing the cluster CIDR to the router.
+    #[serde(default)]
+    pub gateways: u32,
+    /// The outside client runs the agent as a client, joining the overlay.
+    #[serde(default)]
+    pub client: bool,
+    /// What speaks BGP on the router (when anything does).
+    #[serde(default)]
+    pub router: RouterKind,
 }
 
 impl LabSpec {
@@ -101,7 +138,15 @@ impl LabSpec {
             lease_ttl: 30,
             resync: 2,
             start_agents: true,
+            gateways: 0,
+            client: false,
+            router: RouterKind::Bird,
         }
+    }
+
+    /// Whether the router runs a BGP daemon: it learns node subnets or the cluster CIDR.
+    pub fn router_speaks_bgp(&self) -> bool {
+        self.mode == Mode::Bgp || self.gateways > 0
     }
 
     pub fn validate(&self) -> Result<(), LabError> {
@@ -124,6 +169,15 @@ impl LabSpec {
         }
         if self.racks * self.nodes_per_rack * self.pods_per_node > MAX_PODS {
             return invalid(format!("at most {MAX_PODS} pods in a lab"));
+        }
+        if (self.gateways > 0 || self.client) && !self.mode.has_overlay() {
+            return invalid(format!(
+                "gateways and clients join the overlay: use --mode vxlan or auto, not {}",
+                self.mode.name()
+            ));
+        }
+        if self.gateways > MAX_GATEWAYS {
+            return invalid(format!("--gateways {}: at most {MAX_GATEWAYS}", self.gateways));
         }
         if self.lease_ttl < 3 {
             return invalid(format!("lease TTL {} s: at least 3", self.lease_ttl));
@@ -175,6 +229,15 @@ pub struct Node {
     pub ip: Ipv4Addr,
 }
 
+/// A machine without pods that joins the overlay and forwards between it and the router.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Gateway {
+    pub name: String,
+    pub rack: u32,
+    pub netns: String,
+    pub ip: Ipv4Addr,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Pod {
     pub name: String,
@@ -192,6 +255,9 @@ pub struct Topology {
     pub racks: Vec<Rack>,
     pub nodes: Vec<Node>,
     pub pods: Vec<Pod>,
+    pub gateways: Vec<Gateway>,
+    /// The outside client runs the agent as a client.
+    pub client: bool,
 }
 
 /// A lab's member as `exec` and the matrix name it.
@@ -201,6 +267,7 @@ pub enum Member<'a> {
     Outside,
     Rack(&'a Rack),
     Node(&'a Node),
+    Gateway(&'a Gateway),
     Pod(&'a Pod),
 }
 
@@ -230,9 +297,24 @@ impl Topology {
                 nodes.push(Node { netns: ns(&name), rack: rack.number, ip, name });
             }
         }
+        // Gateways go round the racks: g1 in rack 1, g2 in rack 2, ...
+        let gateways = (1..=spec.gateways)
+            .map(|g| {
+                let rack = (g - 1) % spec.racks + 1;
+                let name = format!("g{g}");
+                Gateway {
+                    netns: ns(&name),
+                    name,
+                    rack,
+                    ip: Ipv4Addr::new(198, 18, rack as u8, 200 + g as u8),
+                }
+            })
+            .collect();
         Topology {
             name: spec.name.clone(),
             mode: spec.mode,
+            gateways,
+            client: spec.client,
             router_netns: ns("router"),
             outside_netns: ns("outside"),
             racks,
@@ -259,6 +341,7 @@ impl Topology {
                 .find(|r| r.name == name)
                 .map(Member::Rack)
                 .or_else(|| self.node(name).map(Member::Node))
+                .or_else(|| self.gateways.iter().find(|g| g.name == name).map(Member::Gateway))
                 .or_else(|| self.pods.iter().find(|p| p.name == name).map(Member::Pod)),
         }
     }
@@ -269,6 +352,7 @@ impl Topology {
             Member::Outside => &self.outside_netns,
             Member::Rack(rack) => &rack.netns,
             Member::Node(node) => &node.netns,
+            Member::Gateway(gateway) => &gateway.netns,
             Member::Pod(pod) => &pod.netns,
         }
     }
@@ -278,6 +362,7 @@ impl Topology {
     pub fn namespaces(&self) -> Vec<String> {
         let mut all: Vec<String> = self.pods.iter().map(|p| p.netns.clone()).collect();
         all.extend(self.nodes.iter().map(|n| n.netns.clone()));
+        all.extend(self.gateways.iter().map(|g| g.netns.clone()));
         all.extend(self.racks.iter().map(|r| r.netns.clone()));
         all.push(self.router_netns.clone());
         all.push(self.outside_netns.clone());
@@ -289,6 +374,7 @@ impl Topology {
         let mut all = vec!["router".to_string(), "outside".to_string()];
         all.extend(self.racks.iter().map(|r| r.name.clone()));
         all.extend(self.nodes.iter().map(|n| n.name.clone()));
+        all.extend(self.gateways.iter().map(|g| g.name.clone()));
         all.extend(self.pods.iter().map(|p| p.name.clone()));
         all
     }

@@ -32,6 +32,16 @@ pub enum LabCommand {
         /// Seconds between the agents' full resyncs.
         #[arg(long, default_value_t = 2)]
         resync: u64,
+        /// Gateway machines (g1, g2, …) that join the overlay and announce the pod network
+        /// to the router by BGP (vxlan and auto modes).
+        #[arg(long, default_value_t = 0)]
+        gateways: u32,
+        /// The outside client runs the agent as a client, joining the overlay.
+        #[arg(long)]
+        client: bool,
+        /// What speaks BGP on the router.
+        #[arg(long, value_enum, default_value = "bird")]
+        router: RouterArg,
     },
     /// Probe what reaches what and hold it against what the mode promises (exit 1 if a
     /// promise is broken).
@@ -72,6 +82,7 @@ pub enum ModeArg {
     Route,
     Vxlan,
     Auto,
+    Bgp,
 }
 
 impl From<ModeArg> for Mode {
@@ -80,8 +91,15 @@ impl From<ModeArg> for Mode {
             ModeArg::Route => Mode::Route,
             ModeArg::Vxlan => Mode::Vxlan,
             ModeArg::Auto => Mode::Auto,
+            ModeArg::Bgp => Mode::Bgp,
         }
     }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum RouterArg {
+    Bird,
+    Frr,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -115,7 +133,19 @@ fn print_step(step: &Step) {
 
 pub fn run(command: LabCommand) -> anyhow::Result<()> {
     match command {
-        LabCommand::Up { name, mode, racks, nodes_per_rack, pods_per_node, store, lease_ttl, resync } => {
+        LabCommand::Up {
+            name,
+            mode,
+            racks,
+            nodes_per_rack,
+            pods_per_node,
+            store,
+            lease_ttl,
+            resync,
+            gateways,
+            client,
+            router,
+        } => {
             let spec = LabSpec {
                 racks,
                 nodes_per_rack,
@@ -126,6 +156,12 @@ pub fn run(command: LabCommand) -> anyhow::Result<()> {
                 },
                 lease_ttl,
                 resync,
+                gateways,
+                client,
+                router: match router {
+                    RouterArg::Bird => weft_lab::topology::RouterKind::Bird,
+                    RouterArg::Frr => weft_lab::topology::RouterKind::Frr,
+                },
                 ..LabSpec::new(&name, mode.into())
             };
             up(spec)?;
@@ -140,14 +176,14 @@ pub fn run(command: LabCommand) -> anyhow::Result<()> {
             if json {
                 println!("{}", report.to_json());
             } else {
-                println!("weft lab check {name}: {} mode\n", report.mode.name());
+                println!("weft lab check {name}: {}\n", report.design);
                 print!("{}", weft_lab::report::render(&report, style()));
             }
             if !report.ok {
                 bail!(
-                    "{} probe(s) of lab {name} broke the {} mode's promises",
+                    "{} probe(s) of lab {name} broke the promises of {}",
                     report.broken().count(),
-                    report.mode.name()
+                    report.design
                 );
             }
             Ok(())
@@ -178,9 +214,9 @@ pub fn run(command: LabCommand) -> anyhow::Result<()> {
 fn up(spec: LabSpec) -> anyhow::Result<Lab> {
     let name = spec.name.clone();
     println!(
-        "{} {name}: {} mode, {} rack(s) × {} node(s) × {} pod(s), {} store",
+        "{} {name}: {}, {} rack(s) × {} node(s) × {} pod(s), {} store",
         style().bold("weft lab up"),
-        spec.mode.name(),
+        weft_lab::promise::Design { mode: spec.mode, gateways: spec.gateways, client: spec.client },
         spec.racks,
         spec.nodes_per_rack,
         spec.pods_per_node,
@@ -253,5 +289,6 @@ fn about(mode: Mode) -> &'static str {
         Mode::Route => "direct routes between the nodes of a rack; nothing crosses the router",
         Mode::Vxlan => "every node reaches every other through the VXLAN overlay",
         Mode::Auto => "direct routes within a rack, VXLAN across racks",
+        Mode::Bgp => "every node announces its subnet to the router by BGP; no overlay",
     }
 }

@@ -58,6 +58,19 @@ enum Commands {
         /// Where to serve /metrics and /healthz ("off": nowhere).
         #[arg(long, default_value = "127.0.0.1:9473")]
         metrics_address: String,
+        /// node: hosts pods; gateway: forwards between the physical network and the overlay,
+        /// announcing the cluster CIDR by BGP; client: joins the overlay to reach pods.
+        #[arg(long, value_enum, default_value = "node")]
+        role: RoleArg,
+        /// This machine's AS number, for BGP.
+        #[arg(long, requires = "bgp_peer")]
+        asn: Option<u32>,
+        /// A router to announce to: IP[:ASN] (without ASN: iBGP, our own AS). Repeatable.
+        #[arg(long, requires = "asn")]
+        bgp_peer: Vec<String>,
+        /// BGP hold time offered to peers, in seconds (0, or at least 3).
+        #[arg(long, default_value_t = 9)]
+        bgp_hold_time: u16,
     },
     /// This node's lease, its peers, and whether the kernel holds the planned routes.
     Status {
@@ -99,6 +112,14 @@ enum BackendArg {
     Route,
     Vxlan,
     Auto,
+    Bgp,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Node,
+    Gateway,
+    Client,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -139,6 +160,7 @@ fn command(command: Commands) -> anyhow::Result<()> {
                 BackendArg::Route => Backend::Route,
                 BackendArg::Vxlan => Backend::Vxlan,
                 BackendArg::Auto => Backend::Auto,
+                BackendArg::Bgp => Backend::Bgp,
             };
             config.vni = vni;
             config.port = port;
@@ -159,7 +181,25 @@ fn command(command: Commands) -> anyhow::Result<()> {
             resync,
             no_masquerade,
             metrics_address,
+            role,
+            asn,
+            bgp_peer,
+            bgp_hold_time,
         } => {
+            if bgp_hold_time == 1 || bgp_hold_time == 2 {
+                anyhow::bail!("--bgp-hold-time {bgp_hold_time}: 0, or at least 3 (RFC 4271)");
+            }
+            let bgp = match asn {
+                Some(asn) => Some(weft_agent::BgpOptions {
+                    asn,
+                    peers: bgp_peer
+                        .iter()
+                        .map(|peer| weft_bgp::parse_peer(peer, asn).map_err(anyhow::Error::msg))
+                        .collect::<anyhow::Result<_>>()?,
+                    hold_time: bgp_hold_time,
+                }),
+                None => None,
+            };
             let metrics_address = match metrics_address.as_str() {
                 "off" => None,
                 address => Some(address.parse().with_context(|| format!("--metrics-address {address}"))?),
@@ -170,6 +210,12 @@ fn command(command: Commands) -> anyhow::Result<()> {
                 libc::signal(libc::SIGINT, request_stop as *const () as libc::sighandler_t);
             }
             let options = weft_agent::AgentOptions {
+                role: match role {
+                    RoleArg::Node => weft_agent::Role::Node,
+                    RoleArg::Gateway => weft_agent::Role::Gateway,
+                    RoleArg::Client => weft_agent::Role::Client,
+                },
+                bgp,
                 store,
                 node,
                 iface,

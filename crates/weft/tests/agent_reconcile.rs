@@ -28,7 +28,7 @@ impl TestNode {
     fn lease(&self) -> Lease {
         Lease {
             node: self.local.name.clone(),
-            subnet: self.local.subnet,
+            subnet: self.local.subnet.unwrap(),
             public_ip: self.local.public_ip,
             backend: Backend::Vxlan,
             vtep_mac: Some(vtep_mac(&self.local.name)),
@@ -47,7 +47,7 @@ impl TestNode {
 
     /// An address of the node's pod subnet that answers (a pod's, as far as pings go).
     fn pod_address(&self) -> String {
-        let subnet = self.local.subnet.network().to_string();
+        let subnet = self.local.subnet.unwrap().network().to_string();
         format!("{}.9", subnet.rsplit_once('.').unwrap().0)
     }
 }
@@ -64,7 +64,7 @@ fn two_nodes() -> Vec<TestNode> {
                 ns,
                 local: LocalNode {
                     name: format!("node-{n}"),
-                    subnet: format!("10.244.{n}.0/24").parse().unwrap(),
+                    subnet: Some(format!("10.244.{n}.0/24").parse().unwrap()),
                     public_ip: format!("192.0.2.1{n}").parse().unwrap(),
                     uplink: "up0".into(),
                     uplink_mtu: 1500,

@@ -1,0 +1,190 @@
+//! The decisions of one BGP session, apart from sockets and clocks: what to say in the
+//! OPEN, whether the peer's OPEN is acceptable (and the NOTIFICATION if not), what the
+//! session's timers are, and which UPDATEs move the peer from what it was told to what it
+//! should know. Pure.
+
+use crate::message::{Message, Notification, Open, Update, ORIGIN_IGP};
+use ipnet::Ipv4Net;
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+/// RFC 4271's states, for status and logs. (Idle covers the backoff between attempts.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Idle,
+    Connect,
+    OpenSent,
+    OpenConfirm,
+    Established,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Idle => "idle",
+            State::Connect => "connect",
+            State::OpenSent => "open-sent",
+            State::OpenConfirm => "open-confirm",
+            State::Established => "established",
+        }
+    }
+}
+
+/// This side of a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Local {
+    pub asn: u32,
+    pub router_id: Ipv4Addr,
+    /// The hold time we offer; the session uses the smaller of both offers.
+    pub hold_time: u16,
+    /// Where peers send traffic for what we announce: this node's address.
+    pub next_hop: Ipv4Addr,
+}
+
+/// What came of the OPENs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Negotiated {
+    /// Zero: no keepalives, no hold timer.
+    pub hold_time: Duration,
+    pub keepalive: Duration,
+    pub four_octet_as: bool,
+}
+
+pub fn open_for(local: &Local) -> Message {
+    Message::Open(Open {
+        asn: local.asn,
+        hold_time: local.hold_time,
+        router_id: local.router_id,
+        four_octet_as: true,
+        ipv4_unicast: true,
+    })
+}
+
+/// Accepts the peer's OPEN or says which NOTIFICATION refuses it.
+pub fn accept_open(local: &Local, expected_asn: u32, open: &Open) -> Result<Negotiated, Notification> {
+    if open.asn != expected_asn {
+        let mut refusal = Notification::new(2, 2);
+        refusal.data = u16::try_from(open.asn).unwrap_or(crate::message::AS_TRANS).to_be_bytes().to_vec();
+        return Err(refusal);
+    }
+    if open.router_id.is_unspecified() || (open.router_id == local.router_id && expected_asn == local.asn) {
+        return Err(Notification::new(2, 3));
+    }
+    if open.hold_time == 1 || open.hold_time == 2 {
+        return Err(Notification::new(2, 6));
+    }
+    if local.asn > u32::from(u16::MAX) && !open.four_octet_as {
+        // Our number cannot be said to a peer that knows only 2-octet numbers (it would see
+        // AS_TRANS in AS_PATH). Unsupported capability.
+        return Err(Notification::new(2, 7));
+    }
+    let hold = local.hold_time.min(open.hold_time);
+    Ok(Negotiated {
+        hold_time: Duration::from_secs(u64::from(hold)),
+        keepalive: Duration::from_secs(u64::from(hold / 3)),
+        four_octet_as: open.four_octet_as,
+    })
+}
+
+/// The UPDATEs that take a peer from knowing `announced` to knowing `wanted`: one
+/// withdrawing what went, one announcing what came (with our path attributes).
+pub fn updates(
+    local: &Local,
+    peer_asn: u32,
+    announced: &BTreeSet<Ipv4Net>,
+    wanted: &BTreeSet<Ipv4Net>,
+) -> Vec<Message> {
+    let mut messages = Vec::new();
+    let withdrawn: Vec<Ipv4Net> = announced.difference(wanted).copied().collect();
+    if !withdrawn.is_empty() {
+        messages.push(Message::Update(Update { withdrawn, ..Update::default() }));
+    }
+    let added: Vec<Ipv4Net> = wanted.difference(announced).copied().collect();
+    if !added.is_empty() {
+        let internal = peer_asn == local.asn;
+        messages.push(Message::Update(Update {
+            origin: Some(ORIGIN_IGP),
+            // eBGP: our AS first; iBGP: empty, with a local preference.
+            as_path: if internal { Vec::new() } else { vec![local.asn] },
+            next_hop: Some(local.next_hop),
+            local_pref: internal.then_some(100),
+            nlri: added,
+            ..Update::default()
+        }));
+    }
+    messages
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local() -> Local {
+        Local {
+            asn: 65001,
+            router_id: Ipv4Addr::new(198, 18, 1, 11),
+            hold_time: 9,
+            next_hop: Ipv4Addr::new(198, 18, 1, 11),
+        }
+    }
+
+    fn peer_open(asn: u32, hold_time: u16) -> Open {
+        Open {
+            asn,
+            hold_time,
+            router_id: Ipv4Addr::new(198, 18, 1, 1),
+            four_octet_as: true,
+            ipv4_unicast: true,
+        }
+    }
+
+    #[test]
+    fn the_smaller_hold_time_wins_and_keepalives_come_at_a_third() {
+        let negotiated = accept_open(&local(), 65000, &peer_open(65000, 3)).unwrap();
+        assert_eq!(negotiated.hold_time, Duration::from_secs(3));
+        assert_eq!(negotiated.keepalive, Duration::from_secs(1));
+        let negotiated = accept_open(&local(), 65000, &peer_open(65000, 240)).unwrap();
+        assert_eq!(negotiated.hold_time, Duration::from_secs(9));
+    }
+
+    #[test]
+    fn a_wrong_peer_is_refused_with_the_rfcs_notification() {
+        assert_eq!(accept_open(&local(), 65000, &peer_open(65099, 9)).unwrap_err().subcode, 2, "bad peer AS");
+        assert_eq!(accept_open(&local(), 65000, &peer_open(65000, 2)).unwrap_err().subcode, 6, "hold time");
+        let mut same_id = peer_open(65001, 9);
+        same_id.router_id = local().router_id;
+        assert_eq!(
+            accept_open(&local(), 65001, &same_id).unwrap_err().subcode,
+            3,
+            "our own router id in iBGP"
+        );
+        let big = Local { asn: 4_200_000_000, ..local() };
+        let mut old = peer_open(65000, 9);
+        old.four_octet_as = false;
+        assert_eq!(accept_open(&big, 65000, &old).unwrap_err().subcode, 7);
+    }
+
+    #[test]
+    fn updates_withdraw_what_went_and_announce_what_came() {
+        let a: Ipv4Net = "10.244.1.0/24".parse().unwrap();
+        let b: Ipv4Net = "10.244.2.0/24".parse().unwrap();
+        let messages = updates(&local(), 65000, &[a].into(), &[b].into());
+        assert_eq!(messages.len(), 2);
+        let Message::Update(withdraw) = &messages[0] else { panic!() };
+        assert_eq!(withdraw.withdrawn, [a]);
+        assert!(withdraw.nlri.is_empty());
+        let Message::Update(announce) = &messages[1] else { panic!() };
+        assert_eq!(
+            (announce.nlri.clone(), announce.as_path.clone(), announce.local_pref),
+            (vec![b], vec![65001], None)
+        );
+        assert_eq!(announce.next_hop, Some(Ipv4Addr::new(198, 18, 1, 11)));
+        // iBGP: no AS prepended, a local preference
+        let Message::Update(internal) = &updates(&local(), 65001, &BTreeSet::new(), &[b].into())[0] else {
+            panic!()
+        };
+        assert_eq!((internal.as_path.is_empty(), internal.local_pref), (true, Some(100)));
+        assert!(updates(&local(), 65000, &[a].into(), &[a].into()).is_empty(), "nothing to say");
+    }
+}

@@ -1,0 +1,316 @@
+//! The speaker: one thread per peer, each opening a TCP session to the peer's port 179,
+//! running the session (OPEN, KEEPALIVE, hold timer, UPDATEs) and, when it fails, saying
+//! why and trying again after a backoff. Sessions are independent: one peer's trouble never
+//! touches another's announcements. Announce-only: routes the peers send are read, checked
+//! and dropped; weft installs nothing it learns by BGP, so no peer can hijack a node's
+//! subnet.
+
+use crate::message::{Message, Notification};
+use crate::session::{accept_open, open_for, updates, Local, Negotiated, State};
+use ipnet::Ipv4Net;
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub const BGP_PORT: u16 = 179;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// RFC 4271's hold time while waiting for the peer's OPEN.
+const OPEN_HOLD_TIME: Duration = Duration::from_secs(240);
+const TICK: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConfig {
+    pub address: Ipv4Addr,
+    pub port: u16,
+    pub asn: u32,
+}
+
+impl std::fmt::Display for PeerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (AS {})", self.address, self.asn)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PeerStatus {
+    pub peer: PeerConfig,
+    pub state: State,
+    /// Why the last session ended or never began.
+    pub last_error: Option<String>,
+    /// What the peer was last told, while established.
+    pub announced: Vec<Ipv4Net>,
+}
+
+struct Shared {
+    /// What every peer should know, with a version that moves on each change.
+    wanted: Mutex<(u64, BTreeSet<Ipv4Net>)>,
+    stop: AtomicBool,
+    status: Mutex<Vec<PeerStatus>>,
+    log: Box<dyn Fn(String) + Send + Sync>,
+}
+
+pub struct Speaker {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Speaker {
+    /// Starts a session to each of `peers`, announcing nothing until [`Speaker::announce`].
+    pub fn start(
+        local: Local,
+        peers: Vec<PeerConfig>,
+        log: impl Fn(String) + Send + Sync + 'static,
+    ) -> Speaker {
+        let shared = Arc::new(Shared {
+            wanted: Mutex::new((0, BTreeSet::new())),
+            stop: AtomicBool::new(false),
+            status: Mutex::new(
+                peers
+                    .iter()
+                    .map(|peer| PeerStatus {
+                        peer: peer.clone(),
+                        state: State::Idle,
+                        last_error: None,
+                        announced: Vec::new(),
+                    })
+                    .collect(),
+            ),
+            log: Box::new(log),
+        });
+        let threads = peers
+            .into_iter()
+            .enumerate()
+            .map(|(index, peer)| {
+                let (shared, local) = (shared.clone(), local.clone());
+                std::thread::spawn(move || keep_session(&shared, &local, &peer, index))
+            })
+            .collect();
+        Speaker { shared, threads }
+    }
+
+    /// What every peer should know from now on (replacing what they knew).
+    pub fn announce(&self, prefixes: impl IntoIterator<Item = Ipv4Net>) {
+        let prefixes: BTreeSet<Ipv4Net> = prefixes.into_iter().map(|p| p.trunc()).collect();
+        let mut wanted = self.shared.wanted.lock().expect("not poisoned");
+        if wanted.1 != prefixes {
+            *wanted = (wanted.0 + 1, prefixes);
+        }
+    }
+
+    pub fn status(&self) -> Vec<PeerStatus> {
+        self.shared.status.lock().expect("not poisoned").clone()
+    }
+
+    /// Withdraws everything, says goodbye (NOTIFICATION cease) and ends every session.
+    pub fn stop(self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn set_status(shared: &Shared, index: usize, edit: impl FnOnce(&mut PeerStatus)) {
+    edit(&mut shared.status.lock().expect("not poisoned")[index]);
+}
+
+/// Keeps a session to `peer` up until the speaker stops, backing off between attempts.
+fn keep_session(shared: &Shared, local: &Local, peer: &PeerConfig, index: usize) {
+    let mut backoff = FIRST_BACKOFF;
+    while !shared.stop.load(Ordering::Relaxed) {
+        let mut session = Session { shared, local, peer, index, established: false };
+        let outcome = session.run();
+        set_status(shared, index, |s| {
+            s.state = State::Idle;
+            s.announced.clear();
+        });
+        match outcome {
+            Ok(()) => return,
+            Err(why) => {
+                if session.established {
+                    backoff = FIRST_BACKOFF;
+                }
+                (shared.log)(format!("bgp {peer}: {why}; trying again in {} s", backoff.as_secs()));
+                set_status(shared, index, |s| s.last_error = Some(why));
+            }
+        }
+        let until = Instant::now() + backoff;
+        while !shared.stop.load(Ordering::Relaxed) && Instant::now() < until {
+            std::thread::sleep(TICK);
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+struct Session<'a> {
+    shared: &'a Shared,
+    local: &'a Local,
+    peer: &'a PeerConfig,
+    index: usize,
+    established: bool,
+}
+
+impl Session<'_> {
+    fn state(&self, state: State) {
+        set_status(self.shared, self.index, |s| s.state = state);
+    }
+
+    /// One session, from connecting to its end: `Ok` when the speaker stopped it, else why
+    /// it ended.
+    fn run(&mut self) -> Result<(), String> {
+        self.state(State::Connect);
+        let address = SocketAddr::from((self.peer.address, self.peer.port));
+        let mut stream = TcpStream::connect_timeout(&address, CONNECT_TIMEOUT)
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        let io = |e: std::io::Error| format!("connection: {e}");
+        stream.set_nodelay(true).map_err(io)?;
+        stream.set_read_timeout(Some(TICK)).map_err(io)?;
+        stream.set_write_timeout(Some(CONNECT_TIMEOUT)).map_err(io)?;
+        let mut negotiated: Option<Negotiated> = None;
+        let send = |stream: &mut TcpStream, message: &Message, negotiated: &Option<Negotiated>| {
+            let four = negotiated.is_some_and(|n| n.four_octet_as);
+            stream.write_all(&message.encode(four)).map_err(|e| format!("send: {e}"))
+        };
+        send(&mut stream, &open_for(self.local), &negotiated)?;
+        let mut state = State::OpenSent;
+        self.state(state);
+        let (mut last_received, mut last_sent) = (Instant::now(), Instant::now());
+        let mut announced: BTreeSet<Ipv4Net> = BTreeSet::new();
+        let mut told_version = None;
+        let mut ignored_routes = 0usize;
+        let mut buffer = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            if self.shared.stop.load(Ordering::Relaxed) {
+                if state == State::Established && !announced.is_empty() {
+                    let withdraw = updates(self.local, self.peer.asn, &announced, &BTreeSet::new());
+                    for message in &withdraw {
+                        let _ = send(&mut stream, message, &negotiated);
+                    }
+                }
+                let _ = send(&mut stream, &Message::Notification(Notification::shutdown()), &negotiated);
+                (self.shared.log)(format!("bgp {}: withdrawn and closed", self.peer));
+                return Ok(());
+            }
+            let hold = negotiated.map_or(OPEN_HOLD_TIME, |n| n.hold_time);
+            if !hold.is_zero() && last_received.elapsed() > hold {
+                let _ = send(&mut stream, &Message::Notification(Notification::new(4, 0)), &negotiated);
+                return Err(format!("hold timer expired: nothing from the peer for {} s", hold.as_secs()));
+            }
+            if let Some(n) = negotiated.filter(|n| !n.keepalive.is_zero()) {
+                if last_sent.elapsed() >= n.keepalive {
+                    send(&mut stream, &Message::Keepalive, &negotiated)?;
+                    last_sent = Instant::now();
+                }
+            }
+            if state == State::Established {
+                let (version, wanted) = self.shared.wanted.lock().expect("not poisoned").clone();
+                if told_version != Some(version) {
+                    for message in updates(self.local, self.peer.asn, &announced, &wanted) {
+                        send(&mut stream, &message, &negotiated)?;
+                    }
+                    last_sent = Instant::now();
+                    if announced != wanted {
+                        (self.shared.log)(format!("bgp {}: announcing {}", self.peer, list(&wanted)));
+                    }
+                    announced = wanted;
+                    told_version = Some(version);
+                    set_status(self.shared, self.index, |s| {
+                        s.announced = announced.iter().copied().collect()
+                    });
+                }
+            }
+            match stream.read(&mut chunk) {
+                Ok(0) => return Err("the peer closed the connection".into()),
+                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
+                {
+                    continue
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(format!("receive: {e}")),
+            }
+            loop {
+                let four = negotiated.is_some_and(|n| n.four_octet_as);
+                let (message, used) = match Message::decode(&buffer, four) {
+                    Ok(Some(decoded)) => decoded,
+                    Ok(None) => break,
+                    Err(e) => {
+                        let _ =
+                            send(&mut stream, &Message::Notification(e.notification.clone()), &negotiated);
+                        return Err(format!("the peer sent a {e}"));
+                    }
+                };
+                buffer.drain(..used);
+                last_received = Instant::now();
+                match (state, message) {
+                    (_, Message::Notification(n)) => return Err(format!("the peer closed the session: {n}")),
+                    (State::OpenSent, Message::Open(open)) => {
+                        match accept_open(self.local, self.peer.asn, &open) {
+                            Ok(accepted) => {
+                                negotiated = Some(accepted);
+                                send(&mut stream, &Message::Keepalive, &negotiated)?;
+                                last_sent = Instant::now();
+                                state = State::OpenConfirm;
+                                self.state(state);
+                            }
+                            Err(refusal) => {
+                                let _ =
+                                    send(&mut stream, &Message::Notification(refusal.clone()), &negotiated);
+                                return Err(format!(
+                                "refused the peer's OPEN (AS {}, hold time {} s, router id {}): {refusal}",
+                                open.asn, open.hold_time, open.router_id
+                            ));
+                            }
+                        }
+                    }
+                    (State::OpenConfirm, Message::Keepalive) => {
+                        state = State::Established;
+                        self.established = true;
+                        self.state(state);
+                        (self.shared.log)(format!("bgp {}: established", self.peer));
+                    }
+                    (State::Established, Message::Keepalive) => {}
+                    (State::Established, Message::Update(update)) => {
+                        // Read and checked (decode did), never installed.
+                        if ignored_routes == 0 && !update.nlri.is_empty() {
+                            (self.shared.log)(format!(
+                                "bgp {}: ignoring routes the peer announces (first: {}); weft installs no route learned by BGP",
+                                self.peer, update.nlri[0]
+                            ));
+                        }
+                        ignored_routes += update.nlri.len();
+                    }
+                    (state, message) => {
+                        let _ =
+                            send(&mut stream, &Message::Notification(Notification::new(5, 0)), &negotiated);
+                        return Err(format!("unexpected {} in state {}", kind(&message), state.name()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn kind(message: &Message) -> &'static str {
+    match message {
+        Message::Open(_) => "OPEN",
+        Message::Update(_) => "UPDATE",
+        Message::Notification(_) => "NOTIFICATION",
+        Message::Keepalive => "KEEPALIVE",
+    }
+}
+
+fn list(prefixes: &BTreeSet<Ipv4Net>) -> String {
+    if prefixes.is_empty() {
+        return "nothing".into();
+    }
+    prefixes.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+}

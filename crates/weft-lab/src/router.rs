@@ -1,0 +1,161 @@
+//! The lab router's BGP daemon, a real one: BIRD 2 or FRR (zebra + bgpd), in the router's
+//! namespace, with a session to every node (bgp mode) or gateway. It takes only routes
+//! inside the pod network, announces nothing, and installs what it learns into the router's
+//! kernel, several next hops at once when several gateways offer the same route.
+
+use crate::topology::{CLUSTER_ASN, POD_CIDR, ROUTER_ASN};
+use std::fmt::Write;
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::process::Command;
+
+/// The router's hold time in the lab: failover after 3 s without a keepalive.
+pub const HOLD_TIME: u16 = 3;
+
+/// A machine the router keeps a session with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Neighbor {
+    pub name: String,
+    pub address: Ipv4Addr,
+}
+
+pub fn bird_config(router_id: Ipv4Addr, neighbors: &[Neighbor]) -> String {
+    let mut out = format!(
+        "router id {router_id};\n\
+         protocol device {{ }}\n\
+         protocol kernel {{\n  ipv4 {{ import none; export all; }};\n  merge paths on;\n}}\n\
+         filter pods {{\n  if net ~ [ {POD_CIDR}{{16,32}} ] then accept;\n  reject;\n}}\n\
+         template bgp weft_cluster {{\n  local as {ROUTER_ASN};\n  hold time {HOLD_TIME};\n  keepalive time 1;\n  \
+         connect retry time 2;\n  ipv4 {{ import filter pods; export none; }};\n}}\n"
+    );
+    for n in neighbors {
+        let _ = writeln!(
+            out,
+            "protocol bgp {} from weft_cluster {{ neighbor {} as {CLUSTER_ASN}; }}",
+            n.name, n.address
+        );
+    }
+    out
+}
+
+pub fn frr_config(router_id: Ipv4Addr, neighbors: &[Neighbor]) -> String {
+    let mut out = format!(
+        "frr defaults traditional\nhostname router\n\
+         ip prefix-list pods seq 5 permit {POD_CIDR} le 32\n\
+         route-map from-cluster permit 10\n match ip address prefix-list pods\nexit\n\
+         route-map nothing deny 10\nexit\n\
+         router bgp {ROUTER_ASN}\n bgp router-id {router_id}\n no bgp ebgp-requires-policy\n \
+         timers bgp 1 {HOLD_TIME}\n"
+    );
+    for n in neighbors {
+        let _ = writeln!(out, " neighbor {} remote-as {CLUSTER_ASN}", n.address);
+    }
+    out.push_str(" address-family ipv4 unicast\n  maximum-paths 8\n");
+    for n in neighbors {
+        let _ = writeln!(
+            out,
+            "  neighbor {0} route-map from-cluster in\n  neighbor {0} route-map nothing out",
+            n.address
+        );
+    }
+    out.push_str(" exit-address-family\nexit\n");
+    out
+}
+
+/// Writes the daemon's configuration into `dir` and returns the commands that run it in
+/// the foreground (BIRD: one; FRR: zebra, then bgpd).
+pub fn commands(
+    kind: crate::topology::RouterKind,
+    dir: &Path,
+    router_id: Ipv4Addr,
+    neighbors: &[Neighbor],
+) -> std::io::Result<Vec<Command>> {
+    std::fs::create_dir_all(dir)?;
+    let path = |name: &str| dir.join(name);
+    match kind {
+        crate::topology::RouterKind::Bird => {
+            std::fs::write(path("bird.conf"), bird_config(router_id, neighbors))?;
+            let mut bird = Command::new("bird");
+            bird.arg("-f")
+                .arg("-c")
+                .arg(path("bird.conf"))
+                .arg("-s")
+                .arg(path("bird.ctl"))
+                .arg("-P")
+                .arg(path("bird.pid"));
+            Ok(vec![bird])
+        }
+        crate::topology::RouterKind::Frr => {
+            std::fs::write(path("zebra.conf"), "hostname router\n")?;
+            std::fs::write(path("bgpd.conf"), frr_config(router_id, neighbors))?;
+            // FRR's daemons drop to the frr user, which must own their sockets and pid files.
+            let (uid, gid) = frr_user().ok_or_else(|| std::io::Error::other("no frr user (Debian: frr)"))?;
+            for entry in [dir.to_path_buf(), path("zebra.conf"), path("bgpd.conf")] {
+                std::os::unix::fs::chown(entry, Some(uid), Some(gid))?;
+            }
+            let daemon = |name: &str| {
+                let mut command = Command::new(format!("/usr/lib/frr/{name}"));
+                command
+                    .arg("-f")
+                    .arg(path(&format!("{name}.conf")))
+                    .arg("-i")
+                    .arg(path(&format!("{name}.pid")))
+                    .arg("-z")
+                    .arg(path("zserv.api"))
+                    .arg("--vty_socket")
+                    .arg(dir)
+                    .args(["-u", "frr", "-g", "frr"]);
+                command
+            };
+            Ok(vec![daemon("zebra"), daemon("bgpd")])
+        }
+    }
+}
+
+fn frr_user() -> Option<(u32, u32)> {
+    // SAFETY: getpwnam returns a pointer into static storage or null; read at once.
+    unsafe {
+        let entry = libc::getpwnam(c"frr".as_ptr());
+        (!entry.is_null()).then(|| ((*entry).pw_uid, (*entry).pw_gid))
+    }
+}
+
+/// The program each kind needs, for a clear error when it is missing.
+pub fn program(kind: crate::topology::RouterKind) -> (&'static str, &'static str) {
+    match kind {
+        crate::topology::RouterKind::Bird => ("bird", "bird2"),
+        crate::topology::RouterKind::Frr => ("/usr/lib/frr/bgpd", "frr"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn neighbors() -> Vec<Neighbor> {
+        vec![
+            Neighbor { name: "n1".into(), address: Ipv4Addr::new(198, 18, 1, 11) },
+            Neighbor { name: "n3".into(), address: Ipv4Addr::new(198, 18, 2, 11) },
+        ]
+    }
+
+    #[test]
+    fn bird_takes_only_pod_routes_and_merges_paths() {
+        let conf = bird_config(Ipv4Addr::new(198, 18, 1, 1), &neighbors());
+        assert!(conf.contains("router id 198.18.1.1;"));
+        assert!(conf.contains("if net ~ [ 10.244.0.0/16{16,32} ] then accept;"));
+        assert!(conf.contains("merge paths on;") && conf.contains("export none;"));
+        assert!(conf.contains("protocol bgp n3 from weft_cluster { neighbor 198.18.2.11 as 65100; }"));
+        assert!(conf.contains("hold time 3;"));
+    }
+
+    #[test]
+    fn frr_is_told_the_same() {
+        let conf = frr_config(Ipv4Addr::new(198, 18, 1, 1), &neighbors());
+        assert!(conf.contains("router bgp 65000") && conf.contains("bgp router-id 198.18.1.1"));
+        assert!(conf.contains(" neighbor 198.18.2.11 remote-as 65100"));
+        assert!(conf.contains("ip prefix-list pods seq 5 permit 10.244.0.0/16 le 32"));
+        assert!(conf.contains("  neighbor 198.18.1.11 route-map from-cluster in"));
+        assert!(conf.contains("maximum-paths 8") && conf.contains("timers bgp 1 3"));
+    }
+}
