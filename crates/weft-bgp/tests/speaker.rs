@@ -1,0 +1,248 @@
+//! The speaker against peers that misbehave, on loopback. Real BIRD and FRR sessions are in
+//! the lab's tests; these peers are scripted because no real router sends garbage, refuses
+//! with a chosen NOTIFICATION or goes silent on cue. Each peer is our own codec on a
+//! TcpListener at 127.0.0.1.
+
+use ipnet::Ipv4Net;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use weft_bgp::message::{Message, Notification, Open, Update, ORIGIN_IGP};
+use weft_bgp::{Local, PeerConfig, Speaker, State};
+
+const PEER_ASN: u32 = 65000;
+
+fn local() -> Local {
+    Local {
+        asn: 65100,
+        router_id: Ipv4Addr::new(10, 0, 0, 1),
+        hold_time: 9,
+        next_hop: Ipv4Addr::new(10, 0, 0, 1),
+    }
+}
+
+fn subnet() -> Ipv4Net {
+    "10.244.7.0/24".parse().unwrap()
+}
+
+/// A scripted peer: a listener, and the session it accepts.
+struct Peer {
+    listener: TcpListener,
+}
+
+impl Peer {
+    fn new() -> Peer {
+        Peer { listener: TcpListener::bind("127.0.0.1:0").unwrap() }
+    }
+
+    fn config(&self) -> PeerConfig {
+        PeerConfig {
+            address: Ipv4Addr::LOCALHOST,
+            port: self.listener.local_addr().unwrap().port(),
+            asn: PEER_ASN,
+        }
+    }
+
+    fn accept(&self) -> Session {
+        let (stream, _) = self.listener.accept().unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Session { stream, buffer: Vec::new() }
+    }
+}
+
+struct Session {
+    stream: TcpStream,
+    buffer: Vec<u8>,
+}
+
+impl Session {
+    /// The next message from the speaker; None when it closed the connection.
+    fn receive(&mut self) -> Option<Message> {
+        loop {
+            if let Some((message, used)) = Message::decode(&self.buffer, true).unwrap() {
+                self.buffer.drain(..used);
+                return Some(message);
+            }
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    fn send(&mut self, message: &Message) {
+        self.stream.write_all(&message.encode(true)).unwrap();
+    }
+
+    fn open(asn: u32) -> Message {
+        Message::Open(Open {
+            asn,
+            hold_time: 3,
+            router_id: Ipv4Addr::new(10, 0, 0, 254),
+            four_octet_as: true,
+            ipv4_unicast: true,
+        })
+    }
+
+    /// Answers the speaker's OPEN and returns what it announces once established.
+    fn establish(&mut self) -> Update {
+        assert!(matches!(self.receive(), Some(Message::Open(open)) if open.asn == 65100));
+        self.send(&Session::open(PEER_ASN));
+        self.send(&Message::Keepalive);
+        loop {
+            match self.receive() {
+                Some(Message::Keepalive) => continue,
+                Some(Message::Update(update)) => return update,
+                other => panic!("expected an UPDATE, got {other:?}"),
+            }
+        }
+    }
+}
+
+/// A speaker with a log we can read.
+fn speaker(peers: Vec<PeerConfig>) -> (Speaker, Arc<Mutex<Vec<String>>>) {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let log = lines.clone();
+    let speaker = Speaker::start(local(), peers, move |line| log.lock().unwrap().push(line));
+    speaker.announce([subnet()]);
+    (speaker, lines)
+}
+
+fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn logged(lines: &Mutex<Vec<String>>, text: &str) -> bool {
+    lines.lock().unwrap().iter().any(|l| l.contains(text))
+}
+
+#[test]
+fn announces_with_ebgp_attributes_and_withdraws_on_stop() {
+    let peer = Peer::new();
+    let (speaker, _) = speaker(vec![peer.config()]);
+    let mut session = peer.accept();
+    let update = session.establish();
+    assert_eq!(update.nlri, [subnet()]);
+    assert_eq!(
+        (update.origin, update.as_path.clone(), update.next_hop),
+        (Some(ORIGIN_IGP), vec![65100], Some(local().next_hop))
+    );
+    wait_until("established", || speaker.status()[0].state == State::Established);
+    // A new lease: the old subnet is withdrawn, the new one announced.
+    let next: Ipv4Net = "10.244.9.0/24".parse().unwrap();
+    speaker.announce([next]);
+    let mut seen = (false, false);
+    while seen != (true, true) {
+        match session.receive() {
+            Some(Message::Update(u)) if u.withdrawn == [subnet()] => seen.0 = true,
+            Some(Message::Update(u)) if u.nlri == [next] => seen.1 = true,
+            Some(Message::Keepalive) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    std::thread::spawn(move || speaker.stop());
+    let mut goodbye = Vec::new();
+    while let Some(message) = session.receive() {
+        goodbye.push(message);
+    }
+    assert!(goodbye.iter().any(|m| matches!(m, Message::Update(u) if u.withdrawn == [next])), "{goodbye:?}");
+    assert_eq!(goodbye.last(), Some(&Message::Notification(Notification::shutdown())));
+}
+
+#[test]
+fn garbage_gets_a_notification_a_backoff_and_leaves_the_other_session_alone() {
+    let (bad, good) = (Peer::new(), Peer::new());
+    let (speaker, log) = speaker(vec![bad.config(), good.config()]);
+    let mut healthy = good.accept();
+    assert_eq!(healthy.establish().nlri, [subnet()]);
+
+    let mut broken = bad.accept();
+    assert!(matches!(broken.receive(), Some(Message::Open(_))));
+    broken.stream.write_all(&[0u8; 19]).unwrap(); // a header without its marker
+    assert_eq!(broken.receive(), Some(Message::Notification(Notification::new(1, 1))));
+    assert_eq!(broken.receive(), None, "the speaker closed the connection");
+    wait_until("the log line", || {
+        logged(&log, "the peer sent a malformed message: the marker is not all ones")
+    });
+    // it tries again after its backoff, and the healthy session never noticed
+    let started = Instant::now();
+    let mut again = bad.accept();
+    assert!(started.elapsed() >= Duration::from_millis(500), "backed off before trying again");
+    assert!(matches!(again.receive(), Some(Message::Open(_))));
+    let status = speaker.status();
+    assert_eq!(status[1].state, State::Established);
+    assert_eq!(status[1].announced, [subnet()]);
+    assert!(status[0].last_error.as_deref().unwrap().contains("malformed"));
+}
+
+#[test]
+fn a_wrong_asn_and_a_peers_notification_are_named_in_the_log() {
+    let peer = Peer::new();
+    let (_speaker, log) = speaker(vec![peer.config()]);
+    let mut first = peer.accept();
+    assert!(matches!(first.receive(), Some(Message::Open(_))));
+    first.send(&Session::open(65099));
+    assert!(matches!(first.receive(), Some(Message::Notification(n)) if (n.code, n.subcode) == (2, 2)));
+    wait_until("the refusal in the log", || {
+        logged(&log, "refused the peer's OPEN (AS 65099") && logged(&log, "bad peer AS")
+    });
+
+    let mut second = peer.accept();
+    assert!(matches!(second.receive(), Some(Message::Open(_))));
+    second.send(&Message::Notification(Notification::new(6, 4)));
+    wait_until("the peer's reason in the log", || {
+        logged(&log, "the peer closed the session: cease: administrative reset (6/4)")
+    });
+}
+
+#[test]
+fn routes_a_peer_announces_are_read_and_never_taken() {
+    let peer = Peer::new();
+    let (speaker, log) = speaker(vec![peer.config()]);
+    let mut session = peer.accept();
+    session.establish();
+    // a peer claiming a node's subnet, and another pod subnet
+    session.send(&Message::Update(Update {
+        origin: Some(ORIGIN_IGP),
+        as_path: vec![PEER_ASN],
+        next_hop: Some(Ipv4Addr::new(10, 0, 0, 254)),
+        nlri: vec![subnet(), "10.244.0.0/16".parse().unwrap()],
+        ..Update::default()
+    }));
+    wait_until("the log line", || logged(&log, "ignoring routes the peer announces (first: 10.244.7.0/24)"));
+    session.send(&Message::Keepalive);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        speaker.status()[0].state,
+        State::Established,
+        "a route offered is not a reason to drop the session"
+    );
+}
+
+#[test]
+fn a_silent_peer_and_one_that_never_answers_cost_nothing_but_their_own_session() {
+    let silent = Peer::new();
+    // A port nobody listens on: connecting is refused, again and again.
+    let nobody = PeerConfig {
+        port: TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port(),
+        ..silent.config()
+    };
+    let good = Peer::new();
+    let (speaker, log) = speaker(vec![silent.config(), nobody, good.config()]);
+    let _quiet = silent.accept(); // accepts, says nothing
+    let mut healthy = good.accept();
+    healthy.establish();
+    wait_until("the refusals in the log", || logged(&log, "cannot connect"));
+    let status = speaker.status();
+    assert_eq!((status[0].state, status[2].state), (State::OpenSent, State::Established));
+    // stopping does not wait for any of them
+    let started = Instant::now();
+    speaker.stop();
+    assert!(started.elapsed() < Duration::from_secs(3));
+}

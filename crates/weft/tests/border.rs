@@ -1,0 +1,165 @@
+//! The border between pods and the physical network, in labs with a real BGP router (BIRD
+//! or FRR): bgp mode, gateways and their failover, clients, withdrawals, a wrong ASN.
+//! Needs root, bird2 and frr.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::exec_in;
+use support::lab::{lab, ns, wait_for};
+use weft_lab::promise::Category;
+use weft_lab::topology::RouterKind;
+use weft_lab::{Lab, Mode};
+
+fn router_routes(lab: &Lab) -> String {
+    exec_in(&ns(lab, "router"), "ip", &["route"], true)
+}
+
+fn outside_reaches_every_pod(lab: &Lab) {
+    let report = lab.check(weft_lab::lab::PROBE_TIMEOUT).unwrap();
+    assert!(report.ok, "{}", weft_lab::report::render(&report, weft_lab::Style { color: false }));
+    let from_outside: Vec<_> = report.cells.iter().filter(|c| c.category == Category::OutsideToPod).collect();
+    assert!(!from_outside.is_empty() && from_outside.iter().all(|c| c.reached));
+}
+
+#[test]
+fn bgp_mode_with_frr_as_the_router() {
+    let lab = lab(Mode::Bgp, |spec| spec.router = RouterKind::Frr);
+    outside_reaches_every_pod(&lab);
+    let routes = router_routes(&lab);
+    assert_eq!(routes.matches("proto bgp").count(), 4, "one route per node, learned by FRR: {routes}");
+}
+
+#[test]
+fn bgp_withdraws_a_stopped_nodes_subnet_and_keeps_the_others() {
+    let mut lab = lab(Mode::Bgp, |spec| spec.pods_per_node = 1);
+    let subnet_of = |lab: &Lab, node: &str| {
+        let text = std::fs::read_to_string(lab.state.node_dir(node).join("node.json")).unwrap();
+        weft_core::NodeFile::parse(&text).unwrap().subnets[0].subnet.to_string()
+    };
+    let (n3, n4) = (subnet_of(&lab, "n3"), subnet_of(&lab, "n4"));
+    assert!(router_routes(&lab).contains(&format!("{n3} via 198.18.2.11 dev rack2 proto bird")));
+    lab.stop_agent("n3", libc::SIGTERM);
+    wait_for(Duration::from_secs(5), || !router_routes(&lab).contains(&n3), "n3's subnet to be withdrawn");
+    let routes = router_routes(&lab);
+    assert!(routes.contains(&n4) && routes.matches("proto bird").count() == 3, "{routes}");
+    // back: announced again
+    lab.start_agent("n3").unwrap();
+    wait_for(Duration::from_secs(10), || router_routes(&lab).contains(&n3), "n3's subnet to come back");
+}
+
+#[test]
+fn a_wrong_asn_is_refused_by_the_router_and_the_agent_carries_on() {
+    let mut lab = lab(Mode::Bgp, |spec| {
+        spec.racks = 1;
+        spec.pods_per_node = 0;
+        spec.start_agents = false;
+    });
+    lab.start_agent("n2").unwrap();
+    // n1's agent says it is AS 65199; BIRD expects 65100 from it.
+    let log_path = lab.state.dir().join("logs").join("n1-wrong-asn.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut agent = Command::new("ip")
+        .args(["netns", "exec", &ns(&lab, "n1"), support::WEFT, "agent", "--store", &lab.state.store_url])
+        .args(["--node", "n1", "--iface", "eth0", "--asn", "65199", "--bgp-peer", "198.18.1.1:65000"])
+        .args(["--state-dir", lab.state.node_dir("n1").to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let said = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    wait_for(Duration::from_secs(15), || said().contains("bad peer AS"), "the refusal in n1's log");
+    assert!(said().contains("the peer closed the session: OPEN error: bad peer AS (2/2)"), "{}", said());
+    assert!(agent.try_wait().unwrap().is_none(), "the agent carries on");
+    // n1 still leased and wrote its node file; n2's announcement is untouched.
+    assert!(lab.state.node_dir("n1").join("node.json").exists());
+    wait_for(
+        Duration::from_secs(10),
+        || router_routes(&lab).matches("proto bird").count() == 1,
+        "n2's route",
+    );
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+}
+
+#[test]
+fn a_client_reaches_pods_over_the_overlay_where_the_router_cannot() {
+    let lab = lab(Mode::Vxlan, |spec| spec.client = true);
+    outside_reaches_every_pod(&lab);
+    assert!(!router_routes(&lab).contains("10.244."), "the router knows no pod route");
+    let client_routes = exec_in(&ns(&lab, "outside"), "ip", &["route"], true);
+    assert_eq!(client_routes.matches("dev weft.1 proto 88 onlink").count(), 4, "{client_routes}");
+}
+
+/// Two gateways; the outside client pings a pod every 10 ms while the gateway carrying the
+/// flow loses its link. Returns the longest time without a reply.
+fn gateway_failover_gap(router: RouterKind) -> Duration {
+    let lab = lab(Mode::Vxlan, |spec| {
+        spec.gateways = 2;
+        spec.nodes_per_rack = 1;
+        spec.pods_per_node = 1;
+        spec.router = router;
+    });
+    outside_reaches_every_pod(&lab);
+    wait_for(
+        Duration::from_secs(10),
+        || {
+            let status =
+                std::fs::read_to_string(lab.state.node_dir("g2").join("status.json")).unwrap_or_default();
+            status.contains("\"state\":\"established\"")
+        },
+        "both gateways' sessions",
+    );
+    let target = lab.pod_address("n1-p1").unwrap().to_string();
+    // The gateway the router sends this flow to.
+    let via = exec_in(
+        &ns(&lab, "router"),
+        "ip",
+        &["route", "get", &target, "from", "203.0.113.10", "iif", "outside"],
+        true,
+    );
+    let gateway = lab
+        .topology()
+        .gateways
+        .iter()
+        .find(|g| via.contains(&format!("via {} ", g.ip)))
+        .unwrap()
+        .name
+        .clone();
+    let outside = ns(&lab, "outside");
+    let pings = std::thread::spawn(move || {
+        Command::new("ip")
+            .args(["netns", "exec", &outside, "ping", "-D", "-n", "-i", "0.01", "-w", "12", &target])
+            .output()
+            .unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let failed_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    exec_in(&ns(&lab, &gateway), "ip", &["link", "set", "eth0", "down"], true);
+    let output = pings.join().unwrap();
+    let replies: Vec<f64> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|l| l.contains("bytes from"))
+        .filter_map(|l| l.strip_prefix('[')?.split(']').next()?.parse().ok())
+        .collect();
+    assert!(replies.first().is_some_and(|t| *t < failed_at), "replies before the failure");
+    assert!(replies.last().is_some_and(|t| *t > failed_at + 5.0), "traffic flows again after the failover");
+    let gap = replies.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+    Duration::from_secs_f64(gap)
+}
+
+#[test]
+fn gateways_fail_over_within_the_bgp_hold_time() {
+    let started = Instant::now();
+    for router in [RouterKind::Bird, RouterKind::Frr] {
+        let gap = gateway_failover_gap(router);
+        println!(
+            "gateway failover with {}: {:.2} s without replies (hold time 3 s)",
+            router.name(),
+            gap.as_secs_f64()
+        );
+        assert!(gap < Duration::from_secs(8), "{}: {gap:?}", router.name());
+    }
+    println!("({:.0} s)", started.elapsed().as_secs_f64());
+}
