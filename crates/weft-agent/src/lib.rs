@@ -11,6 +11,7 @@
 //! Roles: a node hosts pods; a gateway or a client hosts none and only joins the overlay. With
 //! `--bgp-peer`, weft-bgp announces the node's subnet (a gateway: the cluster CIDR).
 
+pub mod l2;
 pub mod masquerade;
 pub mod metrics;
 pub mod node;

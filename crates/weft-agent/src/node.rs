@@ -2,6 +2,7 @@
 
 use ipnet::IpNet;
 use std::net::IpAddr;
+use weft_core::plan::L2_BRIDGE;
 use weft_kernel::netlink::MAIN_TABLE;
 use weft_kernel::Netlink;
 
@@ -25,6 +26,9 @@ pub struct Uplink {
     pub public_ip: IpAddr,
     /// Prefixes directly connected on the uplink.
     pub connected: Vec<IpNet>,
+    /// When the l2 backend took the uplink into its bridge: the uplink is the bridge, and
+    /// this is the physical port in it.
+    pub port: Option<String>,
 }
 
 /// The uplink: `iface` if given, else the device of the default route (IPv4 first); its
@@ -53,6 +57,16 @@ pub fn discover(
             nl.link_by_index(oif)?.ok_or(NodeError::NoDefaultRoute)?
         }
     };
+    // Once the l2 backend has taken the uplink into its bridge, the bridge is the uplink.
+    let master = link.master.map(|m| nl.link_by_index(m)).transpose()?.flatten();
+    let (link, port) = match master {
+        Some(bridge) if bridge.name == L2_BRIDGE => (bridge, Some(link.name)),
+        _ if link.name == L2_BRIDGE => {
+            let port = nl.links()?.into_iter().find(|l| l.master == Some(link.index)).map(|l| l.name);
+            (link, Some(port.unwrap_or_default()))
+        }
+        _ => (link, None),
+    };
     let addresses: Vec<IpNet> = nl
         .addresses()?
         .into_iter()
@@ -73,6 +87,7 @@ pub fn discover(
         mtu: link.mtu,
         public_ip,
         connected: addresses.iter().map(|net| net.trunc()).collect(),
+        port,
     })
 }
 

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use weft_core::lease::Lease;
+use weft_core::network::Backend;
 use weft_core::node::{NodeFile, NodeSubnet, NODE_FILE_NAME};
 use weft_core::plan::{plan, LocalNode, PeerPath};
 use weft_kernel::Netlink;
@@ -116,6 +117,7 @@ fn status_json(
                 PeerPath::Route => "route".to_string(),
                 PeerPath::Vxlan => "vxlan".to_string(),
                 PeerPath::Bgp => "bgp: through the routers".to_string(),
+                PeerPath::L2 => "l2: on the segment".to_string(),
                 PeerPath::Unreachable(why) => format!("unreachable: {why}"),
             };
             serde_json::json!({ "node": peer.node, "subnet": peer.subnet, "path": path })
@@ -254,6 +256,7 @@ fn serve(
     uplink: &crate::node::Uplink,
     speaker: Option<&weft_bgp::Speaker>,
 ) -> Result<(), AgentError> {
+    let mut uplink = uplink.clone();
     // The subnet this node had before a restart, from its node file: pods may still use it.
     let previous = std::fs::read_to_string(options.state_dir.join(NODE_FILE_NAME))
         .ok()
@@ -318,6 +321,15 @@ fn serve(
                 continue;
             }
         };
+        if config.backend == Backend::L2 && uplink.port.is_none() {
+            crate::l2::take_over(netlink, &uplink)?;
+            uplink = discover(netlink, Some(weft_core::plan::L2_BRIDGE), options.public_ip)?;
+            log(
+                &options.node,
+                format_args!("l2: the uplink is now a port of {}, which holds its addresses", uplink.name),
+            );
+        }
+        let l2 = config.backend == Backend::L2;
         let local = LocalNode {
             name: options.node.clone(),
             subnet: lease.as_ref().map(|l| l.subnet),
@@ -328,11 +340,17 @@ fn serve(
         };
         let planned = plan(&local, &config, &leases);
         if let Some(lease) = &lease {
+            // L2 pods join the uplink's bridge and live on the segment, its router their gateway.
             let wanted = NodeFile {
                 node: Some(options.node.clone()),
-                subnets: vec![NodeSubnet { subnet: lease.subnet, gateway: None }],
+                subnets: vec![NodeSubnet {
+                    subnet: lease.subnet,
+                    gateway: config.gateway.filter(|_| l2),
+                    segment: l2.then_some(config.cidr),
+                }],
                 mtu: Some(planned.pod_mtu),
-                attach: None,
+                attach: l2.then_some(weft_core::AttachMode::Bridge),
+                bridge: l2.then(|| weft_core::plan::L2_BRIDGE.to_string()),
             };
             if node_file.as_ref() != Some(&wanted) {
                 write_state_file(options, NODE_FILE_NAME, &wanted.to_json())?;
@@ -342,7 +360,8 @@ fn serve(
             let masquerade_due = masqueraded
                 .as_ref()
                 .is_none_or(|(cidr, at)| *cidr != config.cidr || at.elapsed() >= options.resync);
-            if options.masquerade && masquerade_due {
+            // L2 pods hold addresses of the physical segment: nothing to hide.
+            if options.masquerade && masquerade_due && !l2 {
                 match crate::masquerade::apply(&config.cidr) {
                     Ok(()) => masqueraded = Some((config.cidr, Instant::now())),
                     Err(e) => log(&options.node, format_args!("masquerade: {e}")),

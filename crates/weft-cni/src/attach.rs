@@ -24,6 +24,9 @@ pub struct PodAddress {
     pub gateway: IpAddr,
     /// The subnet it came from (the bridge's gateway address uses its prefix).
     pub subnet: IpNet,
+    /// L2: the segment the pod lives on. Its gateway is the segment's router, which the
+    /// node's bridge must not claim.
+    pub segment: Option<IpNet>,
 }
 
 pub struct PodSpec<'a> {
@@ -162,7 +165,7 @@ fn configure(
     let mut node_side = Batch::new();
     node_side.set_alias(host_link.index, &alias_for(spec.network, spec.container_id, spec.ifname));
     if let Some(bridge) = bridge {
-        for address in spec.addresses {
+        for address in spec.addresses.iter().filter(|a| a.segment.is_none()) {
             let gateway =
                 IpNet::new(address.gateway, address.subnet.prefix_len()).expect("prefix of a valid subnet");
             node_side.ensure_address(bridge.index, gateway, true);

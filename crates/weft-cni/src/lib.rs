@@ -115,16 +115,18 @@ pub(crate) fn crash_point(name: &str) {
 // ---- the node's plan: what the pod gets ----------------------------------------------
 
 struct NodePlan {
-    /// (subnet, the pods' gateway in it)
-    subnets: Vec<(IpNet, IpAddr)>,
+    /// (subnet, the pods' gateway in it, the L2 segment it is a slice of)
+    subnets: Vec<(IpNet, IpAddr, Option<IpNet>)>,
     attach: AttachMode,
     mtu: Option<u32>,
+    /// The bridge the node file names (L2: the one holding the uplink).
+    bridge: Option<String>,
 }
 
 impl NodePlan {
     /// Addresses IPAM must not hand out: a gateway inside the subnet.
     fn excluded(&self, subnet: &IpNet) -> Vec<IpAddr> {
-        self.subnets.iter().filter(|(s, gw)| s == subnet && s.contains(gw)).map(|(_, gw)| *gw).collect()
+        self.subnets.iter().filter(|(s, gw, _)| s == subnet && s.contains(gw)).map(|(_, gw, _)| *gw).collect()
     }
 }
 
@@ -136,8 +138,9 @@ fn data_dir(conf: &NetConf) -> PathBuf {
     conf.data_dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
 }
 
-fn bridge_name(conf: &NetConf) -> &str {
-    conf.bridge.as_deref().unwrap_or(DEFAULT_BRIDGE)
+/// The config's bridge, else the node file's, else weft's own.
+fn bridge_name<'a>(conf: &'a NetConf, plan: &'a NodePlan) -> &'a str {
+    conf.bridge.as_deref().or(plan.bridge.as_deref()).unwrap_or(DEFAULT_BRIDGE)
 }
 
 fn read_node_file(state_dir: &Path) -> Result<NodeFile, CniError> {
@@ -159,11 +162,13 @@ fn read_node_file(state_dir: &Path) -> Result<NodeFile, CniError> {
 }
 
 fn node_plan(conf: &NetConf) -> Result<NodePlan, CniError> {
-    let (subnets, node_attach, node_mtu): (Vec<(IpNet, Option<IpAddr>)>, _, _) = if conf.subnet.is_some() {
-        (conf.subnets().into_iter().map(|s| (s, None)).collect(), None, None)
+    type Subnets = Vec<(IpNet, Option<IpAddr>, Option<IpNet>)>;
+    let (subnets, node_attach, node_mtu, bridge): (Subnets, _, _, _) = if conf.subnet.is_some() {
+        (conf.subnets().into_iter().map(|s| (s, None, None)).collect(), None, None, None)
     } else {
         let node = read_node_file(&state_dir(conf))?;
-        (node.subnets.iter().map(|s| (s.subnet, s.gateway)).collect(), node.attach, node.mtu)
+        let subnets = node.subnets.iter().map(|s| (s.subnet, s.gateway, s.segment)).collect();
+        (subnets, node.attach, node.mtu, node.bridge)
     };
     let attach = conf.attach.or(node_attach).unwrap_or_default();
     let invalid = |details: String| CniError::new(code::INVALID_NETWORK_CONFIG, "invalid subnet", details);
@@ -171,8 +176,9 @@ fn node_plan(conf: &NetConf) -> Result<NodePlan, CniError> {
         return Err(invalid("no subnet given".into()));
     }
     let mut planned = Vec::new();
-    for (subnet, gateway) in subnets {
-        if planned.iter().any(|(s, _): &(IpNet, IpAddr)| s.addr().is_ipv4() == subnet.addr().is_ipv4()) {
+    for (subnet, gateway, segment) in subnets {
+        if planned.iter().any(|(s, _, _): &(IpNet, IpAddr, _)| s.addr().is_ipv4() == subnet.addr().is_ipv4())
+        {
             return Err(invalid(format!("two subnets of one address family ({subnet})")));
         }
         let gateway = match (gateway, attach) {
@@ -181,9 +187,14 @@ fn node_plan(conf: &NetConf) -> Result<NodePlan, CniError> {
             (None, AttachMode::Bridge) => addr::first_host(&subnet)
                 .ok_or_else(|| invalid(format!("{subnet} has no room for a gateway")))?,
         };
-        planned.push((subnet, gateway));
+        if segment.is_some() && attach != AttachMode::Bridge {
+            return Err(invalid(format!(
+                "{subnet} is a slice of an L2 segment: pods must attach to its bridge"
+            )));
+        }
+        planned.push((subnet, gateway, segment));
     }
-    Ok(NodePlan { subnets: planned, attach, mtu: conf.mtu.or(node_mtu) })
+    Ok(NodePlan { subnets: planned, attach, mtu: conf.mtu.or(node_mtu), bridge })
 }
 
 /// Opens the pod's namespace, refusing the plugin's own: turning the node's namespace
@@ -220,15 +231,17 @@ fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
     let ipam = Ipam::open(&data_dir(conf), conf.name())?;
     let owner = Owner::new(env.container_id(), env.ifname());
     let mut addresses = Vec::new();
-    for (subnet, gateway) in &plan.subnets {
+    for (subnet, gateway, segment) in &plan.subnets {
         match ipam.reserve(&owner, subnet, &plan.excluded(subnet)) {
             Ok(ip) => {
-                let prefix = match plan.attach {
-                    AttachMode::Routed => addr::host_prefix_len(ip),
-                    AttachMode::Bridge => subnet.prefix_len(),
+                // L2 pods see the whole segment as on-link: its prefix, not their slice's.
+                let prefix = match (plan.attach, segment) {
+                    (AttachMode::Routed, _) => addr::host_prefix_len(ip),
+                    (AttachMode::Bridge, Some(segment)) => segment.prefix_len(),
+                    (AttachMode::Bridge, None) => subnet.prefix_len(),
                 };
                 let address = IpNet::new(ip, prefix).expect("prefix fits the family");
-                addresses.push(PodAddress { address, gateway: *gateway, subnet: *subnet });
+                addresses.push(PodAddress { address, gateway: *gateway, subnet: *subnet, segment: *segment });
             }
             Err(e) => {
                 release(&ipam, &addresses);
@@ -252,7 +265,7 @@ fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
             addresses: &addresses,
             attach: plan.attach,
             mtu,
-            bridge: bridge_name(conf),
+            bridge: bridge_name(conf, &plan),
         };
         attach::add(&mut host, &mut pod, &spec).map(|a| (a, mtu))
     })();
@@ -403,7 +416,7 @@ fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
             pod_mac: previous.interfaces[pod_index].mac.as_deref(),
             addresses: addresses.clone(),
             attach: plan.attach,
-            bridge: bridge_name(conf),
+            bridge: bridge_name(conf, &plan),
         },
     )?;
     let owned =
@@ -438,7 +451,7 @@ fn status(conf: &NetConf) -> Result<(), CniError> {
     let unavailable = |e: CniError| CniError::new(code::NOT_AVAILABLE, "plugin not available", e.to_string());
     let plan = node_plan(conf).map_err(unavailable)?;
     let ipam = Ipam::open(&data_dir(conf), conf.name()).map_err(unavailable)?;
-    for (subnet, _) in &plan.subnets {
+    for (subnet, _, _) in &plan.subnets {
         if ipam.is_full(subnet, &plan.excluded(subnet)).map_err(unavailable)? {
             return Err(CniError::new(
                 code::NOT_AVAILABLE,

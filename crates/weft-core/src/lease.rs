@@ -87,7 +87,8 @@ pub fn pick_subnet(
     // taken as an equal subnet.
     let mixed = taken.iter().any(|t| t.prefix_len() != config.subnet_len);
     let free = |subnet: &IpNet| {
-        !taken.contains(subnet)
+        !config.is_reserved(subnet)
+            && !taken.contains(subnet)
             && (!mixed
                 || !taken.iter().any(|t| t.contains(&subnet.network()) || subnet.contains(&t.network())))
     };
@@ -103,8 +104,12 @@ pub fn pick_subnet(
     let start = u128::from(fnv1a(&[node.as_bytes()])) % count.max(1);
     // As in address picking: within `taken + 1` consecutive subnets one is free, or none is
     // (with leases of other lengths, a bounded wider search).
-    let steps =
-        if mixed { count.min(65_536 + taken.len() as u128) } else { count.min(taken.len() as u128 + 1) };
+    let reservations = config.gateway.is_some() || !config.reserved.is_empty();
+    let steps = if mixed || reservations {
+        count.min(65_536 + taken.len() as u128)
+    } else {
+        count.min(taken.len() as u128 + 1)
+    };
     (0..steps)
         .map(|i| {
             let index = (start + i) % count;
@@ -117,6 +122,27 @@ pub fn pick_subnet(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn l2_slices_avoid_the_router_and_the_reserved_ranges() {
+        let mut config = NetworkConfig::new("198.18.1.0/24".parse().unwrap());
+        config.subnet_len = 28;
+        config.backend = crate::network::Backend::L2;
+        config.gateway = Some("198.18.1.1".parse().unwrap());
+        config.reserved = vec!["198.18.1.0/25".parse().unwrap()];
+        let mut taken = HashSet::new();
+        for i in 0..8 {
+            let slice = pick_subnet(&config, &taken, &format!("n{i}"), None).unwrap();
+            assert!(slice.network() >= "198.18.1.128".parse::<std::net::IpAddr>().unwrap(), "{slice}");
+            assert!(taken.insert(slice));
+        }
+        assert_eq!(pick_subnet(&config, &taken, "n9", None), None, "the upper half holds eight slices");
+        // a previous slice in the reserved range is not handed back
+        assert_ne!(
+            pick_subnet(&config, &HashSet::new(), "n1", Some("198.18.1.0/28".parse().unwrap())),
+            Some("198.18.1.0/28".parse().unwrap())
+        );
+    }
 
     fn config(cidr: &str, len: u8) -> NetworkConfig {
         NetworkConfig { subnet_len: len, ..NetworkConfig::new(cidr.parse().unwrap()) }

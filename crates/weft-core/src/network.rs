@@ -21,6 +21,10 @@ pub enum Backend {
     /// Each node announces its subnet to the physical routers over BGP: `route` to peers on
     /// the same segment, the rest through the routers (no overlay).
     Bgp,
+    /// Pods live on the nodes' own L2 segment: the CIDR is the segment's subnet, each node
+    /// leases a slice of it, pods join a bridge holding the node's uplink and use the
+    /// segment's router. No routes, no encapsulation: ARP finds everyone.
+    L2,
 }
 
 impl Backend {
@@ -30,6 +34,7 @@ impl Backend {
             Backend::Vxlan => "vxlan",
             Backend::Auto => "auto",
             Backend::Bgp => "bgp",
+            Backend::L2 => "l2",
         }
     }
 }
@@ -47,6 +52,13 @@ pub struct NetworkConfig {
     pub vni: u32,
     #[serde(default = "default_port")]
     pub port: u16,
+    /// L2: the segment's router, the pods' gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<std::net::IpAddr>,
+    /// Ranges of the CIDR never leased to nodes: on an L2 segment, the router's and the
+    /// nodes' own addresses and anything else that lives there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reserved: Vec<IpNet>,
 }
 
 fn default_vni() -> u32 {
@@ -65,6 +77,8 @@ pub enum NetworkConfigError {
     Vni(u32),
     #[error("UDP port 0 is not a port")]
     Port,
+    #[error("the l2 backend needs the segment's router as gateway, inside {0}")]
+    L2Gateway(IpNet),
 }
 
 impl NetworkConfig {
@@ -78,6 +92,8 @@ impl NetworkConfig {
             backend: Backend::default(),
             vni: DEFAULT_VNI,
             port: DEFAULT_VXLAN_PORT,
+            gateway: None,
+            reserved: Vec::new(),
         }
     }
 
@@ -97,7 +113,17 @@ impl NetworkConfig {
         if self.port == 0 {
             return Err(NetworkConfigError::Port);
         }
+        if self.backend == Backend::L2 && !self.gateway.is_some_and(|g| self.cidr.contains(&g)) {
+            return Err(NetworkConfigError::L2Gateway(self.cidr));
+        }
         Ok(())
+    }
+
+    /// Whether `subnet` may not be leased: it overlaps a reserved range or holds the
+    /// gateway.
+    pub fn is_reserved(&self, subnet: &IpNet) -> bool {
+        self.gateway.is_some_and(|g| subnet.contains(&g))
+            || self.reserved.iter().any(|r| r.contains(&subnet.network()) || subnet.contains(&r.network()))
     }
 
     /// How many node subnets the CIDR holds (saturating for huge IPv6 ranges).
@@ -135,6 +161,15 @@ mod tests {
         config.vni = 1;
         config.port = 0;
         assert!(config.validate().is_err());
+        config.port = 8472;
+        config.backend = Backend::L2;
+        assert_eq!(
+            config.validate(),
+            Err(NetworkConfigError::L2Gateway(config.cidr)),
+            "l2 without its router"
+        );
+        config.gateway = Some("10.244.0.1".parse().unwrap());
+        assert!(config.validate().is_ok());
     }
 
     #[test]

@@ -42,6 +42,10 @@ pub struct NodeSubnet {
     /// first address in bridge mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<IpAddr>,
+    /// L2: the segment this subnet is a slice of. Pods get the segment's prefix length, and
+    /// the gateway is the segment's router, not an address of this node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<IpNet>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +60,9 @@ pub struct NodeFile {
     pub mtu: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attach: Option<AttachMode>,
+    /// The bridge pods join in bridge mode (L2: the bridge holding the node's uplink).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +77,8 @@ pub enum NodeFileError {
     GatewayFamily { subnet: IpNet, gateway: IpAddr },
     #[error("MTU {0} is out of range (68..=65535)")]
     Mtu(u32),
+    #[error("subnet {subnet} must lie in its segment {segment}, with a gateway there")]
+    Segment { subnet: IpNet, segment: IpNet },
 }
 
 impl NodeFile {
@@ -98,6 +107,11 @@ impl NodeFile {
                     return Err(NodeFileError::GatewayFamily { subnet: a.subnet, gateway: gw });
                 }
             }
+            if let Some(segment) = a.segment {
+                if !segment.contains(&a.subnet) || !a.gateway.is_some_and(|g| segment.contains(&g)) {
+                    return Err(NodeFileError::Segment { subnet: a.subnet, segment });
+                }
+            }
         }
         match self.mtu {
             Some(mtu) if !(68..=65535).contains(&mtu) => Err(NodeFileError::Mtu(mtu)),
@@ -115,14 +129,16 @@ mod tests {
         let file = NodeFile {
             node: Some("n1".into()),
             subnets: vec![
-                NodeSubnet { subnet: "10.244.1.0/24".parse().unwrap(), gateway: None },
+                NodeSubnet { subnet: "10.244.1.0/24".parse().unwrap(), gateway: None, segment: None },
                 NodeSubnet {
                     subnet: "fd00:244:1::/64".parse().unwrap(),
                     gateway: Some("fd00:244:1::1".parse().unwrap()),
+                    segment: None,
                 },
             ],
             mtu: Some(1450),
             attach: Some(AttachMode::Bridge),
+            bridge: None,
         };
         assert_eq!(NodeFile::parse(&file.to_json()).unwrap(), file);
     }
@@ -136,6 +152,8 @@ mod tests {
             r#"{"subnets": [{"subnet": "10.0.0.0/24"}], "mtu": 20}"#,
             r#"{"subnets": [{"subnet": "10.0.0.0/24"}], "attach": "tunnel"}"#,
             r#"{"subnets": [{"subnet": "10.0.0.0/33"}]}"#,
+            r#"{"subnets": [{"subnet": "10.0.1.0/28", "gateway": "10.0.1.1", "segment": "10.0.2.0/24"}]}"#,
+            r#"{"subnets": [{"subnet": "10.0.1.64/28", "segment": "10.0.1.0/24"}]}"#,
             r#"{"subnet": "10.0.0.0/24"}"#,
             "not json",
         ];

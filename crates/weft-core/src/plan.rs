@@ -22,6 +22,9 @@ pub const VXLAN_OVERHEAD_V6: u32 = 70;
 /// agent owns these and only these. (Pod host routes from the CNI plugin carry 87.)
 pub const PEER_ROUTE_PROTOCOL: u8 = 88;
 
+/// L2 backend: the bridge that takes over the node's uplink, and that pods join.
+pub const L2_BRIDGE: &str = "weft-l2";
+
 pub fn vxlan_device_name(vni: u32) -> String {
     format!("weft.{vni}")
 }
@@ -86,6 +89,8 @@ pub enum PeerPath {
     Vxlan,
     /// Through the physical routers, which learn the peer's subnet by BGP: nothing to program.
     Bgp,
+    /// On the same L2 segment as its pods: ARP finds them, nothing to program.
+    L2,
     Unreachable(String),
 }
 
@@ -156,6 +161,7 @@ pub fn plan(local: &LocalNode, config: &NetworkConfig, leases: &[Lease]) -> Plan
             Backend::Auto | Backend::Bgp if same_segment => PeerPath::Route,
             Backend::Auto => PeerPath::Vxlan,
             Backend::Bgp => PeerPath::Bgp,
+            Backend::L2 => PeerPath::L2,
         };
         let path = match wanted {
             PeerPath::Route if lease.subnet.addr().is_ipv4() != lease.public_ip.is_ipv4() => {
@@ -169,6 +175,7 @@ pub fn plan(local: &LocalNode, config: &NetworkConfig, leases: &[Lease]) -> Plan
                 lease.public_ip, local.uplink
             )),
             PeerPath::Bgp => PeerPath::Bgp,
+            PeerPath::L2 => PeerPath::L2,
             PeerPath::Route => {
                 plan.routes.push(PlannedRoute {
                     destination: lease.subnet,
@@ -309,6 +316,14 @@ pub(crate) mod tests {
         assert_eq!(paths, vec![("n2", &PeerPath::Route), ("n3", &PeerPath::Bgp)]);
         assert_eq!(plan.routes.len(), 1, "only the rack-mate's route");
         assert_eq!((plan.vxlan, plan.pod_mtu), (None, 1500), "no overlay, no overhead");
+    }
+
+    #[test]
+    fn l2_programs_nothing_at_all() {
+        let plan = plan(&local(), &config(Backend::L2), &cluster());
+        assert!(plan.peers.iter().all(|p| p.path == PeerPath::L2));
+        assert!(plan.routes.is_empty() && plan.vxlan.is_none() && plan.fdb.is_empty());
+        assert_eq!(plan.pod_mtu, 1500);
     }
 
     #[test]

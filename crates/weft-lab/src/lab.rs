@@ -218,10 +218,10 @@ impl Lab {
         if self.state.spec.store == StoreKind::Etcd {
             self.start_store()?;
         }
-        self.init_network()?;
+        let network = self.init_network()?;
         timed(
             format!(
-                "store {}: network {POD_CIDR}, backend {}",
+                "store {}: network {network}, backend {}",
                 self.state.store_url,
                 self.state.spec.mode.name()
             ),
@@ -304,9 +304,21 @@ impl Lab {
     }
 
     /// Writes the network config (the lab's mode) into the store.
-    fn init_network(&self) -> Result<(), LabError> {
+    /// Returns the pods' network.
+    fn init_network(&self) -> Result<ipnet::IpNet, LabError> {
         let mut config = weft_core::network::NetworkConfig::new(POD_CIDR.parse().expect("a network"));
+        if self.state.spec.mode == Mode::L2 {
+            // The pods' network is rack 1's segment; nodes lease slices of its upper half.
+            let rack = &self.topology().racks[0];
+            config = weft_core::network::NetworkConfig::new(ipnet::IpNet::V4(rack.subnet));
+            config.subnet_len = crate::topology::L2_SLICE_LEN;
+            config.gateway = Some(rack.gateway.into());
+            let lower_half =
+                ipnet::Ipv4Net::new(rack.subnet.network(), rack.subnet.prefix_len() + 1).expect("a /25");
+            config.reserved = vec![ipnet::IpNet::V4(lower_half)];
+        }
         config.backend = self.state.spec.mode.backend();
+        let cidr = config.cidr;
         let url = self.state.store_url.clone();
         let now = now();
         // From the router's namespace, where an etcd store listens.
@@ -314,7 +326,8 @@ impl Lab {
         router
             .run(|| weft_store::open(&url).and_then(|store| store.init_network(&config, false, now)))
             .map_err(|e| LabError::kernel("enter the router's namespace", e))?
-            .map_err(|source| LabError::Store { what: format!("network init in {url}"), source })
+            .map_err(|source| LabError::Store { what: format!("network init in {url}"), source })?;
+        Ok(cidr)
     }
 
     /// Starts (or starts again) the lab's etcd in the router's namespace and waits until

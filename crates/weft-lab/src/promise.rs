@@ -69,6 +69,15 @@ impl std::fmt::Display for Design {
 pub fn promise(design: Design, category: Category) -> Promise {
     let yes = |why: &str| Promise { reached: true, why: why.to_string() };
     match (design.mode, category) {
+        (Mode::L2, Category::PodToPodSameNode | Category::NodeToOwnPod) => yes("on the node's bridge"),
+        (Mode::L2, Category::PodToPodSameRack | Category::NodeToPodSameRack) => {
+            yes("on one segment: ARP finds the pod, no routes")
+        }
+        (Mode::L2, Category::PodToPodOtherRack | Category::NodeToPodOtherRack) => {
+            Promise { reached: false, why: "l2 mode has one segment".into() }
+        }
+        (Mode::L2, Category::PodToOutside) => yes("the segment's router is the pods' gateway"),
+        (Mode::L2, Category::OutsideToPod) => yes("pods live on the router's own segment: it ARPs for them"),
         (_, Category::PodToPodSameNode | Category::NodeToOwnPod) => yes("the node routes to each pod's veth"),
         (Mode::Vxlan, Category::PodToPodSameRack | Category::NodeToPodSameRack) => {
             yes("through the VXLAN overlay")

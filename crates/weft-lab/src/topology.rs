@@ -46,10 +46,12 @@ pub enum Mode {
     Auto,
     /// Every node announces its subnet to the router by BGP; no overlay.
     Bgp,
+    /// Pods live on the rack's own segment (one rack): no routes, no overlay.
+    L2,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 4] = [Mode::Route, Mode::Vxlan, Mode::Auto, Mode::Bgp];
+    pub const ALL: [Mode; 5] = [Mode::Route, Mode::Vxlan, Mode::Auto, Mode::Bgp, Mode::L2];
 
     pub fn name(self) -> &'static str {
         self.backend().name()
@@ -61,6 +63,7 @@ impl Mode {
             Mode::Vxlan => Backend::Vxlan,
             Mode::Auto => Backend::Auto,
             Mode::Bgp => Backend::Bgp,
+            Mode::L2 => Backend::L2,
         }
     }
 
@@ -127,12 +130,15 @@ pub struct LabSpec {
 }
 
 impl LabSpec {
+    /// The default lab of a mode: 2 racks × 2 nodes × 2 pods; l2 mode's is one segment of
+    /// 3 nodes.
     pub fn new(name: &str, mode: Mode) -> LabSpec {
+        let l2 = mode == Mode::L2;
         LabSpec {
             name: name.to_string(),
             mode,
-            racks: 2,
-            nodes_per_rack: 2,
+            racks: if l2 { 1 } else { 2 },
+            nodes_per_rack: if l2 { 3 } else { 2 },
             pods_per_node: 2,
             store: StoreKind::Sqlite,
             lease_ttl: 30,
@@ -170,6 +176,19 @@ impl LabSpec {
         if self.racks * self.nodes_per_rack * self.pods_per_node > MAX_PODS {
             return invalid(format!("at most {MAX_PODS} pods in a lab"));
         }
+        if self.mode == Mode::L2 && self.racks != 1 {
+            return invalid(format!(
+                "l2 mode puts nodes and pods on one segment: --racks 1, not {} (pods of several \
+                 segments need routes: route, bgp or auto)",
+                self.racks
+            ));
+        }
+        if self.mode == Mode::L2 && (self.nodes_per_rack > L2_MAX_NODES || self.pods_per_node > L2_MAX_PODS) {
+            return invalid(format!(
+                "l2 mode slices the segment's upper half into {L2_MAX_NODES} node slices (/28): at most \
+                 {L2_MAX_NODES} nodes and {L2_MAX_PODS} pods per node"
+            ));
+        }
         if (self.gateways > 0 || self.client) && !self.mode.has_overlay() {
             return invalid(format!(
                 "gateways and clients join the overlay: use --mode vxlan or auto, not {}",
@@ -192,6 +211,11 @@ const MAX_NODES_PER_RACK: u32 = 64;
 const MAX_PODS_PER_NODE: u32 = 64;
 const MAX_PODS: u32 = 256;
 const MAX_NAME_LEN: usize = 24;
+const L2_MAX_NODES: u32 = 8;
+const L2_MAX_PODS: u32 = 12;
+/// L2: nodes lease /28 slices of the segment's upper half; the lower half (router, nodes)
+/// is reserved.
+pub const L2_SLICE_LEN: u8 = 28;
 
 /// Lab names become namespace and directory names: lower-case letters, digits and dashes.
 pub fn validate_name(name: &str) -> Result<(), LabError> {

@@ -18,12 +18,15 @@ pub enum LabCommand {
         name: String,
         #[arg(long, value_enum, default_value = "auto")]
         mode: ModeArg,
-        #[arg(long, default_value_t = 2)]
-        racks: u32,
-        #[arg(long, default_value_t = 2)]
-        nodes_per_rack: u32,
-        #[arg(long, default_value_t = 2)]
-        pods_per_node: u32,
+        /// Racks (default 2; l2: 1).
+        #[arg(long)]
+        racks: Option<u32>,
+        /// Nodes per rack (default 2; l2: 3).
+        #[arg(long)]
+        nodes_per_rack: Option<u32>,
+        /// Pods per node (default 2).
+        #[arg(long)]
+        pods_per_node: Option<u32>,
         #[arg(long, value_enum, default_value = "sqlite")]
         store: StoreArg,
         /// Seconds an agent's lease lives without renewal.
@@ -83,6 +86,7 @@ pub enum ModeArg {
     Vxlan,
     Auto,
     Bgp,
+    L2,
 }
 
 impl From<ModeArg> for Mode {
@@ -92,6 +96,7 @@ impl From<ModeArg> for Mode {
             ModeArg::Vxlan => Mode::Vxlan,
             ModeArg::Auto => Mode::Auto,
             ModeArg::Bgp => Mode::Bgp,
+            ModeArg::L2 => Mode::L2,
         }
     }
 }
@@ -146,10 +151,11 @@ pub fn run(command: LabCommand) -> anyhow::Result<()> {
             client,
             router,
         } => {
+            let defaults = LabSpec::new(&name, mode.into());
             let spec = LabSpec {
-                racks,
-                nodes_per_rack,
-                pods_per_node,
+                racks: racks.unwrap_or(defaults.racks),
+                nodes_per_rack: nodes_per_rack.unwrap_or(defaults.nodes_per_rack),
+                pods_per_node: pods_per_node.unwrap_or(defaults.pods_per_node),
                 store: match store {
                     StoreArg::Sqlite => StoreKind::Sqlite,
                     StoreArg::Etcd => StoreKind::Etcd,
@@ -162,7 +168,7 @@ pub fn run(command: LabCommand) -> anyhow::Result<()> {
                     RouterArg::Bird => weft_lab::topology::RouterKind::Bird,
                     RouterArg::Frr => weft_lab::topology::RouterKind::Frr,
                 },
-                ..LabSpec::new(&name, mode.into())
+                ..defaults
             };
             up(spec)?;
             println!(
@@ -238,22 +244,44 @@ fn up(spec: LabSpec) -> anyhow::Result<Lab> {
     }
 }
 
+/// The demo's labs: each mode, then the overlay's two ways in from outside.
+fn demo_labs() -> Vec<(String, LabSpec, &'static str)> {
+    let mut labs: Vec<(String, LabSpec, &'static str)> = Mode::ALL
+        .into_iter()
+        .map(|mode| {
+            (mode.name().to_string(), LabSpec::new(&format!("demo-{}", mode.name()), mode), about(mode))
+        })
+        .collect();
+    labs.push((
+        "gateways".into(),
+        LabSpec { gateways: 2, ..LabSpec::new("demo-gateways", Mode::Vxlan) },
+        "vxlan, and two gateway machines announce the pod network to the router by BGP",
+    ));
+    labs.push((
+        "client".into(),
+        LabSpec { client: true, ..LabSpec::new("demo-client", Mode::Vxlan) },
+        "vxlan, and the outside client runs the agent to join the overlay",
+    ));
+    labs
+}
+
 fn demo() -> anyhow::Result<()> {
     let style = style();
     println!(
-        "{}: for each mode, a lab of 2 racks × 2 nodes × 2 pods on the embedded store: up, check, down.\n",
+        "{}: a lab for each design (2 racks × 2 nodes × 2 pods; l2: one segment of 3 nodes), on the \
+         embedded store: up, check, down.\n",
         style.bold("weft lab demo")
     );
     let mut outcomes = Vec::new();
-    for mode in Mode::ALL {
-        let name = format!("demo-{}", mode.name());
-        println!("{}", style.bold(&format!("━━ {} mode: {}", mode.name(), about(mode))));
+    for (title, spec, about) in demo_labs() {
+        let name = spec.name.clone();
+        println!("{}", style.bold(&format!("━━ {title}: {about}")));
         // A demo lab left by an earlier, interrupted demo goes first.
         if weft_lab::state::lab_dir(&name).exists() {
             weft_lab::down::down_named(&name)?;
         }
         let started = Instant::now();
-        let lab = up(LabSpec::new(&name, mode))?;
+        let lab = up(spec)?;
         let report = lab.check(weft_lab::lab::PROBE_TIMEOUT);
         let down_started = Instant::now();
         let removed = lab.down();
@@ -267,16 +295,16 @@ fn demo() -> anyhow::Result<()> {
             removed.processes,
             millis(down_started.elapsed())
         );
-        outcomes.push((mode, report.ok, report.broken().count(), started.elapsed()));
+        outcomes.push((title, report.ok, report.broken().count(), started.elapsed()));
     }
     println!("{}", style.bold("━━ summary"));
-    for (mode, ok, broken, took) in &outcomes {
+    for (title, ok, broken, took) in &outcomes {
         let verdict = if *ok {
             style.green("every promise holds")
         } else {
             style.red(&format!("{broken} probe(s) broke a promise"))
         };
-        println!("  {:<6} {verdict}  {}", mode.name(), style.dim(&millis(*took)));
+        println!("  {title:<9} {verdict}  {}", style.dim(&millis(*took)));
     }
     if outcomes.iter().any(|(_, ok, ..)| !ok) {
         bail!("the demo found broken promises (above)");
@@ -290,5 +318,6 @@ fn about(mode: Mode) -> &'static str {
         Mode::Vxlan => "every node reaches every other through the VXLAN overlay",
         Mode::Auto => "direct routes within a rack, VXLAN across racks",
         Mode::Bgp => "every node announces its subnet to the router by BGP; no overlay",
+        Mode::L2 => "pods live on the nodes' own segment: no routes, no overlay",
     }
 }

@@ -104,6 +104,13 @@ enum NetworkCommand {
         /// Change a config that nodes already use.
         #[arg(long)]
         force: bool,
+        /// l2: the segment's router, the pods' gateway.
+        #[arg(long)]
+        gateway: Option<IpAddr>,
+        /// A range of the CIDR never leased to nodes (l2: the router's and nodes' own
+        /// addresses). Repeatable.
+        #[arg(long)]
+        reserve: Vec<ipnet::IpNet>,
     },
 }
 
@@ -113,6 +120,7 @@ enum BackendArg {
     Vxlan,
     Auto,
     Bgp,
+    L2,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -150,7 +158,8 @@ fn main() -> ExitCode {
 fn command(command: Commands) -> anyhow::Result<()> {
     match command {
         Commands::Network {
-            command: NetworkCommand::Init { store, cidr, subnet_len, backend, vni, port, force },
+            command:
+                NetworkCommand::Init { store, cidr, subnet_len, backend, vni, port, force, gateway, reserve },
         } => {
             let mut config = NetworkConfig::new(cidr);
             if let Some(len) = subnet_len {
@@ -161,9 +170,15 @@ fn command(command: Commands) -> anyhow::Result<()> {
                 BackendArg::Vxlan => Backend::Vxlan,
                 BackendArg::Auto => Backend::Auto,
                 BackendArg::Bgp => Backend::Bgp,
+                BackendArg::L2 => Backend::L2,
             };
             config.vni = vni;
             config.port = port;
+            config.gateway = gateway;
+            config.reserved = reserve;
+            config.validate().with_context(|| {
+                format!("network init: {}", serde_json::to_string(&config).unwrap_or_default())
+            })?;
             let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
             weft_store::open(&store)
                 .and_then(|s| s.init_network(&config, force, now))

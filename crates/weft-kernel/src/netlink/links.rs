@@ -129,6 +129,13 @@ impl Batch {
         })
     }
 
+    /// Makes the link a port of bridge `master`.
+    pub fn set_master(&mut self, index: u32, master: u32) -> &mut Batch {
+        self.set_link(format!("make link #{index} a port of #{master}"), index, |l| {
+            l.attributes.push(LinkAttribute::Controller(master))
+        })
+    }
+
     pub fn delete_link(&mut self, index: u32) -> &mut Batch {
         let mut link = LinkMessage::default();
         link.header.index = index;
