@@ -179,7 +179,10 @@ mod tests {
         assert!(promise(plain(Mode::Bgp), Category::PodToPodOtherRack).reached);
         for mode in Mode::ALL {
             assert!(promise(plain(mode), Category::PodToOutside).reached);
-            assert_eq!(promise(plain(mode), Category::OutsideToPod).reached, mode == Mode::Bgp);
+            assert_eq!(
+                promise(plain(mode), Category::OutsideToPod).reached,
+                matches!(mode, Mode::Bgp | Mode::L2)
+            );
         }
     }
 
