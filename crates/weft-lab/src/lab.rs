@@ -7,8 +7,8 @@ use crate::report::Report;
 use crate::router::Neighbor;
 use crate::state::{lab_dir, LabState, PodRecord, Process, LAB_ROOT};
 use crate::topology::{
-    LabSpec, Member, Mode, StoreKind, Topology, CLUSTER_ASN, OUTSIDE_CLIENT_IP, OUTSIDE_GATEWAY_IP,
-    OUTSIDE_SUBNET, POD_CIDR, ROUTER_ASN,
+    LabSpec, Member, Mode, StoreKind, Topology, OUTSIDE_CLIENT_IP, OUTSIDE_GATEWAY_IP, OUTSIDE_SUBNET,
+    POD_CIDR, ROUTER_ASN,
 };
 use crate::wiring::{cable, create_bridge, create_namespace, open_namespace, sysctl_in, End};
 use crate::{etcd, probe, LabError};
@@ -395,10 +395,10 @@ impl Lab {
         let router_on = |rack: u32| format!("{}:{ROUTER_ASN}", topology.rack(rack).gateway);
         match topology.member(member) {
             Some(Member::Node(node)) if spec.mode == Mode::Bgp => {
-                command.args(["--asn", &CLUSTER_ASN.to_string(), "--bgp-peer", &router_on(node.rack)]);
+                command.args(["--asn", &spec.cluster_asn().to_string(), "--bgp-peer", &router_on(node.rack)]);
             }
             Some(Member::Gateway(gateway)) => {
-                command.args(["--role", "gateway", "--asn", &CLUSTER_ASN.to_string()]);
+                command.args(["--role", "gateway", "--asn", &spec.cluster_asn().to_string()]);
                 command.args(["--bgp-peer", &router_on(gateway.rack)]);
             }
             Some(Member::Outside) => {
@@ -431,11 +431,14 @@ impl Lab {
         }
         let router = open_namespace(&topology.router_netns)?;
         let dir = self.state.dir().join("router");
-        let commands =
-            crate::router::commands(kind, &dir, topology.racks[0].gateway, &self.bgp_neighbors(topology))
-                .map_err(|e| {
-                    LabError::io(format!("write the router's configuration in {}", dir.display()), e)
-                })?;
+        let commands = crate::router::commands(
+            kind,
+            &dir,
+            topology.racks[0].gateway,
+            self.state.spec.cluster_asn(),
+            &self.bgp_neighbors(topology),
+        )
+        .map_err(|e| LabError::io(format!("write the router's configuration in {}", dir.display()), e))?;
         for command in commands {
             let name = Path::new(command.get_program()).file_name().map(|n| n.to_string_lossy().into_owned());
             let (child, process) =

@@ -3,7 +3,7 @@
 //! inside the pod network, announces nothing, and installs what it learns into the router's
 //! kernel, several next hops at once when several gateways offer the same route.
 
-use crate::topology::{CLUSTER_ASN, POD_CIDR, ROUTER_ASN};
+use crate::topology::{POD_CIDR, ROUTER_ASN};
 use std::fmt::Write;
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -19,26 +19,27 @@ pub struct Neighbor {
     pub address: Ipv4Addr,
 }
 
-pub fn bird_config(router_id: Ipv4Addr, neighbors: &[Neighbor]) -> String {
+/// `cluster_asn`: the nodes' and gateways' AS (the router's own: iBGP).
+pub fn bird_config(router_id: Ipv4Addr, cluster_asn: u32, neighbors: &[Neighbor]) -> String {
     let mut out = format!(
         "router id {router_id};\n\
          protocol device {{ }}\n\
          protocol kernel {{\n  ipv4 {{ import none; export all; }};\n  merge paths on;\n}}\n\
          filter pods {{\n  if net ~ [ {POD_CIDR}{{16,32}} ] then accept;\n  reject;\n}}\n\
-         template bgp weft_cluster {{\n  local as {ROUTER_ASN};\n  hold time {HOLD_TIME};\n  keepalive time 1;\n  \
+         template bgp weft_cluster {{\n  local as {ROUTER_ASN};\n  direct;\n  hold time {HOLD_TIME};\n  keepalive time 1;\n  \
          connect retry time 2;\n  ipv4 {{ import filter pods; export none; }};\n}}\n"
     );
     for n in neighbors {
         let _ = writeln!(
             out,
-            "protocol bgp {} from weft_cluster {{ neighbor {} as {CLUSTER_ASN}; }}",
+            "protocol bgp {} from weft_cluster {{ neighbor {} as {cluster_asn}; }}",
             n.name, n.address
         );
     }
     out
 }
 
-pub fn frr_config(router_id: Ipv4Addr, neighbors: &[Neighbor]) -> String {
+pub fn frr_config(router_id: Ipv4Addr, cluster_asn: u32, neighbors: &[Neighbor]) -> String {
     let mut out = format!(
         "frr defaults traditional\nhostname router\n\
          ip prefix-list pods seq 5 permit {POD_CIDR} le 32\n\
@@ -48,7 +49,7 @@ pub fn frr_config(router_id: Ipv4Addr, neighbors: &[Neighbor]) -> String {
          timers bgp 1 {HOLD_TIME}\n"
     );
     for n in neighbors {
-        let _ = writeln!(out, " neighbor {} remote-as {CLUSTER_ASN}", n.address);
+        let _ = writeln!(out, " neighbor {} remote-as {cluster_asn}", n.address);
     }
     out.push_str(" address-family ipv4 unicast\n  maximum-paths 8\n");
     for n in neighbors {
@@ -68,13 +69,14 @@ pub fn commands(
     kind: crate::topology::RouterKind,
     dir: &Path,
     router_id: Ipv4Addr,
+    cluster_asn: u32,
     neighbors: &[Neighbor],
 ) -> std::io::Result<Vec<Command>> {
     std::fs::create_dir_all(dir)?;
     let path = |name: &str| dir.join(name);
     match kind {
         crate::topology::RouterKind::Bird => {
-            std::fs::write(path("bird.conf"), bird_config(router_id, neighbors))?;
+            std::fs::write(path("bird.conf"), bird_config(router_id, cluster_asn, neighbors))?;
             let mut bird = Command::new("bird");
             bird.arg("-f")
                 .arg("-c")
@@ -87,7 +89,7 @@ pub fn commands(
         }
         crate::topology::RouterKind::Frr => {
             std::fs::write(path("zebra.conf"), "hostname router\n")?;
-            std::fs::write(path("bgpd.conf"), frr_config(router_id, neighbors))?;
+            std::fs::write(path("bgpd.conf"), frr_config(router_id, cluster_asn, neighbors))?;
             // FRR's daemons drop to the frr user, which must own their sockets and pid files.
             let (uid, gid) = frr_user().ok_or_else(|| std::io::Error::other("no frr user (Debian: frr)"))?;
             for entry in [dir.to_path_buf(), path("zebra.conf"), path("bgpd.conf")] {
@@ -141,7 +143,7 @@ mod tests {
 
     #[test]
     fn bird_takes_only_pod_routes_and_merges_paths() {
-        let conf = bird_config(Ipv4Addr::new(198, 18, 1, 1), &neighbors());
+        let conf = bird_config(Ipv4Addr::new(198, 18, 1, 1), 65100, &neighbors());
         assert!(conf.contains("router id 198.18.1.1;"));
         assert!(conf.contains("if net ~ [ 10.244.0.0/16{16,32} ] then accept;"));
         assert!(conf.contains("merge paths on;") && conf.contains("export none;"));
@@ -151,7 +153,7 @@ mod tests {
 
     #[test]
     fn frr_is_told_the_same() {
-        let conf = frr_config(Ipv4Addr::new(198, 18, 1, 1), &neighbors());
+        let conf = frr_config(Ipv4Addr::new(198, 18, 1, 1), 65100, &neighbors());
         assert!(conf.contains("router bgp 65000") && conf.contains("bgp router-id 198.18.1.1"));
         assert!(conf.contains(" neighbor 198.18.2.11 remote-as 65100"));
         assert!(conf.contains("ip prefix-list pods seq 5 permit 10.244.0.0/16 le 32"));

@@ -127,6 +127,9 @@ pub struct LabSpec {
     /// What speaks BGP on the router (when anything does).
     #[serde(default)]
     pub router: RouterKind,
+    /// Nodes and gateways share the router's AS (iBGP) instead of their own (eBGP).
+    #[serde(default)]
+    pub ibgp: bool,
 }
 
 impl LabSpec {
@@ -147,6 +150,16 @@ impl LabSpec {
             gateways: 0,
             client: false,
             router: RouterKind::Bird,
+            ibgp: false,
+        }
+    }
+
+    /// The AS of the cluster's speakers: the router's own under iBGP.
+    pub fn cluster_asn(&self) -> u32 {
+        if self.ibgp {
+            ROUTER_ASN
+        } else {
+            CLUSTER_ASN
         }
     }
 

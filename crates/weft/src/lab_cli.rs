@@ -45,6 +45,9 @@ pub enum LabCommand {
         /// What speaks BGP on the router.
         #[arg(long, value_enum, default_value = "bird")]
         router: RouterArg,
+        /// Nodes and gateways in the router's own AS (iBGP) rather than their own (eBGP).
+        #[arg(long)]
+        ibgp: bool,
     },
     /// Probe what reaches what and hold it against what the mode promises (exit 1 if a
     /// promise is broken).
@@ -150,6 +153,7 @@ pub fn run(command: LabCommand) -> anyhow::Result<()> {
             gateways,
             client,
             router,
+            ibgp,
         } => {
             let defaults = LabSpec::new(&name, mode.into());
             let spec = LabSpec {
@@ -164,6 +168,7 @@ pub fn run(command: LabCommand) -> anyhow::Result<()> {
                 resync,
                 gateways,
                 client,
+                ibgp,
                 router: match router {
                     RouterArg::Bird => weft_lab::topology::RouterKind::Bird,
                     RouterArg::Frr => weft_lab::topology::RouterKind::Frr,

@@ -257,15 +257,34 @@ fn status(state_dir: &std::path::Path) -> anyhow::Result<()> {
     let status: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))?;
     let lease = &status["lease"];
-    println!("node      {}", lease["node"].as_str().unwrap_or("?"));
-    println!("subnet    {}", lease["subnet"].as_str().unwrap_or("?"));
-    println!("public IP {}", lease["publicIp"].as_str().unwrap_or("?"));
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let expires = lease["expiresAt"].as_u64().unwrap_or(0);
-    println!(
-        "lease     {}",
-        if expires > now { format!("expires in {} s", expires - now) } else { "EXPIRED".into() }
-    );
+    println!("role      {}", status["role"].as_str().unwrap_or("node"));
+    if lease.is_object() {
+        println!("node      {}", lease["node"].as_str().unwrap_or("?"));
+        println!("subnet    {}", lease["subnet"].as_str().unwrap_or("?"));
+        println!("public IP {}", lease["publicIp"].as_str().unwrap_or("?"));
+        let expires = lease["expiresAt"].as_u64().unwrap_or(0);
+        println!(
+            "lease     {}",
+            if expires > now { format!("expires in {} s", expires - now) } else { "EXPIRED".into() }
+        );
+    }
+    for session in status["bgp"].as_array().into_iter().flatten() {
+        let announced: Vec<&str> =
+            session["announced"].as_array().into_iter().flatten().filter_map(|p| p.as_str()).collect();
+        println!(
+            "bgp       {} (AS {}): {}{}{}",
+            session["peer"].as_str().unwrap_or("?"),
+            session["asn"],
+            session["state"].as_str().unwrap_or("?"),
+            if announced.is_empty() {
+                String::new()
+            } else {
+                format!(", announcing {}", announced.join(", "))
+            },
+            session["lastError"].as_str().map(|e| format!(" (last error: {e})")).unwrap_or_default()
+        );
+    }
     match status["lastReconcile"]["error"].as_str() {
         Some(error) => println!(
             "reconcile failed {} s ago: {error}",

@@ -16,6 +16,16 @@ fn router_routes(lab: &Lab) -> String {
     exec_in(&ns(lab, "router"), "ip", &["route"], true)
 }
 
+/// `weft status` of a member's agent, run in its namespace.
+fn weft_status(lab: &Lab, member: &str) -> String {
+    let output = Command::new("ip")
+        .args(["netns", "exec", &ns(lab, member), support::WEFT, "status", "--state-dir"])
+        .arg(lab.state.node_dir(member))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 fn outside_reaches_every_pod(lab: &Lab) {
     let report = lab.check(weft_lab::lab::PROBE_TIMEOUT).unwrap();
     assert!(report.ok, "{}", weft_lab::report::render(&report, weft_lab::Style { color: false }));
@@ -90,6 +100,11 @@ fn a_client_reaches_pods_over_the_overlay_where_the_router_cannot() {
     assert!(!router_routes(&lab).contains("10.244."), "the router knows no pod route");
     let client_routes = exec_in(&ns(&lab, "outside"), "ip", &["route"], true);
     assert_eq!(client_routes.matches("dev weft.1 proto 88 onlink").count(), 4, "{client_routes}");
+    let status = weft_status(&lab, "outside");
+    assert!(
+        status.contains("role      client") && !status.contains("subnet"),
+        "a client leases nothing: {status}"
+    );
 }
 
 /// Two gateways; the outside client pings a pod every 10 ms while the gateway carrying the
@@ -110,6 +125,16 @@ fn gateway_failover_gap(router: RouterKind) -> Duration {
             status.contains("\"state\":\"established\"")
         },
         "both gateways' sessions",
+    );
+    // (status.json is rewritten each pass: at most a resync interval behind the session)
+    wait_for(
+        Duration::from_secs(10),
+        || {
+            let status = weft_status(&lab, "g1");
+            status.contains("role      gateway")
+                && status.contains("bgp       198.18.1.1 (AS 65000): established, announcing 10.244.0.0/16")
+        },
+        "weft status to show g1's announcement",
     );
     let target = lab.pod_address("n1-p1").unwrap().to_string();
     // The gateway the router sends this flow to.
@@ -162,4 +187,22 @@ fn gateways_fail_over_within_the_bgp_hold_time() {
         assert!(gap < Duration::from_secs(8), "{}: {gap:?}", router.name());
     }
     println!("({:.0} s)", started.elapsed().as_secs_f64());
+}
+
+#[test]
+fn ibgp_with_bird_and_with_frr() {
+    for router in [RouterKind::Bird, RouterKind::Frr] {
+        let lab = lab(Mode::Bgp, |spec| {
+            spec.router = router;
+            spec.ibgp = true;
+            spec.pods_per_node = 1;
+        });
+        outside_reaches_every_pod(&lab);
+        let routes = router_routes(&lab);
+        let learned = routes.lines().filter(|l| l.starts_with("10.244.")).count();
+        assert_eq!(learned, 4, "{}: {routes}", router.name());
+        // The node speaks from the router's own AS: iBGP, with a local preference.
+        let status = std::fs::read_to_string(lab.state.node_dir("n1").join("status.json")).unwrap();
+        assert!(status.contains("\"asn\":65000") && status.contains("\"state\":\"established\""), "{status}");
+    }
 }
