@@ -62,8 +62,16 @@ pub fn discover(
     let (link, port) = match master {
         Some(bridge) if bridge.name == L2_BRIDGE => (bridge, Some(link.name)),
         _ if link.name == L2_BRIDGE => {
-            let port = nl.links()?.into_iter().find(|l| l.master == Some(link.index)).map(|l| l.name);
-            (link, Some(port.unwrap_or_default()))
+            // Its physical port: not a pod's veth.
+            let port = nl
+                .links()?
+                .into_iter()
+                .find(|l| {
+                    l.master == Some(link.index) && !l.name.starts_with("wv") && !l.name.starts_with("wx")
+                })
+                .map(|l| l.name)
+                .ok_or_else(|| NodeError::NoSuchInterface(format!("the uplink port of {L2_BRIDGE}")))?;
+            (link, Some(port))
         }
         _ => (link, None),
     };

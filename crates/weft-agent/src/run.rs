@@ -108,6 +108,7 @@ fn status_json(
     planned: &weft_core::plan::Plan,
     outcome: &Result<usize, String>,
     bgp: &[weft_bgp::PeerStatus],
+    local_asn: Option<u32>,
 ) -> serde_json::Value {
     let peers: Vec<serde_json::Value> = planned
         .peers
@@ -134,7 +135,7 @@ fn status_json(
         .iter()
         .map(|s| {
             serde_json::json!({
-                "peer": s.peer.address, "asn": s.peer.asn, "state": s.state.name(),
+                "peer": s.peer.address, "asn": s.peer.asn, "localAsn": local_asn, "state": s.state.name(),
                 "announced": s.announced, "lastError": s.last_error,
             })
         })
@@ -277,6 +278,7 @@ fn serve(
     let renew_every = (options.lease_ttl / 3).max(Duration::from_secs(1));
     let mut renewed_at = Instant::now();
     let mut node_file: Option<NodeFile> = None;
+    let mut warned_no_bgp: Option<()> = None;
     let mut masqueraded: Option<(ipnet::IpNet, Instant)> = None;
     let metrics = Arc::new(Metrics::default());
     if let Some(address) = options.metrics_address {
@@ -321,13 +323,28 @@ fn serve(
                 continue;
             }
         };
-        if config.backend == Backend::L2 && uplink.port.is_none() {
-            crate::l2::take_over(netlink, &uplink)?;
-            uplink = discover(netlink, Some(weft_core::plan::L2_BRIDGE), options.public_ip)?;
-            log(
-                &options.node,
-                format_args!("l2: the uplink is now a port of {}, which holds its addresses", uplink.name),
-            );
+        if config.backend == Backend::L2 {
+            // Every pass: a move an earlier run left half-done is finished.
+            let port = uplink.port.clone().unwrap_or_else(|| uplink.name.clone());
+            let moved = match crate::l2::take_over(netlink, &port) {
+                Ok(changes) => changes,
+                Err(e) => {
+                    // Nothing half-done is unsafe (each step keeps a way out); try again.
+                    log(&options.node, format_args!("{e}; trying again in 1 s"));
+                    pause(Duration::from_secs(1), stop);
+                    continue;
+                }
+            };
+            if moved > 0 {
+                uplink = discover(netlink, Some(weft_core::plan::L2_BRIDGE), options.public_ip)?;
+                log(
+                    &options.node,
+                    format_args!(
+                        "l2: {port} is now a port of {}, which holds its addresses and routes",
+                        uplink.name
+                    ),
+                );
+            }
         }
         let l2 = config.backend == Backend::L2;
         let local = LocalNode {
@@ -368,11 +385,33 @@ fn serve(
                 }
             }
         }
-        if let Some(speaker) = speaker {
-            speaker.announce(announcement(options.role, lease.as_ref(), config.cidr));
-        }
         let started = Instant::now();
         let outcome = reconcile(netlink, &planned).map(|c| c.count()).map_err(|e| e.to_string());
+        if let Some(device) = planned.vxlan.as_ref().filter(|_| outcome.is_ok()) {
+            // Gateways and clients send into the overlay from outside the cluster; pods answer
+            // by the node's ordinary routes. Strict reverse-path filtering would drop what
+            // arrives: loose on the tunnel (the kernel takes the larger of all and the device).
+            let key = format!("net/ipv4/conf/{}/rp_filter", device.name);
+            if let Err(e) = weft_kernel::sysctl::ensure(&key, "2") {
+                log(&options.node, format_args!("{e}"));
+            }
+        }
+        if let Some(speaker) = speaker {
+            // A gateway that cannot forward into the overlay must not draw traffic: it
+            // withdraws, and the routers use the others.
+            let serving = options.role != Role::Gateway
+                || (outcome.is_ok() && matches!(config.backend, Backend::Vxlan | Backend::Auto));
+            let prefixes =
+                if serving { announcement(options.role, lease.as_ref(), config.cidr) } else { Vec::new() };
+            speaker.announce(prefixes);
+        } else if config.backend == Backend::Bgp && options.role == Role::Node && outcome.is_ok() {
+            warned_no_bgp.get_or_insert_with(|| {
+                log(
+                    &options.node,
+                    "the bgp backend, but no --asn/--bgp-peer: nothing announces this node's subnet",
+                );
+            });
+        }
         let micros = started.elapsed().as_micros() as u64;
         metrics.reconciles.fetch_add(1, Ordering::Relaxed);
         metrics.reconcile_micros_total.fetch_add(micros, Ordering::Relaxed);
@@ -394,7 +433,8 @@ fn serve(
             }
         }
         let bgp = speaker.map(|s| s.status()).unwrap_or_default();
-        let status = status_json(options.role, lease.as_ref(), &planned, &outcome, &bgp);
+        let local_asn = options.bgp.as_ref().map(|b| b.asn);
+        let status = status_json(options.role, lease.as_ref(), &planned, &outcome, &bgp, local_asn);
         if let Err(e) = write_state_file(options, STATUS_FILE_NAME, &status.to_string()) {
             log(&options.node, e);
         }

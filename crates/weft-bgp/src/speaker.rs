@@ -168,6 +168,12 @@ impl Session<'_> {
         let address = SocketAddr::from((self.peer.address, self.peer.port));
         let mut stream = TcpStream::connect_timeout(&address, CONNECT_TIMEOUT)
             .map_err(|e| format!("cannot connect: {e}"))?;
+        // Next hop self: the address this session speaks from, which the peer can reach.
+        let mut local = self.local.clone();
+        if let Ok(SocketAddr::V4(source)) = stream.local_addr() {
+            local.next_hop = *source.ip();
+        }
+        let local = &local;
         let io = |e: std::io::Error| format!("connection: {e}");
         stream.set_nodelay(true).map_err(io)?;
         stream.set_read_timeout(Some(TICK)).map_err(io)?;
@@ -177,7 +183,7 @@ impl Session<'_> {
             let four = negotiated.is_some_and(|n| n.four_octet_as);
             stream.write_all(&message.encode(four)).map_err(|e| format!("send: {e}"))
         };
-        send(&mut stream, &open_for(self.local), &negotiated)?;
+        send(&mut stream, &open_for(local), &negotiated)?;
         let mut state = State::OpenSent;
         self.state(state);
         let (mut last_received, mut last_sent) = (Instant::now(), Instant::now());
@@ -189,7 +195,7 @@ impl Session<'_> {
         loop {
             if self.shared.stop.load(Ordering::Relaxed) {
                 if state == State::Established && !announced.is_empty() {
-                    let withdraw = updates(self.local, self.peer.asn, &announced, &BTreeSet::new());
+                    let withdraw = updates(local, self.peer.asn, &announced, &BTreeSet::new());
                     for message in &withdraw {
                         let _ = send(&mut stream, message, &negotiated);
                     }
@@ -212,7 +218,7 @@ impl Session<'_> {
             if state == State::Established {
                 let (version, wanted) = self.shared.wanted.lock().expect("not poisoned").clone();
                 if told_version != Some(version) {
-                    for message in updates(self.local, self.peer.asn, &announced, &wanted) {
+                    for message in updates(local, self.peer.asn, &announced, &wanted) {
                         send(&mut stream, &message, &negotiated)?;
                     }
                     last_sent = Instant::now();
@@ -253,7 +259,7 @@ impl Session<'_> {
                 match (state, message) {
                     (_, Message::Notification(n)) => return Err(format!("the peer closed the session: {n}")),
                     (State::OpenSent, Message::Open(open)) => {
-                        match accept_open(self.local, self.peer.asn, &open) {
+                        match accept_open(local, self.peer.asn, &open) {
                             Ok(accepted) => {
                                 negotiated = Some(accepted);
                                 send(&mut stream, &Message::Keepalive, &negotiated)?;

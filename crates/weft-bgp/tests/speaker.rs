@@ -131,7 +131,7 @@ fn announces_with_ebgp_attributes_and_withdraws_on_stop() {
     assert_eq!(update.nlri, [subnet()]);
     assert_eq!(
         (update.origin, update.as_path.clone(), update.next_hop),
-        (Some(ORIGIN_IGP), vec![65100], Some(local().next_hop))
+        (Some(ORIGIN_IGP), vec![65100], Some(Ipv4Addr::LOCALHOST)), // next hop self: the session's own address
     );
     wait_until("established", || speaker.status()[0].state == State::Established);
     // A new lease: the old subnet is withdrawn, the new one announced.
@@ -245,4 +245,24 @@ fn a_silent_peer_and_one_that_never_answers_cost_nothing_but_their_own_session()
     let started = Instant::now();
     speaker.stop();
     assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[test]
+fn a_peer_gone_quiet_after_establishing_is_dropped_when_the_hold_time_runs_out() {
+    let peer = Peer::new();
+    let (speaker, log) = speaker(vec![peer.config()]);
+    let mut session = peer.accept();
+    session.establish(); // the peer offered a 3 s hold time, then says nothing more
+    let started = Instant::now();
+    let mut last = None;
+    while let Some(message) = session.receive() {
+        if let Message::Notification(n) = &message {
+            last = Some(n.clone());
+        }
+    }
+    assert_eq!(last, Some(Notification::new(4, 0)), "hold timer expired");
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(2900) && waited < Duration::from_secs(6), "{waited:?}");
+    wait_until("the log line", || logged(&log, "hold timer expired: nothing from the peer for 3 s"));
+    assert_ne!(speaker.status()[0].state, State::Established);
 }

@@ -192,6 +192,14 @@ fn node_plan(conf: &NetConf) -> Result<NodePlan, CniError> {
                 "{subnet} is a slice of an L2 segment: pods must attach to its bridge"
             )));
         }
+        if let (Some(_), Some(asked), Some(theirs)) = (segment, &conf.bridge, &bridge) {
+            if asked != theirs {
+                return Err(invalid(format!(
+                    "{subnet} is a slice of the L2 segment behind bridge {theirs}; the config's bridge {asked} \
+                     would strand pods off it"
+                )));
+            }
+        }
         planned.push((subnet, gateway, segment));
     }
     Ok(NodePlan { subnets: planned, attach, mtu: conf.mtu.or(node_mtu), bridge })

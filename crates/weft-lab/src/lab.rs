@@ -11,7 +11,7 @@ use crate::topology::{
     POD_CIDR, ROUTER_ASN,
 };
 use crate::wiring::{cable, create_bridge, create_namespace, open_namespace, sysctl_in, End};
-use crate::{etcd, probe, LabError};
+use crate::{etcd, LabError};
 use ipnet::Ipv4Net;
 use std::collections::HashMap;
 use std::io::Write;
@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use weft_kernel::NetNs;
+use weft_trace::probe;
 
 /// One finished step of building a lab, for progress lines.
 #[derive(Debug, Clone)]

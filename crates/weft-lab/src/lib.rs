@@ -14,7 +14,6 @@
 pub mod down;
 pub mod etcd;
 pub mod lab;
-pub mod probe;
 pub mod process;
 pub mod promise;
 pub mod report;
@@ -44,6 +43,8 @@ pub enum LabError {
     /// A step that did not finish in time, with what to look at.
     #[error("{0}")]
     Timeout(String),
+    #[error(transparent)]
+    Trace(#[from] weft_trace::TraceError),
     /// The CNI plugin refused a pod.
     #[error("CNI ADD of pod {pod}: {detail}")]
     Cni { pod: String, detail: String },

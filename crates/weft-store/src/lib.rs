@@ -119,6 +119,14 @@ pub fn acquire(store: &dyn LeaseStore, request: &LeaseRequest, now: u64) -> Resu
             None => {
                 let taken = leases.iter().filter(|l| l.node != request.node).map(|l| l.subnet).collect();
                 let previous = request.previous.or(own.map(|o| o.subnet));
+                // A subnet holding a node's own address would hand that address to a pod (it
+                // can happen in l2, where pods share the nodes' segment).
+                let mut config = config.clone();
+                let host = |ip: std::net::IpAddr| {
+                    ipnet::IpNet::new(ip, if ip.is_ipv4() { 32 } else { 128 }).expect("a host prefix")
+                };
+                config.reserved.extend(leases.iter().map(|l| host(l.public_ip)));
+                config.reserved.push(host(request.public_ip));
                 pick_subnet(&config, &taken, request.node, previous)
                     .ok_or(StoreError::Exhausted(config.subnet_count()))?
             }

@@ -204,6 +204,12 @@ fn command(command: Commands) -> anyhow::Result<()> {
             if bgp_hold_time == 1 || bgp_hold_time == 2 {
                 anyhow::bail!("--bgp-hold-time {bgp_hold_time}: 0, or at least 3 (RFC 4271)");
             }
+            if asn.is_some_and(|asn| asn == 0 || asn == u32::from(weft_bgp::message::AS_TRANS)) {
+                anyhow::bail!(
+                    "--asn {}: reserved (0 and 23456, AS_TRANS, cannot be a speaker's)",
+                    asn.unwrap_or(0)
+                );
+            }
             let bgp = match asn {
                 Some(asn) => Some(weft_agent::BgpOptions {
                     asn,

@@ -60,6 +60,41 @@ fn bgp_withdraws_a_stopped_nodes_subnet_and_keeps_the_others() {
 }
 
 #[test]
+fn a_node_whose_lease_lapses_withdraws_its_subnet_while_the_session_stays_up() {
+    // On etcd, so the store can go away while the router stays: the agents cannot renew, and
+    // once a lease's time is up its subnet may be another node's.
+    let mut lab = lab(Mode::Bgp, |spec| {
+        spec.store = weft_lab::StoreKind::Etcd;
+        spec.racks = 1;
+        spec.pods_per_node = 0;
+    });
+    assert_eq!(router_routes(&lab).matches("proto bird").count(), 2);
+    lab.stop_store();
+    let lapsed = Instant::now();
+    wait_for(
+        Duration::from_secs(20),
+        || !router_routes(&lab).contains("proto bird"),
+        "both subnets withdrawn",
+    );
+    assert!(lapsed.elapsed() >= Duration::from_secs(3), "not before the 6 s leases could lapse");
+    // Withdrawn by UPDATE, not by losing the session: BIRD still has both sessions up.
+    let protocols = exec_in(
+        &ns(&lab, "router"),
+        "birdc",
+        &["-s", lab.state.dir().join("router/bird.ctl").to_str().unwrap(), "show", "protocols"],
+        true,
+    );
+    assert_eq!(protocols.matches("Established").count(), 2, "{protocols}");
+    // The store back: leases renewed, subnets announced again.
+    lab.start_store().unwrap();
+    wait_for(
+        Duration::from_secs(20),
+        || router_routes(&lab).matches("proto bird").count() == 2,
+        "re-announced",
+    );
+}
+
+#[test]
 fn a_wrong_asn_is_refused_by_the_router_and_the_agent_carries_on() {
     let mut lab = lab(Mode::Bgp, |spec| {
         spec.racks = 1;
@@ -201,8 +236,13 @@ fn ibgp_with_bird_and_with_frr() {
         let routes = router_routes(&lab);
         let learned = routes.lines().filter(|l| l.starts_with("10.244.")).count();
         assert_eq!(learned, 4, "{}: {routes}", router.name());
-        // The node speaks from the router's own AS: iBGP, with a local preference.
+        // The node speaks from the router's own AS: iBGP.
         let status = std::fs::read_to_string(lab.state.node_dir("n1").join("status.json")).unwrap();
-        assert!(status.contains("\"asn\":65000") && status.contains("\"state\":\"established\""), "{status}");
+        let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+        assert_eq!(
+            (&status["bgp"][0]["asn"], &status["bgp"][0]["localAsn"]),
+            (&65000.into(), &65000.into()),
+            "{status}"
+        );
     }
 }

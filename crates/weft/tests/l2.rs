@@ -18,23 +18,26 @@ fn the_uplink_moves_into_the_bridge_without_cutting_the_node_off() {
         spec.start_agents = false;
     });
     let node = ns(&lab, "n1");
-    // The router pings n1 every 10 ms while n1's agent takes its uplink into the bridge.
-    let router = ns(&lab, "router");
+    // n1 pings the outside client (off its segment: through its default route and the
+    // router's ARP entry for it) every 10 ms while its agent takes its uplink into the bridge.
+    let pinger = node.clone();
     let pings = std::thread::spawn(move || {
         Command::new("ip")
-            .args(["netns", "exec", &router, "ping", "-q", "-n", "-i", "0.01", "-c", "300", "198.18.1.11"])
+            .args(["netns", "exec", &pinger, "ping", "-q", "-n", "-i", "0.01", "-c", "300", "203.0.113.10"])
             .output()
             .unwrap()
     });
     std::thread::sleep(Duration::from_millis(500));
+    let started = std::time::Instant::now();
     lab.start_agent("n1").unwrap();
     wait_for(
         Duration::from_secs(10),
         || exec_in(&node, "ip", &["-br", "addr", "show", "weft-l2"], false).contains("198.18.1.11/24"),
         "the address on the bridge",
     );
+    assert!(started.elapsed() < Duration::from_secs(2), "the move happened while the pings ran");
     let summary = String::from_utf8_lossy(&pings.join().unwrap().stdout).into_owned();
-    assert!(summary.contains("300 received"), "the node stayed reachable throughout: {summary}");
+    assert!(summary.contains("300 received"), "the node stayed connected throughout: {summary}");
 
     // What moved: the address and the default route are the bridge's, eth0 is its port.
     let eth0 = exec_in(&node, "ip", &["-d", "-br", "-4", "addr", "show", "eth0"], true);
@@ -49,7 +52,44 @@ fn the_uplink_moves_into_the_bridge_without_cutting_the_node_off() {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(exec_in(&node, "ip", &["route"], true), routes);
     let log = std::fs::read_to_string(lab.state.log_file("n1")).unwrap();
-    assert_eq!(log.matches("the uplink is now a port of weft-l2").count(), 1, "{log}");
+    assert_eq!(log.matches("eth0 is now a port of weft-l2").count(), 1, "{log}");
+}
+
+#[test]
+fn a_move_left_half_done_is_finished_at_the_next_start() {
+    let mut lab = lab(Mode::L2, |spec| {
+        spec.nodes_per_rack = 1;
+        spec.pods_per_node = 0;
+        spec.start_agents = false;
+    });
+    let node = ns(&lab, "n1");
+    // As if an agent died after the first step: the bridge has the address and the port,
+    // but the routes and the uplink's own address are where they were.
+    for args in [
+        &["link", "add", "weft-l2", "type", "bridge"][..],
+        &["addr", "add", "198.18.1.11/24", "dev", "weft-l2"],
+        &["link", "set", "weft-l2", "up"],
+        &["link", "set", "eth0", "master", "weft-l2"],
+    ] {
+        exec_in(&node, "ip", args, true);
+    }
+    lab.start_agent("n1").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !exec_in(&node, "ip", &["route"], true).contains("default via 198.18.1.1 dev weft-l2") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the default route never moved: {}\n{}",
+            exec_in(&node, "ip", &["route"], true),
+            std::fs::read_to_string(lab.state.log_file("n1")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_for(
+        Duration::from_secs(10),
+        || !exec_in(&node, "ip", &["-4", "addr", "show", "eth0"], true).contains("198.18.1.11"),
+        "the uplink's own address gone",
+    );
+    assert!(support::pings(&node, "203.0.113.10"), "off the segment, through the router");
 }
 
 #[test]

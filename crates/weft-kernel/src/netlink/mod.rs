@@ -7,10 +7,12 @@
 
 mod addresses;
 mod links;
+mod lookup;
 mod neighbours;
 mod routes;
 
 pub use links::{Link, LinkKind, VethSpec, VxlanInfo, VxlanSpec};
+pub use lookup::{Lookup, Neighbour, Verdict};
 pub use routes::{Route, RouteScope, MAIN_TABLE, WEFT_ROUTE_PROTOCOL};
 
 use crate::{Error, NetNs, Result};

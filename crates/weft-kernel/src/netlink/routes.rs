@@ -159,7 +159,7 @@ fn describe_route(route: &Route) -> String {
     text
 }
 
-fn route_address(address: &RouteAddress) -> Option<IpAddr> {
+pub(super) fn route_address(address: &RouteAddress) -> Option<IpAddr> {
     match address {
         RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
         RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
@@ -167,7 +167,7 @@ fn route_address(address: &RouteAddress) -> Option<IpAddr> {
     }
 }
 
-fn parse_route(message: &RouteMessage) -> Option<Route> {
+pub(super) fn parse_route(message: &RouteMessage) -> Option<Route> {
     let header = &message.header;
     let v6 = header.address_family == AddressFamily::Inet6;
     let mut destination = None;

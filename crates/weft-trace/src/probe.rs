@@ -1,7 +1,8 @@
-//! Reachability probes: ICMP echo from inside a namespace to many targets at once, on a raw
-//! socket (root), resent until each answers or the time is up.
+//! ICMP echo on raw sockets (root): reachability probes from inside a namespace to many
+//! targets at once, resent until each answers or the time is up (`weft lab check`); and
+//! single marked probes for `weft trace --verify`.
 
-use crate::LabError;
+use crate::TraceError;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -11,22 +12,19 @@ use weft_kernel::NetNs;
 const ICMP_ECHO_REPLY: u8 = 0;
 const ICMP_ECHO_REQUEST: u8 = 8;
 const RESEND_EVERY: Duration = Duration::from_millis(250);
+/// What a reachability probe carries.
+const PROBE_PAYLOAD: &[u8; 16] = b"weft lab probe!!";
 
 static NEXT_ID: AtomicU16 = AtomicU16::new(0);
 
 /// From inside `ns`, which of `targets` answer an echo request within `timeout`.
-pub fn reachable(ns: &NetNs, targets: &[Ipv4Addr], timeout: Duration) -> Result<Vec<bool>, LabError> {
+pub fn reachable(ns: &NetNs, targets: &[Ipv4Addr], timeout: Duration) -> Result<Vec<bool>, TraceError> {
     ns.run(|| ping_all(targets, timeout))
-        .map_err(|e| LabError::kernel(format!("enter {}", ns.path().display()), e))?
+        .map_err(|e| TraceError::kernel(format!("enter {}", ns.path().display()), e))?
 }
 
-fn ping_all(targets: &[Ipv4Addr], timeout: Duration) -> Result<Vec<bool>, LabError> {
-    // SAFETY: socket returns a new fd or -1; ownership passes to OwnedFd.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::IPPROTO_ICMP) };
-    if fd < 0 {
-        return Err(LabError::io("open an ICMP socket (needs root)", std::io::Error::last_os_error()));
-    }
-    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+fn ping_all(targets: &[Ipv4Addr], timeout: Duration) -> Result<Vec<bool>, TraceError> {
+    let socket = icmp_socket()?;
     // One id per probing run, told apart from other runs' replies in the same namespace.
     let id =
         (std::process::id() as u16).wrapping_mul(31).wrapping_add(NEXT_ID.fetch_add(1, Ordering::Relaxed));
@@ -37,7 +35,7 @@ fn ping_all(targets: &[Ipv4Addr], timeout: Duration) -> Result<Vec<bool>, LabErr
         if Instant::now() >= next_send {
             for (seq, target) in targets.iter().enumerate().filter(|(i, _)| !answered[*i]) {
                 // A target without a route fails here (ENETUNREACH): it stays unanswered.
-                let _ = send_echo(&socket, *target, id, seq as u16);
+                let _ = send_echo(&socket, *target, &echo_request(id, seq as u16));
             }
             next_send = Instant::now() + RESEND_EVERY;
         }
@@ -58,19 +56,44 @@ fn checksum(bytes: &[u8]) -> u16 {
     !(sum as u16)
 }
 
-fn echo_request(id: u16, seq: u16) -> [u8; 24] {
+/// An echo request with a 16-byte payload (`marker`, for a probe `weft trace --verify`
+/// must find again in captures).
+pub fn echo_request_with(id: u16, seq: u16, marker: &[u8; 16]) -> [u8; 24] {
     let mut packet = [0u8; 24];
     packet[0] = ICMP_ECHO_REQUEST;
     packet[4..6].copy_from_slice(&id.to_be_bytes());
     packet[6..8].copy_from_slice(&seq.to_be_bytes());
-    packet[8..].copy_from_slice(b"weft lab probe!!");
+    packet[8..].copy_from_slice(marker);
     let sum = checksum(&packet);
     packet[2..4].copy_from_slice(&sum.to_be_bytes());
     packet
 }
 
-fn send_echo(socket: &OwnedFd, target: Ipv4Addr, id: u16, seq: u16) -> std::io::Result<()> {
-    let packet = echo_request(id, seq);
+fn echo_request(id: u16, seq: u16) -> [u8; 24] {
+    echo_request_with(id, seq, PROBE_PAYLOAD)
+}
+
+/// Sends one echo request carrying `marker` from inside `ns` to `target`.
+pub fn send_marked(ns: &NetNs, target: Ipv4Addr, marker: &[u8; 16]) -> Result<(), TraceError> {
+    ns.run(|| {
+        let socket = icmp_socket()?;
+        let packet = echo_request_with(NEXT_ID.fetch_add(1, Ordering::Relaxed), 0, marker);
+        send_echo(&socket, target, &packet)
+            .map_err(|e| TraceError::io(format!("send a probe to {target}"), e))
+    })
+    .map_err(|e| TraceError::kernel(format!("enter {}", ns.path().display()), e))?
+}
+
+fn icmp_socket() -> Result<OwnedFd, TraceError> {
+    // SAFETY: socket returns a new fd or -1; ownership passes to OwnedFd.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::IPPROTO_ICMP) };
+    if fd < 0 {
+        return Err(TraceError::io("open an ICMP socket (needs root)", std::io::Error::last_os_error()));
+    }
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn send_echo(socket: &OwnedFd, target: Ipv4Addr, packet: &[u8]) -> std::io::Result<()> {
     let address = libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: 0,
@@ -101,7 +124,7 @@ fn receive_reply(
     id: u16,
     targets: &[Ipv4Addr],
     wait: Duration,
-) -> Result<Option<usize>, LabError> {
+) -> Result<Option<usize>, TraceError> {
     let mut poll = libc::pollfd { fd: socket.as_raw_fd(), events: libc::POLLIN, revents: 0 };
     let millis = wait.as_millis().clamp(1, 1000) as libc::c_int;
     // SAFETY: one pollfd, valid for the call.
@@ -116,7 +139,7 @@ fn receive_reply(
         if error.kind() == std::io::ErrorKind::Interrupted {
             return Ok(None);
         }
-        return Err(LabError::io("receive ICMP", error));
+        return Err(TraceError::io("receive ICMP", error));
     }
     Ok(parse_reply(&buffer[..n as usize], id, targets))
 }
