@@ -14,6 +14,7 @@ packages=(
   procps                        # sysctl, for the dataplane benchmark's hand-built twin
   bird2                         # BIRD, the lab router's BGP (bgp mode, gateways)
   frr                           # FRR, the other BGP router the lab and tests peer with
+  chromium                      # headless, the picture tests open weft lab show's pages in it
 )
 
 missing=()

@@ -775,3 +775,146 @@ fn run_plugin(
         code: output.status.code(),
     })
 }
+
+impl Lab {
+    /// Every namespace of the lab, named as its members are, for `weft trace`.
+    pub fn world(&self) -> Result<weft_trace::World, LabError> {
+        let topology = self.topology();
+        let mut places = Vec::new();
+        for name in topology.member_names() {
+            let netns = self.netns(&name)?;
+            if let Ok(ns) = open_namespace(&netns) {
+                places.push(weft_trace::Place { name, netns, ns });
+            }
+        }
+        Ok(weft_trace::World { places })
+    }
+
+    /// The address a member sends from, or is reached at.
+    pub fn address_of(&self, member: &str) -> Option<Ipv4Addr> {
+        let topology = self.topology();
+        match topology.member(member)? {
+            Member::Pod(pod) => self.pod_address(&pod.name),
+            Member::Node(node) => Some(node.ip),
+            Member::Gateway(gateway) => Some(gateway.ip),
+            Member::Outside => Some(OUTSIDE_CLIENT_IP),
+            Member::Router => Some(topology.racks[0].gateway),
+            Member::Rack(_) => None,
+        }
+    }
+
+    /// The path of a packet from member `from` to `to` (a member or an address), from the
+    /// kernels' own tables; with `verify`, a real probe caught at every hop.
+    pub fn trace(&self, from: &str, to: &str, verify: bool) -> Result<weft_trace::Trace, LabError> {
+        let src = self.address_of(from).ok_or_else(|| {
+            LabError::Invalid(format!(
+                "{from} is not a member of lab {} that sends (a pod, node, gateway, router or outside)",
+                self.name()
+            ))
+        })?;
+        let dst: Ipv4Addr = match to.parse() {
+            Ok(ip) => ip,
+            Err(_) => self.address_of(to).ok_or_else(|| {
+                LabError::Invalid(format!(
+                    "{to} is neither an IPv4 address nor a member of lab {}",
+                    self.name()
+                ))
+            })?,
+        };
+        let world = self.world()?;
+        let mut trace = weft_trace::trace(&world, from, to, src.into(), dst.into())?;
+        if verify {
+            weft_trace::capture::verify(&world, &mut trace, from, dst.into())?;
+        }
+        Ok(trace)
+    }
+}
+
+impl Lab {
+    fn status_of(&self, member: &str) -> serde_json::Value {
+        std::fs::read_to_string(self.state.node_dir(member).join("status.json"))
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default()
+    }
+
+    /// The lab as a picture shows it: the topology with what the agents report now (subnets,
+    /// tunnels, BGP sessions), and a traced path if given.
+    pub fn scene(&self, trace: Option<weft_trace::Trace>) -> crate::picture::Scene {
+        use crate::picture::{NodeBox, PodBox, RackBox, Scene};
+        let topology = self.topology();
+        let subnet_of = |node: &str| {
+            std::fs::read_to_string(self.state.node_dir(node).join("node.json"))
+                .ok()
+                .and_then(|text| weft_core::NodeFile::parse(&text).ok())
+                .and_then(|file| file.subnets.first().map(|s| s.subnet.to_string()))
+                .unwrap_or_else(|| "(no lease)".into())
+        };
+        let racks = topology
+            .racks
+            .iter()
+            .map(|rack| {
+                let mut nodes: Vec<NodeBox> = topology
+                    .nodes
+                    .iter()
+                    .filter(|n| n.rack == rack.number)
+                    .map(|node| NodeBox {
+                        name: node.name.clone(),
+                        address: node.ip.to_string(),
+                        subnet: subnet_of(&node.name),
+                        pods: self
+                            .state
+                            .pods
+                            .iter()
+                            .filter(|p| p.node == node.name)
+                            .map(|p| PodBox {
+                                name: p.name.clone(),
+                                address: p.address.map_or("(unwired)".into(), |a| a.to_string()),
+                            })
+                            .collect(),
+                        gateway: false,
+                    })
+                    .collect();
+                nodes.extend(topology.gateways.iter().filter(|g| g.rack == rack.number).map(|g| NodeBox {
+                    name: g.name.clone(),
+                    address: g.ip.to_string(),
+                    subnet: String::new(),
+                    pods: Vec::new(),
+                    gateway: true,
+                }));
+                RackBox { name: rack.name.clone(), subnet: rack.subnet.to_string(), nodes }
+            })
+            .collect();
+        let mut tunnels: Vec<(String, String)> = Vec::new();
+        let mut bgp = Vec::new();
+        for member in self.state.agents.keys() {
+            let status = self.status_of(member);
+            for peer in status["peers"].as_array().into_iter().flatten() {
+                let (Some(other), Some("vxlan")) = (peer["node"].as_str(), peer["path"].as_str()) else {
+                    continue;
+                };
+                let pair = if member.as_str() < other {
+                    (member.clone(), other.to_string())
+                } else {
+                    (other.to_string(), member.clone())
+                };
+                if !tunnels.contains(&pair) {
+                    tunnels.push(pair);
+                }
+            }
+            if let Some(session) = status["bgp"].as_array().and_then(|s| s.first()) {
+                bgp.push((member.clone(), session["state"].as_str().unwrap_or("?").to_string()));
+            }
+        }
+        Scene {
+            lab: self.name().to_string(),
+            design: Design::of(&topology).to_string(),
+            racks,
+            outside: OUTSIDE_CLIENT_IP.to_string(),
+            client: topology.client,
+            tunnels,
+            bgp,
+            trace,
+        }
+    }
+}

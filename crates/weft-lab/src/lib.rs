@@ -14,6 +14,7 @@
 pub mod down;
 pub mod etcd;
 pub mod lab;
+pub mod picture;
 pub mod process;
 pub mod promise;
 pub mod report;

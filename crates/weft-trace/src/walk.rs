@@ -90,6 +90,10 @@ struct Cursor<'w> {
     place: usize,
     /// The interface the packet arrived on, in this place.
     ingress: Option<Link>,
+    /// The Ethernet addresses the frame arrived with (a bridge forwards it by them).
+    frame: (Option<String>, Option<String>),
+    /// The address the frame is for at L2 (the route's gateway, or the destination).
+    next_hop: Option<IpAddr>,
 }
 
 /// Follows a packet from `src` (an address of `from`) to `dst`.
@@ -99,7 +103,7 @@ pub fn trace(world: &World, from: &str, to: &str, src: IpAddr, dst: IpAddr) -> R
         .iter()
         .position(|p| p.name == from)
         .ok_or_else(|| TraceError::Invalid(format!("no place called {from}")))?;
-    let mut cursor = Cursor { world, place: start, ingress: None };
+    let mut cursor = Cursor { world, place: start, ingress: None, frame: (None, None), next_hop: None };
     let mut packet = Packet { src, dst, outer: None };
     let mut hops = Vec::new();
     let mut delivered = false;
@@ -140,7 +144,8 @@ impl Cursor<'_> {
     /// What happens to the packet in the current place; moves the cursor on.
     fn step(&mut self, packet: &mut Packet) -> Result<Hop, TraceError> {
         let mut nl = self.netlink()?;
-        let kernel = |e| TraceError::kernel(format!("ask the kernel in {}", self.here().netns), e);
+        let netns = self.here().netns.clone();
+        let kernel = |e| TraceError::kernel(format!("ask the kernel in {netns}"), e);
         let links = nl.links().map_err(kernel)?;
         let name_of = |index: u32| {
             links.iter().find(|l| l.index == index).map_or(format!("#{index}"), |l| l.name.clone())
@@ -150,7 +155,11 @@ impl Cursor<'_> {
             netns: self.here().netns.clone(),
             ingress: self.ingress.as_ref().map(|l| l.name.clone()),
             egress: None,
-            header: packet.header(None, None),
+            header: Header {
+                src_mac: self.frame.0.clone(),
+                dst_mac: self.frame.1.clone(),
+                ..packet.header(None, None)
+            },
             decided_by: Vec::new(),
             fate: Fate::Forward,
             seen: None,
@@ -159,6 +168,7 @@ impl Cursor<'_> {
         // A rack's switch: the packet crosses the bridge by its FDB.
         if let Some(port) = self.ingress.clone().filter(|l| l.master.is_some()) {
             let bridge = port.master.expect("filtered");
+            (hop.header.src_mac, hop.header.dst_mac) = self.frame.clone();
             return self.cross_bridge(&mut nl, &links, bridge, hop, packet);
         }
         let (src, dst) = packet.routed();
@@ -193,13 +203,13 @@ impl Cursor<'_> {
                 hop.decided_by
                     .push(format!("vxlan   {} takes VNI {vni} on UDP {port}: decapsulated", device.name));
                 hop.egress = Some(device.name.clone());
+                let arrived = hop.header.clone();
                 packet.outer = None;
-                hop.header = packet.header(None, None);
                 // The inner packet arrives on the VXLAN device, in the same place.
                 let mut next = self.step_from(device.clone(), packet)?;
                 next.decided_by.splice(0..0, hop.decided_by);
                 next.ingress = hop.ingress.clone().or(next.ingress);
-                next.header.outer = hop.header.outer.or(next.header.outer);
+                next.header.outer = arrived.outer;
                 return Ok(next);
             }
             Verdict::Local => {
@@ -213,6 +223,7 @@ impl Cursor<'_> {
             return Ok(hop);
         };
         let next_hop = lookup.resolved.gateway.unwrap_or(dst);
+        self.next_hop = Some(next_hop);
         let neighbour = nl.neighbours(oif.index).map_err(kernel)?.into_iter().find(|n| n.ip == next_hop);
         let dst_mac = neighbour.as_ref().and_then(|n| n.mac);
         match &neighbour {
@@ -263,6 +274,7 @@ impl Cursor<'_> {
     /// The inner packet arriving on `device` (a VXLAN device) in this place.
     fn step_from(&mut self, device: Link, packet: &mut Packet) -> Result<Hop, TraceError> {
         self.ingress = Some(device);
+        self.frame = (None, None);
         self.step(packet)
     }
 
@@ -296,7 +308,7 @@ impl Cursor<'_> {
             None => {
                 // Not learned (yet): the bridge floods; the port whose far end holds the
                 // destination is the one that answers.
-                let (_, dst) = packet.routed();
+                let dst = self.next_hop.unwrap_or(packet.routed().1);
                 let owner = links
                     .iter()
                     .filter(|l| l.master == Some(bridge) && Some(l.index) != arrived)
@@ -329,6 +341,7 @@ impl Cursor<'_> {
             Some((place, peer)) => {
                 self.place = place;
                 self.ingress = Some(peer);
+                self.frame = (hop.header.src_mac.clone(), hop.header.dst_mac.clone());
                 Ok(hop)
             }
             None => {
@@ -338,16 +351,26 @@ impl Cursor<'_> {
         }
     }
 
-    /// The place and link at the other end of a veth.
+    /// The place and link at the other end of a veth: the namespace whose id (as this one
+    /// knows it) the veth names, else this namespace itself.
     fn far_end(&self, link: &Link) -> Option<(usize, Link)> {
         if link.kind != Some(LinkKind::Veth) {
             return None;
         }
         let peer_index = link.peer_index?;
-        self.world.places.iter().enumerate().filter(|(i, _)| *i != self.place).find_map(|(i, place)| {
-            let mut nl = Netlink::open_in(&place.ns).ok()?;
+        let candidates: Vec<usize> = match link.peer_netnsid {
+            None => vec![self.place],
+            Some(id) => {
+                let mut here = Netlink::open_in(&self.here().ns).ok()?;
+                (0..self.world.places.len())
+                    .filter(|i| here.nsid_of(&self.world.places[*i].ns).ok().flatten() == Some(id))
+                    .collect()
+            }
+        };
+        candidates.into_iter().find_map(|i| {
+            let mut nl = Netlink::open_in(&self.world.places[i].ns).ok()?;
             let peer = nl.link_by_index(peer_index).ok()??;
-            (peer.kind == Some(LinkKind::Veth) && peer.peer_index == Some(link.index)).then_some((i, peer))
+            (peer.kind == Some(LinkKind::Veth)).then_some((i, peer))
         })
     }
 

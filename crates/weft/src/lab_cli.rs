@@ -79,6 +79,22 @@ pub enum LabCommand {
         #[arg(long)]
         all: bool,
     },
+    /// The lab as a picture (racks, router, nodes, pods, tunnels, BGP sessions), with a
+    /// traced path drawn over it: a self-contained HTML page and/or an SVG.
+    Show {
+        /// The lab.
+        lab: String,
+        #[arg(long)]
+        html: Option<PathBuf>,
+        #[arg(long)]
+        svg: Option<PathBuf>,
+        /// Draw the path of a packet: FROM TO (as `weft trace`).
+        #[arg(long, num_args = 2, value_names = ["FROM", "TO"])]
+        trace: Option<Vec<String>>,
+        /// With --trace: send a real probe and mark each hop seen or not.
+        #[arg(long)]
+        verify: bool,
+    },
     /// Up, check and down for each mode in turn, on the embedded store.
     Demo,
 }
@@ -215,6 +231,27 @@ pub fn run(command: LabCommand) -> anyhow::Result<()> {
                 removed.processes,
                 millis(started.elapsed())
             );
+            Ok(())
+        }
+        LabCommand::Show { lab, html, svg, trace, verify } => {
+            if html.is_none() && svg.is_none() {
+                bail!("say where the picture goes: --html FILE and/or --svg FILE");
+            }
+            let lab = Lab::open(&lab, &weft_binary()?)?;
+            let trace = match trace.as_deref() {
+                Some([from, to]) => Some(lab.trace(from, to, verify)?),
+                _ => None,
+            };
+            let scene = lab.scene(trace);
+            for (path, text) in [
+                (&html, html.as_ref().map(|_| weft_lab::picture::html(&scene))),
+                (&svg, svg.as_ref().map(|_| weft_lab::picture::svg(&scene))),
+            ] {
+                if let (Some(path), Some(text)) = (path, text) {
+                    std::fs::write(path, text).with_context(|| format!("write {}", path.display()))?;
+                    println!("wrote {}", path.display());
+                }
+            }
             Ok(())
         }
         LabCommand::Demo => demo(),

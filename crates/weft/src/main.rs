@@ -4,6 +4,7 @@
 //! spec's error object, not a usage text it cannot read.)
 
 mod lab_cli;
+mod trace_cli;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -76,6 +77,23 @@ enum Commands {
     Status {
         #[arg(long, default_value = weft_cni::DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
+    },
+    /// A packet's path hop by hop, from the kernel's own tables: in a lab (FROM TO), or on
+    /// this node (TO, the part of the path the node can see).
+    Trace {
+        /// The lab: FROM is a member (pod, node, gateway, router, outside), TO a member or an address.
+        #[arg(long)]
+        lab: Option<String>,
+        /// On a node: its agent's state dir.
+        #[arg(long, conflicts_with = "lab")]
+        state_dir: Option<PathBuf>,
+        /// FROM TO (with --lab) or TO (with --state-dir).
+        args: Vec<String>,
+        /// Send a real probe and catch it at every hop (packet sockets).
+        #[arg(long)]
+        verify: bool,
+        #[arg(long)]
+        json: bool,
     },
     /// Whole clusters of network namespaces on this machine: `weft lab demo` to start.
     Lab {
@@ -252,6 +270,9 @@ fn command(command: Commands) -> anyhow::Result<()> {
         }
         Commands::Status { state_dir } => status(&state_dir),
         Commands::Lab { command } => lab_cli::run(command),
+        Commands::Trace { lab, state_dir, args, verify, json } => {
+            trace_cli::run(lab.as_deref(), state_dir.as_deref(), &args, verify, json)
+        }
     }
 }
 

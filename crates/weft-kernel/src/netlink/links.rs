@@ -34,6 +34,9 @@ pub struct Link {
     pub kind: Option<LinkKind>,
     /// For a veth: the peer's index, in the peer's namespace.
     pub peer_index: Option<u32>,
+    /// For a veth whose peer is in another namespace: that namespace's id as this namespace
+    /// knows it (see [`Netlink::nsid_of`]).
+    pub peer_netnsid: Option<i32>,
     /// Free text an owner attaches to a link (`ip link set X alias Y`); weft records in it
     /// which attachment a link belongs to.
     pub alias: Option<String>,
@@ -294,6 +297,7 @@ fn parse_link(message: &LinkMessage) -> Link {
         master: None,
         kind: None,
         peer_index: None,
+        peer_netnsid: None,
         alias: None,
         vxlan: None,
     };
@@ -304,6 +308,7 @@ fn parse_link(message: &LinkMessage) -> Link {
             LinkAttribute::Mtu(mtu) => link.mtu = *mtu,
             LinkAttribute::Controller(master) => link.master = Some(*master),
             LinkAttribute::Link(peer) => link.peer_index = Some(*peer),
+            LinkAttribute::LinkNetNsId(id) => link.peer_netnsid = Some(*id),
             LinkAttribute::IfAlias(alias) => link.alias = Some(alias.clone()),
             LinkAttribute::LinkInfo(infos) => {
                 for info in infos {

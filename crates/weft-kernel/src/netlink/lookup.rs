@@ -135,6 +135,20 @@ impl Netlink {
             .collect())
     }
 
+    /// The id this namespace gives `other` (what its veths' `peer_netnsid` say), if any.
+    pub fn nsid_of(&mut self, other: &crate::NetNs) -> Result<Option<i32>> {
+        use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
+        use std::os::fd::AsRawFd;
+        let mut request = NsidMessage::default();
+        request.attributes.push(NsidAttribute::Fd(other.as_raw_fd() as u32));
+        let reply = self.get("ask for a namespace id", RouteNetlinkMessage::GetNsId(request))?;
+        let RouteNetlinkMessage::NewNsId(reply) = reply else { return Ok(None) };
+        Ok(reply.attributes.iter().find_map(|a| match a {
+            NsidAttribute::Id(id) if *id >= 0 => Some(*id),
+            _ => None,
+        }))
+    }
+
     /// A bridge's forwarding database: which port each MAC sits behind, as (MAC, port
     /// index). Entries of the bridge itself (its own MACs) are left out.
     pub fn bridge_fdb(&mut self, bridge: u32) -> Result<Vec<(Mac, u32)>> {

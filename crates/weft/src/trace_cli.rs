@@ -1,0 +1,70 @@
+//! `weft trace`: a packet's path hop by hop, in a lab (every namespace of it) or on this
+//! node (the part of the path it can see).
+
+use anyhow::{bail, Context};
+use std::net::IpAddr;
+use std::path::Path;
+
+/// Runs a trace and prints it; fails when a kernel on the way stops the packet or, with
+/// `verify`, the probe is not seen at every hop.
+pub fn run(
+    lab: Option<&str>,
+    state_dir: Option<&Path>,
+    args: &[String],
+    verify: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let trace = match (lab, state_dir, args) {
+        (Some(lab), None, [from, to]) => {
+            let lab = weft_lab::Lab::open(lab, &std::env::current_exe()?)?;
+            lab.trace(from, to, verify)?
+        }
+        (None, Some(dir), [to]) => on_this_node(dir, to, verify)?,
+        (Some(_), _, _) => bail!("weft trace --lab LAB FROM TO"),
+        _ => bail!("weft trace --lab LAB FROM TO, or weft trace --state-dir DIR TO (on a node)"),
+    };
+    if json {
+        println!("{}", trace.to_json());
+    } else {
+        print!("{}", weft_trace::render(&trace));
+    }
+    // A packet that leaves what a node can see is no failure; one the kernel stops is.
+    let stopped = trace.hops.iter().any(|h| matches!(h.fate, weft_trace::Fate::Drop(_)));
+    match (stopped, trace.verified) {
+        (true, _) => bail!("the packet does not reach {}", trace.dst),
+        (false, Some(false)) => bail!("the probe was not seen at every hop"),
+        _ => Ok(()),
+    }
+}
+
+/// On a real node: this namespace only, from the node's own address.
+fn on_this_node(state_dir: &Path, to: &str, verify: bool) -> anyhow::Result<weft_trace::Trace> {
+    let dst: IpAddr = to.parse().with_context(|| format!("{to} is not an address"))?;
+    let status_path = state_dir.join(weft_agent::run::STATUS_FILE_NAME);
+    let status: serde_json::Value = std::fs::read_to_string(&status_path)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_default();
+    let name = status["lease"]["node"].as_str().unwrap_or("this node").to_string();
+    let mut netlink = weft_kernel::Netlink::open()?;
+    let src = match status["lease"]["publicIp"].as_str().and_then(|ip| ip.parse().ok()) {
+        Some(ip) => ip,
+        None => netlink
+            .route_get(dst, None, None)?
+            .and_then(|lookup| lookup.prefsrc)
+            .with_context(|| format!("no route to {dst} from this node"))?,
+    };
+    let here = weft_kernel::NetNs::current()?;
+    let world = weft_trace::World {
+        places: vec![weft_trace::Place {
+            name: name.clone(),
+            netns: here.path().display().to_string(),
+            ns: here,
+        }],
+    };
+    let mut trace = weft_trace::trace(&world, &name, to, src, dst)?;
+    if verify {
+        weft_trace::capture::verify(&world, &mut trace, &name, dst)?;
+    }
+    Ok(trace)
+}
