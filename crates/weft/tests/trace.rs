@@ -34,7 +34,8 @@ fn places(trace: &Trace) -> Vec<&str> {
 
 #[test]
 fn every_design_explains_its_paths_hop_by_hop() {
-    let designs: Vec<(Mode, fn(&mut LabSpec))> = vec![
+    type Edit = fn(&mut LabSpec);
+    let designs: Vec<(Mode, Edit)> = vec![
         (Mode::Route, |_| {}),
         (Mode::Vxlan, |_| {}),
         (Mode::Auto, |_| {}),
