@@ -825,6 +825,24 @@ impl Lab {
         let mut trace = weft_trace::trace(&world, from, to, src.into(), dst.into())?;
         if verify {
             weft_trace::capture::verify(&world, &mut trace, from, dst.into())?;
+            // The probe made the kernels resolve what they had not (ARP): read the tables
+            // again, and keep what the captures saw if the path is the same.
+            let again = weft_trace::trace(&world, from, to, src.into(), dst.into())?;
+            let same = again.hops.len() == trace.hops.len()
+                && again
+                    .hops
+                    .iter()
+                    .zip(&trace.hops)
+                    .all(|(a, b)| a.place == b.place && a.egress == b.egress);
+            if same {
+                let seen: Vec<Option<bool>> = trace.hops.iter().map(|h| h.seen).collect();
+                let verified = trace.verified;
+                trace = again;
+                for (hop, seen) in trace.hops.iter_mut().zip(seen) {
+                    hop.seen = seen;
+                }
+                trace.verified = verified;
+            }
         }
         Ok(trace)
     }
