@@ -781,11 +781,13 @@ impl Lab {
     pub fn world(&self) -> Result<weft_trace::World, LabError> {
         let topology = self.topology();
         let mut places = Vec::new();
+        // Nodes masquerade pods' traffic leaving the pod network (not in l2 mode).
+        let masquerade = (self.state.spec.mode != Mode::L2).then(|| POD_CIDR.parse().expect("a network"));
         for name in topology.member_names() {
             let netns = self.netns(&name)?;
-            if let Ok(ns) = open_namespace(&netns) {
-                places.push(weft_trace::Place { name, netns, ns });
-            }
+            let ns = open_namespace(&netns)?;
+            let masquerade = topology.node(&name).and(masquerade);
+            places.push(weft_trace::Place { name, netns, ns, masquerade });
         }
         Ok(weft_trace::World { places })
     }
@@ -822,12 +824,23 @@ impl Lab {
             })?,
         };
         let world = self.world()?;
-        let mut trace = weft_trace::trace(&world, from, to, src.into(), dst.into())?;
+        // The source the kernel would pick there (a node sending over the tunnel speaks from
+        // its tunnel address), else the member's own.
+        let src: std::net::IpAddr = world
+            .places
+            .iter()
+            .find(|p| p.name == from)
+            .and_then(|p| weft_kernel::Netlink::open_in(&p.ns).ok())
+            .and_then(|mut nl| nl.route_get(dst.into(), None, None).ok().flatten())
+            .and_then(|lookup| lookup.prefsrc)
+            .unwrap_or(src.into());
+        let mut trace = weft_trace::trace(&world, from, to, src, dst.into())?;
         if verify {
             weft_trace::capture::verify(&world, &mut trace, from, dst.into())?;
-            // The probe made the kernels resolve what they had not (ARP): read the tables
-            // again, and keep what the captures saw if the path is the same.
-            let again = weft_trace::trace(&world, from, to, src.into(), dst.into())?;
+            // The probe made the kernels resolve what they had not (ARP, bridges learning):
+            // read the tables again. The same path keeps what the captures saw; a new one is
+            // verified in its turn.
+            let mut again = weft_trace::trace(&world, from, to, src, dst.into())?;
             let same = again.hops.len() == trace.hops.len()
                 && again
                     .hops
@@ -835,14 +848,14 @@ impl Lab {
                     .zip(&trace.hops)
                     .all(|(a, b)| a.place == b.place && a.egress == b.egress);
             if same {
-                let seen: Vec<Option<bool>> = trace.hops.iter().map(|h| h.seen).collect();
-                let verified = trace.verified;
-                trace = again;
-                for (hop, seen) in trace.hops.iter_mut().zip(seen) {
-                    hop.seen = seen;
+                for (hop, before) in again.hops.iter_mut().zip(&trace.hops) {
+                    hop.seen = before.seen;
                 }
-                trace.verified = verified;
+                again.verified = trace.verified;
+            } else {
+                weft_trace::capture::verify(&world, &mut again, from, dst.into())?;
             }
+            trace = again;
         }
         Ok(trace)
     }

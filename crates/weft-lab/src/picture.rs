@@ -272,11 +272,16 @@ fn hop_summary(hop: &weft_trace::Hop) -> String {
 /// entries that decided), stepped through with buttons or the arrow keys. Nothing is
 /// fetched: styles, script and data are inline.
 pub fn html(scene: &Scene) -> String {
-    let data = serde_json::to_string(&scene.trace).expect("a trace serialises").replace("</", "<\\/");
+    // Inside <script>: neither a closing tag nor a comment opener may appear.
+    let data = serde_json::to_string(&scene.trace)
+        .expect("a trace serialises")
+        .replace("</", "<\\/")
+        .replace("<!--", "<\\!--");
     let title = match &scene.trace {
         Some(t) => format!("lab {}: {} → {}", scene.lab, t.from, t.to),
         None => format!("lab {}", scene.lab),
     };
+    let title = escape(&title);
     format!(
         r##"<!doctype html>
 <html><head><meta charset="utf-8"><title>{title}</title>
@@ -398,6 +403,6 @@ mod tests {
         let page = html(&scene);
         assert!(!page.contains("http://") || page.matches("http://").count() == 1, "only the SVG namespace");
         assert!(!page.contains("<script src") && !page.contains("<link"));
-        assert!(page.contains("lab &lt;script&gt;"));
+        assert!(page.contains("<title>lab &lt;script&gt;</title>"), "the title is escaped too");
     }
 }

@@ -46,8 +46,10 @@ fn packet_socket(ifindex: u32) -> std::io::Result<OwnedFd> {
     Ok(socket)
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+/// Whether a frame carries our echo request: the marker, right after an ICMP echo request
+/// header (type 8, then code, checksum, id, sequence).
+fn is_probe(frame: &[u8], marker: &[u8; 16]) -> bool {
+    frame.windows(marker.len()).enumerate().any(|(i, w)| w == marker && i >= 8 && frame[i - 8] == 8)
 }
 
 fn marker() -> [u8; 16] {
@@ -66,16 +68,16 @@ pub fn verify(world: &World, trace: &mut Trace, from: &str, dst: IpAddr) -> Resu
     };
     let place = |netns: &str| world.places.iter().find(|p| p.netns == netns);
     // One socket per hop that names where to watch.
-    let mut watching: Vec<(usize, OwnedFd)> = Vec::new();
+    let mut watching: Vec<(usize, OwnedFd, bool)> = Vec::new();
     for (n, hop) in trace.hops.iter().enumerate() {
-        let Some((netns, ifindex)) = &hop.watch else { continue };
+        let Some((netns, ifindex, leaving)) = &hop.watch else { continue };
         let Some(place) = place(netns) else { continue };
         let socket = place
             .ns
             .run(|| packet_socket(*ifindex))
             .map_err(|e| TraceError::kernel(format!("enter {netns}"), e))?
             .map_err(|e| TraceError::io(format!("open a packet socket in {netns}"), e))?;
-        watching.push((n, socket));
+        watching.push((n, socket, *leaving));
     }
     let source = world
         .places
@@ -91,33 +93,49 @@ pub fn verify(world: &World, trace: &mut Trace, from: &str, dst: IpAddr) -> Resu
     while Instant::now() < deadline {
         // Three probes, 200 ms apart: the first may wait for ARP somewhere.
         if sent < 3 && started.elapsed() >= Duration::from_millis(200) * sent {
-            probe::send_marked(&source.ns, target, &marker)?;
+            // A source without a route cannot send: the hops then go unseen, as they should.
+            let _ = probe::send_marked(&source.ns, target, &marker);
             sent += 1;
         }
         let mut polls: Vec<libc::pollfd> = watching
             .iter()
-            .map(|(_, s)| libc::pollfd { fd: s.as_raw_fd(), events: libc::POLLIN, revents: 0 })
+            .map(|(_, s, _)| libc::pollfd { fd: s.as_raw_fd(), events: libc::POLLIN, revents: 0 })
             .collect();
         // SAFETY: the pollfds are valid for the call.
         let ready = unsafe { libc::poll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, 50) };
         if ready <= 0 {
             continue;
         }
-        for (poll, (hop, socket)) in polls.iter().zip(&watching) {
+        for (poll, (hop, socket, leaving)) in polls.iter().zip(&watching) {
             if poll.revents & libc::POLLIN == 0 {
                 continue;
             }
-            loop {
-                // SAFETY: the buffer outlives the call; its length is passed.
-                let n =
-                    unsafe { libc::recv(socket.as_raw_fd(), buffer.as_mut_ptr().cast(), buffer.len(), 0) };
+            // What is queued now, no more (a busy uplink must not keep us past the deadline).
+            for _ in 0..256 {
+                // SAFETY: a zeroed sockaddr_ll is valid for recvfrom to fill.
+                let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+                let mut from_len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+                // SAFETY: the buffer and address outlive the call; their lengths are passed.
+                let n = unsafe {
+                    libc::recvfrom(
+                        socket.as_raw_fd(),
+                        buffer.as_mut_ptr().cast(),
+                        buffer.len(),
+                        0,
+                        (&mut from as *mut libc::sockaddr_ll).cast(),
+                        &mut from_len,
+                    )
+                };
                 if n <= 0 {
                     break;
                 }
-                seen[*hop] |= contains(&buffer[..n as usize], &marker);
+                // Only the request, and only going the way the hop says (not its echo
+                // reply, nor the request seen the other way on an asymmetric path).
+                let outgoing = from.sll_pkttype == libc::PACKET_OUTGOING;
+                seen[*hop] |= outgoing == *leaving && is_probe(&buffer[..n as usize], &marker);
             }
         }
-        if watching.iter().all(|(hop, _)| seen[*hop]) {
+        if watching.iter().all(|(hop, _, _)| seen[*hop]) {
             break;
         }
     }

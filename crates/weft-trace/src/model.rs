@@ -51,9 +51,10 @@ pub struct Hop {
     pub fate: Fate,
     /// With `--verify`: whether a capture in this namespace saw the probe.
     pub seen: Option<bool>,
-    /// Where a capture watches this hop (namespace, interface index); not shown.
+    /// Where a capture watches this hop (namespace, interface index, whether the packet
+    /// leaves by it rather than arrives); not shown.
     #[serde(skip)]
-    pub watch: Option<(String, u32)>,
+    pub watch: Option<(String, u32, bool)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

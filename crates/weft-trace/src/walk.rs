@@ -14,6 +14,8 @@ pub struct Place {
     pub name: String,
     pub netns: String,
     pub ns: NetNs,
+    /// A node that masquerades pods' traffic leaving this cluster CIDR (weft's nft table).
+    pub masquerade: Option<ipnet::IpNet>,
 }
 
 /// Where the walk may go: a lab's namespaces, or only this node's.
@@ -94,6 +96,8 @@ struct Cursor<'w> {
     frame: (Option<String>, Option<String>),
     /// The address the frame is for at L2 (the route's gateway, or the destination).
     next_hop: Option<IpAddr>,
+    /// (place, input device, encapsulated) states seen, to notice loops.
+    visited: Vec<(usize, Option<String>, bool)>,
 }
 
 /// Follows a packet from `src` (an address of `from`) to `dst`.
@@ -103,7 +107,14 @@ pub fn trace(world: &World, from: &str, to: &str, src: IpAddr, dst: IpAddr) -> R
         .iter()
         .position(|p| p.name == from)
         .ok_or_else(|| TraceError::Invalid(format!("no place called {from}")))?;
-    let mut cursor = Cursor { world, place: start, ingress: None, frame: (None, None), next_hop: None };
+    let mut cursor = Cursor {
+        world,
+        place: start,
+        ingress: None,
+        frame: (None, None),
+        next_hop: None,
+        visited: Vec::new(),
+    };
     let mut packet = Packet { src, dst, outer: None };
     let mut hops = Vec::new();
     let mut delivered = false;
@@ -163,13 +174,33 @@ impl Cursor<'_> {
             decided_by: Vec::new(),
             fate: Fate::Forward,
             seen: None,
-            watch: self.ingress.as_ref().map(|l| (self.here().netns.clone(), l.index)),
+            watch: self.ingress.as_ref().map(|l| (self.here().netns.clone(), l.index, false)),
         };
-        // A rack's switch: the packet crosses the bridge by its FDB.
+        // The same state twice is a loop: the packet circles until its TTL runs out.
+        let state = (self.place, hop.ingress.clone(), packet.outer.is_some());
+        if self.visited.contains(&state) {
+            hop.fate = Fate::Drop(format!(
+                "a loop: it came back to {} (it circles until its TTL runs out)",
+                hop.place
+            ));
+            return Ok(hop);
+        }
+        self.visited.push(state);
+        // Arriving on a bridge port: the bridge forwards it by its FDB, unless the frame is for
+        // the bridge itself (a node's l2 bridge holds the node's address), which routes it.
         if let Some(port) = self.ingress.clone().filter(|l| l.master.is_some()) {
             let bridge = port.master.expect("filtered");
             (hop.header.src_mac, hop.header.dst_mac) = self.frame.clone();
-            return self.cross_bridge(&mut nl, &links, bridge, hop, packet);
+            let bridge_link = links.iter().find(|l| l.index == bridge).cloned();
+            let for_the_bridge = bridge_link
+                .as_ref()
+                .is_some_and(|b| b.mac.as_ref().map(format_mac).is_some_and(|mac| Some(mac) == self.frame.1));
+            if !for_the_bridge {
+                return self.cross_bridge(&mut nl, &links, bridge, hop, packet);
+            }
+            let bridge_link = bridge_link.expect("checked");
+            hop.decided_by.push(format!("bridge  the frame is for {} itself: routed here", bridge_link.name));
+            self.ingress = Some(bridge_link);
         }
         let (src, dst) = packet.routed();
         // A packet sent from here is looked up as sent from here (its source must be local);
@@ -177,8 +208,27 @@ impl Cursor<'_> {
         let lookup = match &self.ingress {
             None => nl.route_get(dst, Some(src), None),
             Some(link) => nl.route_get(dst, Some(src), Some(link.index)),
-        }
-        .map_err(kernel)?;
+        };
+        // The kernel refusing the lookup is an answer too.
+        let lookup = match lookup {
+            Ok(lookup) => lookup,
+            Err(e) => {
+                let why = match e.errno() {
+                    Some(libc::EXDEV) => format!(
+                        "the reverse-path filter drops it: {src} is not reachable back through {}",
+                        hop.ingress.clone().unwrap_or_default()
+                    ),
+                    Some(libc::EACCES) => format!("a prohibit route for {dst}"),
+                    Some(libc::EHOSTUNREACH) => format!("no route to {dst} (or forwarding is off here)"),
+                    Some(libc::EINVAL) => format!(
+                        "no valid route to {dst} from {src} (a blackhole, or a source not allowed here)"
+                    ),
+                    _ => return Err(kernel(e)),
+                };
+                hop.fate = Fate::Drop(why);
+                return Ok(hop);
+            }
+        };
         let Some(lookup) = lookup else {
             hop.fate = Fate::Drop(format!("no route to {dst} in {}", self.here().name));
             return Ok(hop);
@@ -237,9 +287,29 @@ impl Cursor<'_> {
                 .decided_by
                 .push(format!("neigh   {next_hop}: no entry on {}; the kernel would ARP for it", oif.name)),
         }
+        // weft's masquerade: a pod's packet leaving the cluster takes the node's address.
+        if let Some(cidr) = self.world.places[self.place].masquerade {
+            let (inner_src, inner_dst) = (packet.src, packet.dst);
+            let leaves = packet.outer.is_none() && cidr.contains(&inner_src) && !cidr.contains(&inner_dst);
+            // The address masquerade picks: the route's preferred source, else the output
+            // device's first address of the family.
+            let address = lookup.prefsrc.or_else(|| {
+                nl.addresses()
+                    .ok()?
+                    .into_iter()
+                    .find(|(i, net)| *i == oif.index && net.addr().is_ipv4() == inner_src.is_ipv4())
+                    .map(|(_, net)| net.addr())
+            });
+            if let (true, Some(address)) = (leaves, address) {
+                hop.decided_by.push(format!(
+                    "nat     masquerade {inner_src} → {address} (weft's table: pods leaving {cidr})"
+                ));
+                packet.src = address;
+            }
+        }
         hop.egress = Some(oif.name.clone());
         hop.header = packet.header(oif.mac, dst_mac);
-        hop.watch = Some((self.here().netns.clone(), oif.index));
+        hop.watch = Some((self.here().netns.clone(), oif.index, true));
         match oif.kind {
             Some(LinkKind::Vxlan) => {
                 let info = oif.vxlan.clone().unwrap_or_default();
@@ -312,7 +382,7 @@ impl Cursor<'_> {
                 let owner = links
                     .iter()
                     .filter(|l| l.master == Some(bridge) && Some(l.index) != arrived)
-                    .find(|l| self.far_end(l).is_some_and(|(place, _)| self.owns(place, dst)));
+                    .find(|l| self.reaches(l, dst, 3));
                 match owner {
                     Some(port) => {
                         hop.decided_by.push(format!(
@@ -331,7 +401,7 @@ impl Cursor<'_> {
             }
         };
         hop.egress = Some(port.name.clone());
-        hop.watch = Some((self.here().netns.clone(), port.index));
+        hop.watch = Some((self.here().netns.clone(), port.index, true));
         self.through_cable(&port, hop)
     }
 
@@ -374,7 +444,31 @@ impl Cursor<'_> {
         })
     }
 
-    /// Whether `ip` is an address of the place (directly or behind its bridge).
+    /// Whether `ip` is at the far end of `link`, or behind a bridge there (`depth` bridges deep).
+    fn reaches(&self, link: &Link, ip: IpAddr, depth: usize) -> bool {
+        let Some((place, peer)) = self.far_end(link) else { return false };
+        if self.owns(place, ip) {
+            return true;
+        }
+        let (Some(bridge), true) = (peer.master, depth > 0) else { return false };
+        let Ok(links) = Netlink::open_in(&self.world.places[place].ns).and_then(|mut nl| nl.links()) else {
+            return false;
+        };
+        let there = Cursor {
+            world: self.world,
+            place,
+            ingress: None,
+            frame: (None, None),
+            next_hop: None,
+            visited: Vec::new(),
+        };
+        links
+            .iter()
+            .filter(|l| l.master == Some(bridge) && l.index != peer.index)
+            .any(|l| there.reaches(l, ip, depth - 1))
+    }
+
+    /// Whether `ip` is an address of the place.
     fn owns(&self, place: usize, ip: IpAddr) -> bool {
         Netlink::open_in(&self.world.places[place].ns)
             .and_then(|mut nl| nl.addresses())

@@ -47,19 +47,18 @@ fn on_this_node(state_dir: &Path, to: &str, verify: bool) -> anyhow::Result<weft
         .unwrap_or_default();
     let name = status["lease"]["node"].as_str().unwrap_or("this node").to_string();
     let mut netlink = weft_kernel::Netlink::open()?;
-    let src = match status["lease"]["publicIp"].as_str().and_then(|ip| ip.parse().ok()) {
-        Some(ip) => ip,
-        None => netlink
-            .route_get(dst, None, None)?
-            .and_then(|lookup| lookup.prefsrc)
-            .with_context(|| format!("no route to {dst} from this node"))?,
-    };
+    // The source the kernel picks for this destination (over a tunnel: the tunnel's).
+    let src = netlink
+        .route_get(dst, None, None)?
+        .and_then(|lookup| lookup.prefsrc)
+        .with_context(|| format!("no route to {dst} from this node"))?;
     let here = weft_kernel::NetNs::current()?;
     let world = weft_trace::World {
         places: vec![weft_trace::Place {
             name: name.clone(),
             netns: here.path().display().to_string(),
             ns: here,
+            masquerade: None,
         }],
     };
     let mut trace = weft_trace::trace(&world, &name, to, src, dst)?;

@@ -173,10 +173,61 @@ fn on_a_node_the_trace_covers_what_the_node_sees() {
         .unwrap();
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
-    assert!(text.starts_with(&format!("n1 (198.18.1.11) → {target} ({target})")), "{text}");
+    // Over the tunnel the kernel sends from the tunnel device's address: n1's subnet's first.
+    let node_file = std::fs::read_to_string(lab.state.node_dir("n1").join("node.json")).unwrap();
+    let tunnel_address = weft_core::NodeFile::parse(&node_file).unwrap().subnets[0].subnet.network();
+    assert!(text.starts_with(&format!("n1 ({tunnel_address}) → {target} ({target})")), "{text}");
     assert!(
         text.contains("fdb     ") && text.contains("outer   198.18.1.11 → 198.18.1.12  udp 8472  vni 1"),
         "{text}"
     );
     assert!(text.contains("leaves: by eth0 to a machine this trace cannot see"), "{text}");
+}
+
+#[test]
+fn a_link_down_where_the_tables_cannot_see_it_shows_as_not_seen() {
+    let lab = lab(Mode::Auto, |spec| spec.pods_per_node = 1);
+    // rack2's switch port to n3 goes down: every table still routes there.
+    exec_in(&ns(&lab, "rack2"), "ip", &["link", "set", "n3", "down"], true);
+    let trace = lab.trace("n1-p1", "n3-p1", true).unwrap();
+    let text = weft_trace::render(&trace);
+    assert_eq!(trace.verified, Some(false), "{text}");
+    let seen: Vec<(&str, Option<bool>)> = trace.hops.iter().map(|h| (h.place.as_str(), h.seen)).collect();
+    // Seen up to rack1's switch; the router has nobody to send it to on rack2 (its ARP
+    // for n3 finds no one), so from there on it is not seen.
+    let rack1 = seen.iter().position(|(p, _)| *p == "rack1").unwrap();
+    assert!(seen[..=rack1].iter().all(|(_, s)| *s == Some(true)), "seen up to rack1: {text}");
+    assert!(seen.iter().any(|(p, s)| *p == "n3" && *s == Some(false)), "not seen at n3: {text}");
+}
+
+#[test]
+fn a_pod_leaving_the_cluster_is_masqueraded_on_its_way_out() {
+    let lab = lab(Mode::Vxlan, |spec| spec.pods_per_node = 1);
+    let trace = verified(&lab, "n1-p1", "outside");
+    let n1 = trace.hops.iter().find(|h| h.place == "n1").unwrap();
+    let pod = lab.pod_address("n1-p1").unwrap();
+    assert!(
+        n1.decided_by.iter().any(|e| e
+            == &format!("nat     masquerade {pod} → 198.18.1.11 (weft's table: pods leaving 10.244.0.0/16)")),
+        "{}",
+        weft_trace::render(&trace)
+    );
+    let router = trace.hops.iter().find(|h| h.place == "router").unwrap();
+    assert_eq!(router.header.src, "198.18.1.11", "past the node the packet carries the node's address");
+}
+
+#[test]
+fn in_l2_a_node_bridge_delivers_to_the_node_itself_and_to_its_pods() {
+    let lab = lab(Mode::L2, |_| {});
+    // A pod to its own node: the frame is for the node's bridge, which routes it locally.
+    let to_node = verified(&lab, "n1-p1", "n1");
+    assert_eq!(places(&to_node), ["n1-p1", "n1"], "{}", entries(&to_node));
+    assert!(
+        entries(&to_node).contains("n1: bridge  the frame is for weft-l2 itself: routed here"),
+        "{}",
+        entries(&to_node)
+    );
+    // The router to a pod on an idle segment: found behind the node's bridge.
+    let to_pod = verified(&lab, "router", "n3-p2");
+    assert_eq!(places(&to_pod), ["router", "rack1", "n3", "n3-p2"], "{}", entries(&to_pod));
 }

@@ -63,7 +63,9 @@ fn route_request(dst: IpAddr, src: Option<IpAddr>, iif: Option<u32>, fib_match: 
 
 impl Netlink {
     /// The kernel's route lookup for a packet to `dst` from `src`, arriving on `iif` (None:
-    /// sent from this namespace). `Ok(None)` when the kernel has no route at all.
+    /// sent from this namespace). `Ok(None)` when the kernel has no route at all; other
+    /// refusals (EXDEV from reverse-path filtering, EACCES, EHOSTUNREACH, EINVAL) come back
+    /// as errors for the caller to explain.
     pub fn route_get(
         &mut self,
         dst: IpAddr,
@@ -74,9 +76,7 @@ impl Netlink {
         let reply = match self.get(&op, RouteNetlinkMessage::GetRoute(route_request(dst, src, iif, false))) {
             Ok(RouteNetlinkMessage::NewRoute(reply)) => reply,
             Ok(_) => return Ok(None),
-            Err(e) if matches!(e.errno(), Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::EINVAL)) => {
-                return Ok(None)
-            }
+            Err(e) if e.errno() == Some(libc::ENETUNREACH) => return Ok(None),
             Err(e) => return Err(e),
         };
         let verdict = match reply.header.kind {
