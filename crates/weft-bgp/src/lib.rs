@@ -3,7 +3,7 @@
 //! overlay), and take that back when it stops being true.
 //!
 //! Our own rather than a general-purpose crate: weft needs only the active side of a session
-//! for IPv4 unicast, announce-only, and this is about 700 lines that read top to bottom.
+//! for IPv4 unicast, announce-only, and this reads top to bottom.
 //! - [`message`] (pure): the wire format and the NOTIFICATION for each malformation.
 //! - [`session`] (pure): OPEN negotiation and the UPDATEs between two sets of prefixes.
 //! - [`speaker`]: a thread per peer; TCP, timers, backoff.
