@@ -45,6 +45,8 @@ pub struct BgpOptions {
     pub asn: u32,
     pub peers: Vec<weft_bgp::PeerConfig>,
     pub hold_time: u16,
+    /// Seconds peers keep our routes after we stop (RFC 4724); None: stopping withdraws.
+    pub graceful_restart: Option<u16>,
 }
 
 #[derive(Debug, Clone)]
@@ -229,8 +231,13 @@ fn start_speaker(
             "BGP needs an IPv4 address to speak from; {public_ip} is not"
         )));
     };
-    let local =
-        weft_bgp::Local { asn: bgp.asn, router_id: address, hold_time: bgp.hold_time, next_hop: address };
+    let local = weft_bgp::Local {
+        asn: bgp.asn,
+        router_id: address,
+        hold_time: bgp.hold_time,
+        next_hop: address,
+        graceful_restart: bgp.graceful_restart,
+    };
     let node = options.node.clone();
     Ok(weft_bgp::Speaker::start(local, bgp.peers.clone(), move |line| log(&node, line)))
 }

@@ -19,6 +19,7 @@ const KEEPALIVE: u8 = 4;
 const CAPABILITIES: u8 = 2;
 const CAP_MULTIPROTOCOL: u8 = 1;
 const CAP_FOUR_OCTET_AS: u8 = 65;
+const CAP_GRACEFUL_RESTART: u8 = 64;
 
 const ATTR_ORIGIN: u8 = 1;
 const ATTR_AS_PATH: u8 = 2;
@@ -47,6 +48,18 @@ pub struct Open {
     pub four_octet_as: bool,
     /// The peer offers IPv4 unicast by capability (no capability means IPv4 unicast too).
     pub ipv4_unicast: bool,
+    /// Graceful restart (RFC 4724) for IPv4 unicast: the restart time in seconds, and
+    /// whether forwarding is kept while the speaker is away.
+    pub graceful_restart: Option<GracefulRestart>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GracefulRestart {
+    pub restart_time: u16,
+    /// The speaker has just restarted (the R bit).
+    pub restarting: bool,
+    /// Its forwarding state (the kernel's routes) survived (the F bit for IPv4 unicast).
+    pub forwarding_kept: bool,
 }
 
 /// An UPDATE, IPv4 unicast. Attributes weft does not use are kept only as their codes.
@@ -159,6 +172,12 @@ impl Message {
                 if open.four_octet_as {
                     capabilities.extend_from_slice(&[CAP_FOUR_OCTET_AS, 4]);
                     capabilities.extend_from_slice(&open.asn.to_be_bytes());
+                }
+                if let Some(gr) = open.graceful_restart {
+                    let flags_and_time = (u16::from(gr.restarting) << 15) | (gr.restart_time & 0x0fff);
+                    capabilities.extend_from_slice(&[CAP_GRACEFUL_RESTART, 6]);
+                    capabilities.extend_from_slice(&flags_and_time.to_be_bytes());
+                    capabilities.extend_from_slice(&[0, 1, 1, if gr.forwarding_kept { 0x80 } else { 0 }]);
                 }
                 let two_octet = u16::try_from(open.asn).unwrap_or(AS_TRANS);
                 let mut body = vec![4];
@@ -276,6 +295,7 @@ fn decode_open(body: &[u8]) -> Result<Open, DecodeError> {
         router_id: Ipv4Addr::new(body[5], body[6], body[7], body[8]),
         four_octet_as: false,
         ipv4_unicast: false,
+        graceful_restart: None,
     };
     let optional_len = usize::from(body[9]);
     let mut parameters =
@@ -300,6 +320,16 @@ fn decode_open(body: &[u8]) -> Result<Open, DecodeError> {
                         open.asn = u32::from_be_bytes([*a, *b, *c, *d]);
                     }
                     (CAP_MULTIPROTOCOL, [0, 1, _, 1]) => open.ipv4_unicast = true,
+                    (CAP_GRACEFUL_RESTART, [high, low, families @ ..]) => {
+                        let flags_and_time = u16::from_be_bytes([*high, *low]);
+                        let forwarding_kept =
+                            families.chunks(4).any(|f| matches!(f, [0, 1, 1, flags] if flags & 0x80 != 0));
+                        open.graceful_restart = Some(GracefulRestart {
+                            restart_time: flags_and_time & 0x0fff,
+                            restarting: flags_and_time & 0x8000 != 0,
+                            forwarding_kept,
+                        });
+                    }
                     _ => {}
                 }
                 capabilities = &capabilities[2 + len..];
@@ -429,6 +459,11 @@ mod tests {
             router_id: Ipv4Addr::new(198, 18, 1, 11),
             four_octet_as: true,
             ipv4_unicast: true,
+            graceful_restart: Some(GracefulRestart {
+                restart_time: 120,
+                restarting: true,
+                forwarding_kept: true,
+            }),
         };
         round_trip(Message::Open(open), false);
         let update = Update {
@@ -462,6 +497,7 @@ mod tests {
             router_id: Ipv4Addr::new(1, 2, 3, 4),
             four_octet_as: true,
             ipv4_unicast: false,
+            graceful_restart: None,
         };
         let bytes = Message::Open(open).encode(true);
         assert_eq!(&bytes[20..22], &AS_TRANS.to_be_bytes());
@@ -486,6 +522,7 @@ mod tests {
             router_id: Ipv4Addr::new(1, 1, 1, 1),
             four_octet_as: false,
             ipv4_unicast: false,
+            graceful_restart: None,
         };
         let mut old = Message::Open(open).encode(false);
         old[19] = 3;

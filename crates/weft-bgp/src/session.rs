@@ -40,6 +40,9 @@ pub struct Local {
     pub hold_time: u16,
     /// Where peers send traffic for what we announce: this node's address.
     pub next_hop: Ipv4Addr,
+    /// Graceful restart (RFC 4724): peers keep our routes this many seconds after we stop,
+    /// so a restarting agent loses no traffic. None: a stop withdraws everything.
+    pub graceful_restart: Option<u16>,
 }
 
 /// What came of the OPENs.
@@ -58,6 +61,13 @@ pub fn open_for(local: &Local) -> Message {
         router_id: local.router_id,
         four_octet_as: true,
         ipv4_unicast: true,
+        // The kernel keeps forwarding while the agent is away: F set. R set too: a speaker
+        // that may just have restarted wants its peers' routes without waiting.
+        graceful_restart: local.graceful_restart.map(|restart_time| crate::message::GracefulRestart {
+            restart_time,
+            restarting: true,
+            forwarding_kept: true,
+        }),
     })
 }
 
@@ -126,6 +136,7 @@ mod tests {
             router_id: Ipv4Addr::new(198, 18, 1, 11),
             hold_time: 9,
             next_hop: Ipv4Addr::new(198, 18, 1, 11),
+            graceful_restart: None,
         }
     }
 
@@ -136,6 +147,7 @@ mod tests {
             router_id: Ipv4Addr::new(198, 18, 1, 1),
             four_octet_as: true,
             ipv4_unicast: true,
+            graceful_restart: None,
         }
     }
 

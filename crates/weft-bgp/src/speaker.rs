@@ -5,7 +5,7 @@
 //! and dropped; weft installs nothing it learns by BGP, so no peer can hijack a node's
 //! subnet.
 
-use crate::message::{Message, Notification};
+use crate::message::{Message, Notification, Update};
 use crate::session::{accept_open, open_for, updates, Local, Negotiated, State};
 use ipnet::Ipv4Net;
 use std::collections::BTreeSet;
@@ -98,7 +98,8 @@ impl Speaker {
     pub fn announce(&self, prefixes: impl IntoIterator<Item = Ipv4Net>) {
         let prefixes: BTreeSet<Ipv4Net> = prefixes.into_iter().map(|p| p.trunc()).collect();
         let mut wanted = self.shared.wanted.lock().expect("not poisoned");
-        if wanted.1 != prefixes {
+        // Version 0 means "not said yet": the first call always counts, even if empty.
+        if wanted.0 == 0 || wanted.1 != prefixes {
             *wanted = (wanted.0 + 1, prefixes);
         }
     }
@@ -194,6 +195,15 @@ impl Session<'_> {
         let mut chunk = [0u8; 4096];
         loop {
             if self.shared.stop.load(Ordering::Relaxed) {
+                if let (Some(restart_time), State::Established) = (local.graceful_restart, state) {
+                    // Gone without a word: peers keep our routes, stale, for the restart time;
+                    // the restarted agent announces them again.
+                    (self.shared.log)(format!(
+                        "bgp {}: closed for a graceful restart; the peer keeps our routes {restart_time} s",
+                        self.peer
+                    ));
+                    return Ok(());
+                }
                 if state == State::Established && !announced.is_empty() {
                     let withdraw = updates(local, self.peer.asn, &announced, &BTreeSet::new());
                     for message in &withdraw {
@@ -217,13 +227,20 @@ impl Session<'_> {
             }
             if state == State::Established {
                 let (version, wanted) = self.shared.wanted.lock().expect("not poisoned").clone();
-                if told_version != Some(version) {
+                // Nothing is said before the agent has said what to announce: an End-of-RIB
+                // now would make a graceful-restart peer drop the routes it kept for us.
+                if version > 0 && told_version != Some(version) {
                     for message in updates(local, self.peer.asn, &announced, &wanted) {
                         send(&mut stream, &message, &negotiated)?;
                     }
                     last_sent = Instant::now();
                     if announced != wanted {
                         (self.shared.log)(format!("bgp {}: announcing {}", self.peer, list(&wanted)));
+                    }
+                    if told_version.is_none() && local.graceful_restart.is_some() {
+                        // End-of-RIB: everything is said; the peer drops stale routes not
+                        // announced again.
+                        send(&mut stream, &Message::Update(Update::default()), &negotiated)?;
                     }
                     announced = wanted;
                     told_version = Some(version);

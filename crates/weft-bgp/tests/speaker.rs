@@ -19,6 +19,7 @@ fn local() -> Local {
         router_id: Ipv4Addr::new(10, 0, 0, 1),
         hold_time: 9,
         next_hop: Ipv4Addr::new(10, 0, 0, 1),
+        graceful_restart: None,
     }
 }
 
@@ -83,6 +84,7 @@ impl Session {
             router_id: Ipv4Addr::new(10, 0, 0, 254),
             four_octet_as: true,
             ipv4_unicast: true,
+            graceful_restart: None,
         })
     }
 
@@ -265,4 +267,40 @@ fn a_peer_gone_quiet_after_establishing_is_dropped_when_the_hold_time_runs_out()
     assert!(waited >= Duration::from_millis(2900) && waited < Duration::from_secs(6), "{waited:?}");
     wait_until("the log line", || logged(&log, "hold timer expired: nothing from the peer for 3 s"));
     assert_ne!(speaker.status()[0].state, State::Established);
+}
+
+#[test]
+fn with_graceful_restart_a_stop_leaves_the_routes_with_the_peer() {
+    let peer = Peer::new();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let log = lines.clone();
+    let local = Local { graceful_restart: Some(60), ..local() };
+    let speaker = Speaker::start(local, vec![peer.config()], move |line| log.lock().unwrap().push(line));
+    speaker.announce([subnet()]);
+    let mut session = peer.accept();
+    let Some(Message::Open(open)) = session.receive() else { panic!("an OPEN first") };
+    let gr = open.graceful_restart.expect("the graceful restart capability");
+    assert_eq!((gr.restart_time, gr.forwarding_kept), (60, true));
+    session.send(&Session::open(PEER_ASN));
+    session.send(&Message::Keepalive);
+    let mut updates = Vec::new();
+    while updates.len() < 2 {
+        match session.receive() {
+            Some(Message::Update(update)) => updates.push(update),
+            Some(Message::Keepalive) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(updates[0].nlri, [subnet()]);
+    assert_eq!(updates[1], Update::default(), "End-of-RIB after the announcement");
+    std::thread::spawn(move || speaker.stop());
+    let mut after = Vec::new();
+    while let Some(message) = session.receive() {
+        after.push(message);
+    }
+    assert!(
+        after.iter().all(|m| matches!(m, Message::Keepalive)),
+        "no withdrawal, no NOTIFICATION: the peer keeps our routes as stale: {after:?}"
+    );
+    assert!(logged(&lines, "closed for a graceful restart; the peer keeps our routes 60 s"));
 }

@@ -394,6 +394,9 @@ impl Lab {
             .args(["--resync", &spec.resync.to_string()]);
         // The router's address on the member's own rack.
         let router_on = |rack: u32| format!("{}:{ROUTER_ASN}", topology.rack(rack).gateway);
+        if spec.graceful_restart > 0 {
+            command.args(["--bgp-graceful-restart", &spec.graceful_restart.to_string()]);
+        }
         match topology.member(member) {
             Some(Member::Node(node)) if spec.mode == Mode::Bgp => {
                 command.args(["--asn", &spec.cluster_asn().to_string(), "--bgp-peer", &router_on(node.rack)]);

@@ -23,6 +23,7 @@ pub struct Neighbor {
 pub fn bird_config(router_id: Ipv4Addr, cluster_asn: u32, neighbors: &[Neighbor]) -> String {
     let mut out = format!(
         "router id {router_id};\n\
+         log stderr all;\n\
          protocol device {{ }}\n\
          protocol kernel {{\n  ipv4 {{ import none; export all; }};\n  merge paths on;\n}}\n\
          filter pods {{\n  if net ~ [ {POD_CIDR}{{16,32}} ] then accept;\n  reject;\n}}\n\

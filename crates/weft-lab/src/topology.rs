@@ -130,6 +130,9 @@ pub struct LabSpec {
     /// Nodes and gateways share the router's AS (iBGP) instead of their own (eBGP).
     #[serde(default)]
     pub ibgp: bool,
+    /// Seconds the router keeps a stopped agent's routes (BGP graceful restart; 0: off).
+    #[serde(default)]
+    pub graceful_restart: u16,
 }
 
 impl LabSpec {
@@ -151,6 +154,7 @@ impl LabSpec {
             client: false,
             router: RouterKind::Bird,
             ibgp: false,
+            graceful_restart: 0,
         }
     }
 

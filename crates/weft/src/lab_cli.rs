@@ -48,6 +48,9 @@ pub enum LabCommand {
         /// Nodes and gateways in the router's own AS (iBGP) rather than their own (eBGP).
         #[arg(long)]
         ibgp: bool,
+        /// BGP graceful restart: the router keeps a stopped agent's routes this many seconds.
+        #[arg(long, default_value_t = 0)]
+        graceful_restart: u16,
     },
     /// Probe what reaches what and hold it against what the mode promises (exit 1 if a
     /// promise is broken).
@@ -170,6 +173,7 @@ pub fn run(command: LabCommand) -> anyhow::Result<()> {
             client,
             router,
             ibgp,
+            graceful_restart,
         } => {
             let defaults = LabSpec::new(&name, mode.into());
             let spec = LabSpec {
@@ -185,6 +189,7 @@ pub fn run(command: LabCommand) -> anyhow::Result<()> {
                 gateways,
                 client,
                 ibgp,
+                graceful_restart,
                 router: match router {
                     RouterArg::Bird => weft_lab::topology::RouterKind::Bird,
                     RouterArg::Frr => weft_lab::topology::RouterKind::Frr,

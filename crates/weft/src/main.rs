@@ -72,6 +72,10 @@ enum Commands {
         /// BGP hold time offered to peers, in seconds (0, or at least 3).
         #[arg(long, default_value_t = 9)]
         bgp_hold_time: u16,
+        /// Graceful restart: peers keep this node's routes this many seconds after the agent
+        /// stops, so a restart loses no traffic (without it, stopping withdraws them).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=4095))]
+        bgp_graceful_restart: Option<u16>,
     },
     /// This node's lease, its peers, and whether the kernel holds the planned routes.
     Status {
@@ -218,6 +222,7 @@ fn command(command: Commands) -> anyhow::Result<()> {
             asn,
             bgp_peer,
             bgp_hold_time,
+            bgp_graceful_restart,
         } => {
             if bgp_hold_time == 1 || bgp_hold_time == 2 {
                 anyhow::bail!("--bgp-hold-time {bgp_hold_time}: 0, or at least 3 (RFC 4271)");
@@ -236,6 +241,7 @@ fn command(command: Commands) -> anyhow::Result<()> {
                         .map(|peer| weft_bgp::parse_peer(peer, asn).map_err(anyhow::Error::msg))
                         .collect::<anyhow::Result<_>>()?,
                     hold_time: bgp_hold_time,
+                    graceful_restart: bgp_graceful_restart,
                 }),
                 None => None,
             };

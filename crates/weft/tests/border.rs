@@ -246,3 +246,43 @@ fn ibgp_with_bird_and_with_frr() {
         );
     }
 }
+
+#[test]
+fn with_graceful_restart_an_agent_restart_loses_no_packet_across_racks() {
+    for router in [RouterKind::Bird, RouterKind::Frr] {
+        restart_without_loss(router);
+    }
+}
+
+fn restart_without_loss(router: RouterKind) {
+    let mut lab = lab(Mode::Bgp, |spec| {
+        spec.pods_per_node = 1;
+        spec.graceful_restart = 60;
+        spec.router = router;
+    });
+    let (pod, target) = (ns(&lab, "n1-p1"), lab.pod_address("n3-p1").unwrap().to_string());
+    // n3's agent stops and starts again while n1-p1 pings n3-p1 through the router every 10 ms.
+    let restart = std::thread::scope(|scope| {
+        let pings = scope.spawn(|| {
+            Command::new("ip")
+                .args(["netns", "exec", &pod, "ping", "-q", "-n", "-i", "0.01", "-c", "400", &target])
+                .output()
+                .unwrap()
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        lab.stop_agent("n3", libc::SIGTERM);
+        std::thread::sleep(Duration::from_millis(1500));
+        lab.start_agent("n3").unwrap();
+        pings.join().unwrap()
+    });
+    let summary = String::from_utf8_lossy(&restart.stdout).into_owned();
+    assert!(
+        summary.contains("400 received") && summary.contains(" 0% packet loss"),
+        "{}: {summary}",
+        router.name()
+    );
+    let log = std::fs::read_to_string(lab.state.log_file("n3")).unwrap();
+    assert!(log.contains("closed for a graceful restart"), "{log}");
+    let learned = || router_routes(&lab).lines().filter(|l| l.starts_with("10.244.")).count();
+    wait_for(Duration::from_secs(10), || learned() == 4, "n3's subnet announced again");
+}
