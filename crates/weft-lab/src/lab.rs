@@ -193,24 +193,28 @@ impl Lab {
             let bridge = create_bridge(&switch)?;
             let gateway = Ipv4Net::new(rack.gateway, rack.subnet.prefix_len()).expect("/24");
             cable(&End::port(&switch, "router", bridge), &End::host(&router, &rack.name, gateway, None))?;
+            // Nodes and gateways plug in alike: eth0 on a port named after them.
+            let machines = topology
+                .nodes
+                .iter()
+                .filter(|n| n.rack == rack.number)
+                .map(|n| (&n.name, &n.netns, n.ip, ""))
+                .chain(
+                    topology
+                        .gateways
+                        .iter()
+                        .filter(|g| g.rack == rack.number)
+                        .map(|g| (&g.name, &g.netns, g.ip, "gateway ")),
+                );
             let mut nodes = Vec::new();
-            for node in topology.nodes.iter().filter(|n| n.rack == rack.number) {
-                let ns = create_namespace(&node.netns)?;
-                let address = Ipv4Net::new(node.ip, rack.subnet.prefix_len()).expect("/24");
+            for (name, netns, ip, kind) in machines {
+                let ns = create_namespace(netns)?;
+                let address = Ipv4Net::new(ip, rack.subnet.prefix_len()).expect("/24");
                 cable(
-                    &End::port(&switch, &node.name, bridge),
+                    &End::port(&switch, name, bridge),
                     &End::host(&ns, "eth0", address, Some(rack.gateway)),
                 )?;
-                nodes.push(format!("{} {}", node.name, node.ip));
-            }
-            for gateway in topology.gateways.iter().filter(|g| g.rack == rack.number) {
-                let ns = create_namespace(&gateway.netns)?;
-                let address = Ipv4Net::new(gateway.ip, rack.subnet.prefix_len()).expect("/24");
-                cable(
-                    &End::port(&switch, &gateway.name, bridge),
-                    &End::host(&ns, "eth0", address, Some(rack.gateway)),
-                )?;
-                nodes.push(format!("gateway {} {}", gateway.name, gateway.ip));
+                nodes.push(format!("{kind}{name} {ip}"));
             }
             timed(format!("{} {}: {}", rack.name, rack.subnet, nodes.join(", ")), started, progress);
         }
@@ -427,7 +431,7 @@ impl Lab {
     }
 
     /// Starts the router's BGP daemon (BIRD or FRR) in its namespace.
-    pub fn start_router(&mut self, topology: &Topology) -> Result<(), LabError> {
+    fn start_router(&mut self, topology: &Topology) -> Result<(), LabError> {
         let kind = self.state.spec.router;
         let (program, package) = crate::router::program(kind);
         if !process::installed(program) {

@@ -7,7 +7,7 @@ use crate::model::{Fate, Header, Hop, Outer, Trace};
 use crate::TraceError;
 use std::net::IpAddr;
 use weft_kernel::netlink::{Lookup, Verdict};
-use weft_kernel::{format_mac, Link, LinkKind, Mac, NetNs, Netlink, Route};
+use weft_kernel::{format_mac, Link, LinkKind, Mac, NetNs, Netlink};
 
 /// A namespace the walk may enter, by the name people know it by.
 pub struct Place {
@@ -477,9 +477,4 @@ impl Cursor<'_> {
                 .and_then(|mut nl| nl.route_get(ip, None, None))
                 .is_ok_and(|l| l.is_some_and(|l| l.verdict == Verdict::Local))
     }
-}
-
-/// The route `ip route` would show for a lookup (for tests and messages).
-pub fn route_text(route: &Route) -> String {
-    format!("{} via {:?} oif {:?} proto {}", route.destination, route.gateway, route.oif, route.protocol)
 }

@@ -205,20 +205,12 @@ fn masquerade_metrics_status_and_a_restart_that_loses_no_packet() {
     // A restart loses no packet: pings every 10 ms across the tunnel while the agent stops
     // and starts again.
     let (pod, target) = (ns(&lab, "n1-p1"), lab.pod_address("n2-p1").unwrap().to_string());
-    let restart = std::thread::scope(|scope| {
-        let pings = scope.spawn(|| {
-            std::process::Command::new("ip")
-                .args(["netns", "exec", &pod, "ping", "-q", "-i", "0.01", "-c", "300", &target])
-                .output()
-                .unwrap()
-        });
+    let summary = support::ping_while(&pod, &target, 300, || {
         std::thread::sleep(Duration::from_millis(500));
         lab.stop_agent("n1", libc::SIGTERM);
         std::thread::sleep(Duration::from_millis(500));
         lab.start_agent("n1").unwrap();
-        pings.join().unwrap()
     });
-    let summary = String::from_utf8_lossy(&restart.stdout).into_owned();
     assert!(summary.contains("300 received") && summary.contains(" 0% packet loss"), "{summary}");
 
     // With the agent stopped, a route deleted by hand shows in status

@@ -262,20 +262,12 @@ fn restart_without_loss(router: RouterKind) {
     });
     let (pod, target) = (ns(&lab, "n1-p1"), lab.pod_address("n3-p1").unwrap().to_string());
     // n3's agent stops and starts again while n1-p1 pings n3-p1 through the router every 10 ms.
-    let restart = std::thread::scope(|scope| {
-        let pings = scope.spawn(|| {
-            Command::new("ip")
-                .args(["netns", "exec", &pod, "ping", "-q", "-n", "-i", "0.01", "-c", "400", &target])
-                .output()
-                .unwrap()
-        });
+    let summary = support::ping_while(&pod, &target, 400, || {
         std::thread::sleep(Duration::from_millis(500));
         lab.stop_agent("n3", libc::SIGTERM);
         std::thread::sleep(Duration::from_millis(1500));
         lab.start_agent("n3").unwrap();
-        pings.join().unwrap()
     });
-    let summary = String::from_utf8_lossy(&restart.stdout).into_owned();
     assert!(
         summary.contains("400 received") && summary.contains(" 0% packet loss"),
         "{}: {summary}",

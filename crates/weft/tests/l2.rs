@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 use support::exec_in;
 use support::lab::{lab, ns, wait_for};
@@ -20,23 +19,19 @@ fn the_uplink_moves_into_the_bridge_without_cutting_the_node_off() {
     let node = ns(&lab, "n1");
     // n1 pings the outside client (off its segment: through its default route and the
     // router's ARP entry for it) every 10 ms while its agent takes its uplink into the bridge.
-    let pinger = node.clone();
-    let pings = std::thread::spawn(move || {
-        Command::new("ip")
-            .args(["netns", "exec", &pinger, "ping", "-q", "-n", "-i", "0.01", "-c", "300", "203.0.113.10"])
-            .output()
-            .unwrap()
+    let mut moved_in = None;
+    let summary = support::ping_while(&node, "203.0.113.10", 300, || {
+        std::thread::sleep(Duration::from_millis(500));
+        let started = std::time::Instant::now();
+        lab.start_agent("n1").unwrap();
+        wait_for(
+            Duration::from_secs(10),
+            || exec_in(&node, "ip", &["-br", "addr", "show", "weft-l2"], false).contains("198.18.1.11/24"),
+            "the address on the bridge",
+        );
+        moved_in = Some(started.elapsed());
     });
-    std::thread::sleep(Duration::from_millis(500));
-    let started = std::time::Instant::now();
-    lab.start_agent("n1").unwrap();
-    wait_for(
-        Duration::from_secs(10),
-        || exec_in(&node, "ip", &["-br", "addr", "show", "weft-l2"], false).contains("198.18.1.11/24"),
-        "the address on the bridge",
-    );
-    assert!(started.elapsed() < Duration::from_secs(2), "the move happened while the pings ran");
-    let summary = String::from_utf8_lossy(&pings.join().unwrap().stdout).into_owned();
+    assert!(moved_in < Some(Duration::from_secs(2)), "the move happened while the pings ran: {moved_in:?}");
     assert!(summary.contains("300 received"), "the node stayed connected throughout: {summary}");
 
     // What moved: the address and the default route are the bridge's, eth0 is its port.

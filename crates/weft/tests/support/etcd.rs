@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 pub struct EtcdServer {
     child: Option<Child>,
     dir: tempfile::TempDir,
-    /// The namespace it runs in (`None`: the test's own) and the address it listens on.
-    netns: Option<String>,
+    /// The address it listens on.
     host: String,
     /// Directory with ca.crt, server.crt/key and client.crt/key, when it serves TLS.
     tls: Option<std::path::PathBuf>,
@@ -26,21 +25,15 @@ fn free_port() -> u16 {
 impl EtcdServer {
     /// On loopback, in the test's own namespace.
     pub fn start() -> EtcdServer {
-        EtcdServer::start_in(None, "127.0.0.1", free_port(), free_port())
-    }
-
-    /// Inside the test's namespace `netns`, listening on `host` (an address there).
-    pub fn start_in(netns: Option<&str>, host: &str, client_port: u16, peer_port: u16) -> EtcdServer {
         let dir =
             tempfile::Builder::new().prefix(&format!("{}etcd", super::unique_prefix())).tempdir().unwrap();
         let mut server = EtcdServer {
             child: None,
             dir,
-            netns: netns.map(str::to_string),
-            host: host.to_string(),
+            host: "127.0.0.1".into(),
             tls: None,
-            client_port,
-            peer_port,
+            client_port: free_port(),
+            peer_port: free_port(),
         };
         server.resume();
         server
@@ -57,7 +50,6 @@ impl EtcdServer {
         let mut server = EtcdServer {
             child: None,
             dir,
-            netns: None,
             host: "127.0.0.1".into(),
             tls: Some(certs),
             client_port: free_port(),
@@ -97,21 +89,9 @@ impl EtcdServer {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let client = format!("{scheme}://{}:{}", self.host, self.client_port);
         let peer = format!("http://{}:{}", self.host, self.peer_port);
-        let mut command = match &self.netns {
-            Some(netns) => {
-                let mut command = Command::new("ip");
-                command.args(["netns", "exec", netns, "etcd"]);
-                command
-            }
-            None => Command::new("etcd"),
-        };
+        // The lab's etcd command, with TLS when asked.
+        let mut command = weft_lab::etcd::command(&self.dir.path().join("data"), &client, &peer);
         let child = command
-            .args(["--name", "default", "--data-dir"])
-            .arg(self.dir.path().join("data"))
-            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("default={peer}")])
-            .args(["--logger", "zap", "--log-level", "error"])
             .args(self.tls.iter().flat_map(|tls| {
                 [
                     "--cert-file".into(),
@@ -147,25 +127,14 @@ impl EtcdServer {
         if self.tls.is_some() {
             return weft_store::open(&self.tls_url()).is_ok_and(|store| store.network().is_ok());
         }
-        let (netns, host, port) = (self.netns.clone(), self.host.clone(), self.client_port);
-        // Asked from inside its namespace, on a thread of its own.
-        std::thread::spawn(move || {
-            if let Some(netns) = netns {
-                let path = format!("{}/{netns}", weft_kernel::netns::NETNS_RUN_DIR);
-                if weft_kernel::NetNs::open(path).and_then(|ns| ns.enter()).is_err() {
-                    return false;
-                }
-            }
-            let Ok(mut stream) = TcpStream::connect((host.as_str(), port)) else { return false };
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-            let request = format!("GET /health HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n");
-            let mut reply = String::new();
-            stream.write_all(request.as_bytes()).is_ok()
-                && stream.read_to_string(&mut reply).is_ok()
-                && reply.contains("\"health\":\"true\"")
-        })
-        .join()
-        .unwrap_or(false)
+        let (host, port) = (self.host.as_str(), self.client_port);
+        let Ok(mut stream) = TcpStream::connect((host, port)) else { return false };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+        let request = format!("GET /health HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n");
+        let mut reply = String::new();
+        stream.write_all(request.as_bytes()).is_ok()
+            && stream.read_to_string(&mut reply).is_ok()
+            && reply.contains("\"health\":\"true\"")
     }
 }
 

@@ -11,8 +11,6 @@ pub mod lab;
 
 use serde_json::{json, Value};
 use std::io::Write;
-use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -264,18 +262,7 @@ impl Drop for Node {
 }
 
 /// Makes `command` run inside `ns` (as a runtime runs a plugin in the host's namespace).
-pub fn runs_in(command: &mut Command, ns: &NetNs) {
-    let fd = ns.as_raw_fd();
-    // SAFETY: between fork and exec the child only calls setns on an inherited fd.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
+pub use weft_lab::process::runs_in;
 
 pub fn run_plugin_in(ns: &NetNs, binary: &str, vars: &[(&str, &str)], stdin: &str) -> PluginRun {
     let mut command = Command::new(binary);
@@ -316,6 +303,33 @@ pub fn exec_in(ns_name: &str, program: &str, args: &[&str], check: bool) -> Stri
         );
     }
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Pings `target` from `ns_name` every 10 ms, `count` times, while `during` runs (an agent
+/// restarting, a link moving); returns ping's summary.
+pub fn ping_while(ns_name: &str, target: &str, count: u32, during: impl FnOnce()) -> String {
+    std::thread::scope(|scope| {
+        let pings = scope.spawn(|| {
+            Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    ns_name,
+                    "ping",
+                    "-q",
+                    "-n",
+                    "-i",
+                    "0.01",
+                    "-c",
+                    &count.to_string(),
+                    target,
+                ])
+                .output()
+                .unwrap()
+        });
+        during();
+        String::from_utf8_lossy(&pings.join().unwrap().stdout).into_owned()
+    })
 }
 
 /// Whether one ping from `ns_name` to `target` gets an answer.
