@@ -18,6 +18,9 @@ pub struct Metrics {
     pub reconcile_micros_total: AtomicU64,
     pub last_reconcile_micros: AtomicU64,
     pub store_errors: AtomicU64,
+    pub store_lists: AtomicU64,
+    pub store_watch_resumes: AtomicU64,
+    pub store_events: AtomicU64,
     /// The last pass reached the store and reconciled without error.
     pub healthy: AtomicBool,
 }
@@ -73,6 +76,24 @@ impl Metrics {
             "counter",
             "Store requests that failed.",
             get(&self.store_errors).to_string(),
+        );
+        metric(
+            "store_lists_total",
+            "counter",
+            "Full listings of the store: one at start, then one per compaction met.",
+            get(&self.store_lists).to_string(),
+        );
+        metric(
+            "store_watch_resumes_total",
+            "counter",
+            "Watches resumed from the last revision seen (a lost connection or member).",
+            get(&self.store_watch_resumes).to_string(),
+        );
+        metric(
+            "store_events_total",
+            "counter",
+            "Store changes received by the watch.",
+            get(&self.store_events).to_string(),
         );
         text
     }

@@ -56,8 +56,13 @@ pub fn vtep_mac(node: &str) -> MacAddr {
     MacAddr(mac)
 }
 
-/// One node's lease on a pod subnet. Unknown fields are ignored, so that a newer agent's
-/// leases do not stop older ones during a rolling upgrade.
+/// One node's lease on a pod subnet: what the node says of itself. Unknown fields are
+/// ignored, so that a newer agent's leases do not stop older ones during a rolling upgrade
+/// (and the `expiresAt` of leases written before liveness moved out of the value is ignored).
+///
+/// How long a lease lives is not part of it: the store keeps that beside it (an etcd lease
+/// kept alive; a column in SQLite), so that renewing a lease writes nothing that others
+/// watch. The value changes only when what it says changes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Lease {
@@ -69,8 +74,6 @@ pub struct Lease {
     /// The node's VTEP MAC, for the vxlan and auto backends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vtep_mac: Option<MacAddr>,
-    /// Unix time (seconds) after which the lease is gone unless renewed.
-    pub expires_at: u64,
 }
 
 /// A free subnet of the network for `node`: its previous one if that is still free (an
@@ -146,6 +149,14 @@ mod tests {
 
     fn config(cidr: &str, len: u8) -> NetworkConfig {
         NetworkConfig { subnet_len: len, ..NetworkConfig::new(cidr.parse().unwrap()) }
+    }
+
+    #[test]
+    fn leases_written_before_liveness_moved_out_still_read() {
+        let old = r#"{"node":"n1","subnet":"10.244.1.0/24","publicIp":"192.0.2.11","backend":"vxlan","vtepMac":"02:00:00:00:00:01","expiresAt":1700000000}"#;
+        let lease: Lease = serde_json::from_str(old).unwrap();
+        assert_eq!(lease.node, "n1");
+        assert!(!serde_json::to_string(&lease).unwrap().contains("expiresAt"));
     }
 
     #[test]

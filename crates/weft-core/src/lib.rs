@@ -8,6 +8,7 @@
 //! - [`lease`]: leases, VTEP MACs, picking a free subnet.
 //! - [`plan`]: the planner: this node and the leases → the kernel state the node should hold.
 //! - [`reconcile`]: the difference between a plan and the kernel's state.
+//! - [`status`]: the status file, the agent's word on how things stand.
 
 pub mod addr;
 pub mod alloc;
@@ -17,5 +18,12 @@ pub mod network;
 pub mod node;
 pub mod plan;
 pub mod reconcile;
+pub mod status;
 
 pub use node::{AttachMode, NodeFile, NodeSubnet};
+
+/// Unix time in seconds: the one clock weft reads for times it writes down or compares with
+/// other processes'.
+pub fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}

@@ -11,6 +11,9 @@
 use crate::lease::{vtep_mac, Lease, MacAddr};
 use crate::network::{Backend, NetworkConfig};
 use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
 use std::net::IpAddr;
 
 /// VXLAN's overhead over an IPv4 underlay (outer IP 20 + UDP 8 + VXLAN 8 + inner Ethernet 14)
@@ -60,7 +63,7 @@ pub struct VxlanDevice {
     pub address: Option<IpNet>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct PlannedRoute {
     pub destination: IpNet,
     pub gateway: IpAddr,
@@ -83,7 +86,8 @@ pub struct PlannedFdb {
 }
 
 /// How the plan reaches one peer, and why not when it cannot.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PeerPath {
     Route,
     Vxlan,
@@ -94,23 +98,39 @@ pub enum PeerPath {
     Unreachable(String),
 }
 
+impl fmt::Display for PeerPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerPath::Route => f.write_str("route"),
+            PeerPath::Vxlan => f.write_str("vxlan"),
+            PeerPath::Bgp => f.write_str("bgp: through the routers"),
+            PeerPath::L2 => f.write_str("l2: on the segment"),
+            PeerPath::Unreachable(why) => write!(f, "unreachable: {why}"),
+        }
+    }
+}
+
+/// One peer as the plan has it: how it is reached, and the kernel entries that takes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Peer {
+pub struct PeerPlan {
     pub node: String,
     pub subnet: IpNet,
     pub path: PeerPath,
+    pub route: Option<PlannedRoute>,
+    pub neighbour: Option<PlannedNeighbour>,
+    pub fdb: Option<PlannedFdb>,
 }
 
+/// The kernel state a node should hold. Kept per peer, so that a change to one peer's lease
+/// is planned (and reconciled) by looking at that peer alone: [`Plan::set_peer`] and
+/// [`Plan::remove_peer`] say what changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub vxlan: Option<VxlanDevice>,
-    pub routes: Vec<PlannedRoute>,
-    pub neighbours: Vec<PlannedNeighbour>,
-    pub fdb: Vec<PlannedFdb>,
     /// MTU for pods, for the node file.
     pub pod_mtu: u32,
-    /// Every live peer, in name order, with the way the plan reaches it.
-    pub peers: Vec<Peer>,
+    /// Every live peer by name, with the way the plan reaches it.
+    pub peers: BTreeMap<String, PeerPlan>,
 }
 
 fn overhead(underlay: IpAddr) -> u32 {
@@ -129,91 +149,172 @@ fn host_net(ip: IpAddr) -> IpNet {
 /// word (its clock, or etcd's TTLs), not this node's clock: a node whose clock runs ahead must
 /// not drop routes to live peers.
 pub fn plan(local: &LocalNode, config: &NetworkConfig, leases: &[Lease]) -> Plan {
-    let vxlan = matches!(config.backend, Backend::Vxlan | Backend::Auto).then(|| VxlanDevice {
-        name: vxlan_device_name(config.vni),
-        vni: config.vni,
-        port: config.port,
-        local: local.public_ip,
-        underlay: local.uplink.clone(),
-        mtu: local.uplink_mtu - overhead(local.public_ip),
-        mac: vtep_mac(&local.name),
-        address: local.subnet.map(|subnet| host_net(subnet.network())),
-    });
-    let mut plan = Plan {
-        pod_mtu: vxlan.as_ref().map_or(local.uplink_mtu, |device| device.mtu),
-        vxlan,
-        routes: Vec::new(),
-        neighbours: Vec::new(),
-        fdb: Vec::new(),
-        peers: Vec::new(),
-    };
-    let mut live: Vec<&Lease> = leases
-        .iter()
-        .filter(|lease| lease.node != local.name)
-        .filter(|lease| config.cidr.contains(&lease.subnet) && Some(lease.subnet) != local.subnet)
-        .collect();
-    live.sort_by(|a, b| a.node.cmp(&b.node));
-    for lease in live {
-        let same_segment = local.connected.iter().any(|net| net.contains(&lease.public_ip));
-        let wanted = match config.backend {
-            Backend::Route => PeerPath::Route,
-            Backend::Vxlan => PeerPath::Vxlan,
-            Backend::Auto | Backend::Bgp if same_segment => PeerPath::Route,
-            Backend::Auto => PeerPath::Vxlan,
-            Backend::Bgp => PeerPath::Bgp,
-            Backend::L2 => PeerPath::L2,
+    let mut plan = Plan::new(local, config);
+    for lease in leases {
+        plan.set_peer(local, config, lease);
+    }
+    plan
+}
+
+impl Plan {
+    /// The plan of a node without peers: its own device, if the backend has one.
+    pub fn new(local: &LocalNode, config: &NetworkConfig) -> Plan {
+        let vxlan = matches!(config.backend, Backend::Vxlan | Backend::Auto).then(|| VxlanDevice {
+            name: vxlan_device_name(config.vni),
+            vni: config.vni,
+            port: config.port,
+            local: local.public_ip,
+            underlay: local.uplink.clone(),
+            mtu: local.uplink_mtu - overhead(local.public_ip),
+            mac: vtep_mac(&local.name),
+            address: local.subnet.map(|subnet| host_net(subnet.network())),
+        });
+        Plan {
+            pod_mtu: vxlan.as_ref().map_or(local.uplink_mtu, |device| device.mtu),
+            vxlan,
+            peers: BTreeMap::new(),
+        }
+    }
+
+    /// Plans `lease` (a peer's lease, new or changed). Returns the peer's plan before, when
+    /// it differs from the new one (`None` before: the peer is new), and whether anything
+    /// changed. A lease that is not a peer's (this node's own, outside the CIDR) plans nothing.
+    pub fn set_peer(&mut self, local: &LocalNode, config: &NetworkConfig, lease: &Lease) -> PeerChange {
+        let Some(peer) = plan_peer(local, config, self.vxlan.as_ref(), lease) else {
+            return match self.peers.remove(&lease.node) {
+                Some(before) => PeerChange { before: Some(before), after: None },
+                None => PeerChange::default(),
+            };
         };
-        let path = match wanted {
-            PeerPath::Route if lease.subnet.addr().is_ipv4() != lease.public_ip.is_ipv4() => {
+        match self.peers.get(&lease.node) {
+            Some(before) if *before == peer => PeerChange::default(),
+            _ => {
+                let before = self.peers.insert(lease.node.clone(), peer.clone());
+                PeerChange { before, after: Some(peer) }
+            }
+        }
+    }
+
+    /// Forgets a peer whose lease is gone.
+    pub fn remove_peer(&mut self, node: &str) -> PeerChange {
+        PeerChange { before: self.peers.remove(node), after: None }
+    }
+
+    /// Every planned route, in order.
+    pub fn routes(&self) -> Vec<PlannedRoute> {
+        let mut routes: Vec<PlannedRoute> = self.peers.values().filter_map(|p| p.route.clone()).collect();
+        routes.sort();
+        routes
+    }
+
+    pub fn neighbours(&self) -> Vec<PlannedNeighbour> {
+        let mut neighbours: Vec<PlannedNeighbour> =
+            self.peers.values().filter_map(|p| p.neighbour.clone()).collect();
+        neighbours.sort();
+        neighbours
+    }
+
+    pub fn fdb(&self) -> Vec<PlannedFdb> {
+        let mut fdb: Vec<PlannedFdb> = self.peers.values().filter_map(|p| p.fdb.clone()).collect();
+        fdb.sort();
+        fdb
+    }
+
+    /// Peers the backend cannot reach from here.
+    pub fn unreachable(&self) -> usize {
+        self.peers.values().filter(|p| matches!(p.path, PeerPath::Unreachable(_))).count()
+    }
+}
+
+/// What one lease event changed in a plan: the peer's plan before and after (both `None`:
+/// nothing changed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerChange {
+    pub before: Option<PeerPlan>,
+    pub after: Option<PeerPlan>,
+}
+
+impl PeerChange {
+    pub fn is_empty(&self) -> bool {
+        self.before.is_none() && self.after.is_none()
+    }
+}
+
+/// How `local` reaches the holder of `lease`, and what that takes in the kernel. `None` when
+/// the lease is not a peer's: this node's own, or outside the cluster CIDR.
+pub fn plan_peer(
+    local: &LocalNode,
+    config: &NetworkConfig,
+    device: Option<&VxlanDevice>,
+    lease: &Lease,
+) -> Option<PeerPlan> {
+    if lease.node == local.name || !config.cidr.contains(&lease.subnet) || Some(lease.subnet) == local.subnet
+    {
+        return None;
+    }
+    let mut peer = PeerPlan {
+        node: lease.node.clone(),
+        subnet: lease.subnet,
+        path: PeerPath::Route,
+        route: None,
+        neighbour: None,
+        fdb: None,
+    };
+    let same_segment = local.connected.iter().any(|net| net.contains(&lease.public_ip));
+    let wanted = match config.backend {
+        Backend::Route => PeerPath::Route,
+        Backend::Vxlan => PeerPath::Vxlan,
+        Backend::Auto | Backend::Bgp if same_segment => PeerPath::Route,
+        Backend::Auto => PeerPath::Vxlan,
+        Backend::Bgp => PeerPath::Bgp,
+        Backend::L2 => PeerPath::L2,
+    };
+    peer.path = match wanted {
+        PeerPath::Route if lease.subnet.addr().is_ipv4() != lease.public_ip.is_ipv4() => {
+            PeerPath::Unreachable(format!(
+                "the route backend cannot send {} pods via {}: address families differ",
+                lease.subnet, lease.public_ip
+            ))
+        }
+        PeerPath::Route if !same_segment => PeerPath::Unreachable(format!(
+            "the route backend needs the peer on this node's L2 segment; {} is not on {}",
+            lease.public_ip, local.uplink
+        )),
+        PeerPath::Bgp => PeerPath::Bgp,
+        PeerPath::L2 => PeerPath::L2,
+        PeerPath::Route => {
+            peer.route = Some(PlannedRoute {
+                destination: lease.subnet,
+                gateway: lease.public_ip,
+                device: local.uplink.clone(),
+                onlink: false,
+            });
+            PeerPath::Route
+        }
+        _ => match (device, lease.vtep_mac) {
+            (_, None) => PeerPath::Unreachable(format!("lease of {} has no VTEP MAC", lease.node)),
+            (Some(device), Some(_)) if device.local.is_ipv4() != lease.public_ip.is_ipv4() => {
                 PeerPath::Unreachable(format!(
-                    "the route backend cannot send {} pods via {}: address families differ",
-                    lease.subnet, lease.public_ip
+                    "underlay families differ: {} here, {} there",
+                    device.local, lease.public_ip
                 ))
             }
-            PeerPath::Route if !same_segment => PeerPath::Unreachable(format!(
-                "the route backend needs the peer on this node's L2 segment; {} is not on {}",
-                lease.public_ip, local.uplink
-            )),
-            PeerPath::Bgp => PeerPath::Bgp,
-            PeerPath::L2 => PeerPath::L2,
-            PeerPath::Route => {
-                plan.routes.push(PlannedRoute {
+            (Some(device), Some(mac)) => {
+                let gateway = lease.subnet.network();
+                peer.neighbour = Some(PlannedNeighbour { device: device.name.clone(), ip: gateway, mac });
+                peer.fdb = Some(PlannedFdb { device: device.name.clone(), mac, remote: lease.public_ip });
+                peer.route = Some(PlannedRoute {
                     destination: lease.subnet,
-                    gateway: lease.public_ip,
-                    device: local.uplink.clone(),
-                    onlink: false,
+                    gateway,
+                    device: device.name.clone(),
+                    onlink: true,
                 });
-                PeerPath::Route
+                PeerPath::Vxlan
             }
-            _ => match (&plan.vxlan, lease.vtep_mac) {
-                (_, None) => PeerPath::Unreachable(format!("lease of {} has no VTEP MAC", lease.node)),
-                (Some(device), Some(_)) if device.local.is_ipv4() != lease.public_ip.is_ipv4() => {
-                    PeerPath::Unreachable(format!(
-                        "underlay families differ: {} here, {} there",
-                        device.local, lease.public_ip
-                    ))
-                }
-                (Some(device), Some(mac)) => {
-                    let gateway = lease.subnet.network();
-                    plan.neighbours.push(PlannedNeighbour { device: device.name.clone(), ip: gateway, mac });
-                    plan.fdb.push(PlannedFdb { device: device.name.clone(), mac, remote: lease.public_ip });
-                    plan.routes.push(PlannedRoute {
-                        destination: lease.subnet,
-                        gateway,
-                        device: device.name.clone(),
-                        onlink: true,
-                    });
-                    PeerPath::Vxlan
-                }
-                (None, Some(_)) => unreachable!("a vxlan path is only chosen with a vxlan device"),
-            },
-        };
-        plan.peers.push(Peer { node: lease.node.clone(), subnet: lease.subnet, path });
-    }
-    plan.routes.sort();
-    plan.neighbours.sort();
-    plan.fdb.sort();
-    plan
+            (None, Some(_)) => unreachable!("a vxlan path is only chosen with a vxlan device"),
+        },
+    };
+    Some(peer)
 }
 
 #[cfg(test)]
@@ -232,14 +333,13 @@ pub(crate) mod tests {
         }
     }
 
-    fn lease(node: &str, subnet: &str, ip: &str, expires_at: u64) -> Lease {
+    fn lease(node: &str, subnet: &str, ip: &str) -> Lease {
         Lease {
             node: node.into(),
             subnet: subnet.parse().unwrap(),
             public_ip: ip.parse().unwrap(),
             backend: Backend::Vxlan,
             vtep_mac: Some(vtep_mac(node)),
-            expires_at,
         }
     }
 
@@ -249,9 +349,9 @@ pub(crate) mod tests {
 
     fn cluster() -> Vec<Lease> {
         vec![
-            lease("n1", "10.244.1.0/24", "192.0.2.11", 100),    // this node
-            lease("n2", "10.244.2.0/24", "192.0.2.12", 100),    // same rack
-            lease("n3", "10.244.3.0/24", "198.51.100.13", 100), // another rack
+            lease("n1", "10.244.1.0/24", "192.0.2.11"),    // this node
+            lease("n2", "10.244.2.0/24", "192.0.2.12"),    // same rack
+            lease("n3", "10.244.3.0/24", "198.51.100.13"), // another rack
         ]
     }
 
@@ -261,7 +361,7 @@ pub(crate) mod tests {
         assert_eq!(plan.vxlan, None);
         assert_eq!(plan.pod_mtu, 1500);
         assert_eq!(
-            plan.routes,
+            plan.routes(),
             vec![PlannedRoute {
                 destination: "10.244.2.0/24".parse().unwrap(),
                 gateway: "192.0.2.12".parse().unwrap(),
@@ -270,7 +370,7 @@ pub(crate) mod tests {
             }]
         );
         assert_eq!(plan.peers.len(), 2, "this node is not its own peer");
-        assert!(matches!(&plan.peers[1].path, PeerPath::Unreachable(why) if why.contains("L2 segment")));
+        assert!(matches!(&plan.peers["n3"].path, PeerPath::Unreachable(why) if why.contains("L2 segment")));
     }
 
     #[test]
@@ -281,18 +381,19 @@ pub(crate) mod tests {
         assert_eq!(device.mac, vtep_mac("n1"));
         assert_eq!(device.address.unwrap().to_string(), "10.244.1.0/32");
         assert_eq!(plan.pod_mtu, 1450);
-        assert_eq!(plan.routes.len(), 2);
-        let to_n3 = plan.routes.iter().find(|r| r.destination.to_string() == "10.244.3.0/24").unwrap();
+        assert_eq!(plan.routes().len(), 2);
+        let routes = plan.routes();
+        let to_n3 = routes.iter().find(|r| r.destination.to_string() == "10.244.3.0/24").unwrap();
         assert_eq!(
             (to_n3.gateway.to_string().as_str(), to_n3.device.as_str(), to_n3.onlink),
             ("10.244.3.0", "weft.1", true)
         );
-        assert!(plan.neighbours.contains(&PlannedNeighbour {
+        assert!(plan.neighbours().contains(&PlannedNeighbour {
             device: "weft.1".into(),
             ip: "10.244.3.0".parse().unwrap(),
             mac: vtep_mac("n3")
         }));
-        assert!(plan.fdb.contains(&PlannedFdb {
+        assert!(plan.fdb().contains(&PlannedFdb {
             device: "weft.1".into(),
             mac: vtep_mac("n3"),
             remote: "198.51.100.13".parse().unwrap()
@@ -302,9 +403,9 @@ pub(crate) mod tests {
     #[test]
     fn auto_routes_within_the_segment_and_tunnels_across() {
         let plan = plan(&local(), &config(Backend::Auto), &cluster());
-        let paths: Vec<(&str, &PeerPath)> = plan.peers.iter().map(|p| (p.node.as_str(), &p.path)).collect();
+        let paths: Vec<(&str, &PeerPath)> = plan.peers.values().map(|p| (p.node.as_str(), &p.path)).collect();
         assert_eq!(paths, vec![("n2", &PeerPath::Route), ("n3", &PeerPath::Vxlan)]);
-        assert_eq!(plan.fdb.len(), 1);
+        assert_eq!(plan.fdb().len(), 1);
         // pods get the tunnel's MTU: any peer might be across the tunnel
         assert_eq!(plan.pod_mtu, 1450);
     }
@@ -312,17 +413,17 @@ pub(crate) mod tests {
     #[test]
     fn bgp_routes_within_the_segment_and_leaves_the_rest_to_the_routers() {
         let plan = plan(&local(), &config(Backend::Bgp), &cluster());
-        let paths: Vec<(&str, &PeerPath)> = plan.peers.iter().map(|p| (p.node.as_str(), &p.path)).collect();
+        let paths: Vec<(&str, &PeerPath)> = plan.peers.values().map(|p| (p.node.as_str(), &p.path)).collect();
         assert_eq!(paths, vec![("n2", &PeerPath::Route), ("n3", &PeerPath::Bgp)]);
-        assert_eq!(plan.routes.len(), 1, "only the rack-mate's route");
+        assert_eq!(plan.routes().len(), 1, "only the rack-mate's route");
         assert_eq!((plan.vxlan, plan.pod_mtu), (None, 1500), "no overlay, no overhead");
     }
 
     #[test]
     fn l2_programs_nothing_at_all() {
         let plan = plan(&local(), &config(Backend::L2), &cluster());
-        assert!(plan.peers.iter().all(|p| p.path == PeerPath::L2));
-        assert!(plan.routes.is_empty() && plan.vxlan.is_none() && plan.fdb.is_empty());
+        assert!(plan.peers.values().all(|p| p.path == PeerPath::L2));
+        assert!(plan.routes().is_empty() && plan.vxlan.is_none() && plan.fdb().is_empty());
         assert_eq!(plan.pod_mtu, 1500);
     }
 
@@ -331,8 +432,8 @@ pub(crate) mod tests {
         let gateway = LocalNode { name: "g1".into(), subnet: None, ..local() };
         let plan = plan(&gateway, &config(Backend::Vxlan), &cluster());
         assert_eq!(plan.peers.len(), 3, "n1 is a peer like any other");
-        assert_eq!(plan.vxlan.unwrap().address, None);
-        assert_eq!(plan.routes.len(), 3);
+        assert_eq!(plan.vxlan.as_ref().unwrap().address, None);
+        assert_eq!(plan.routes().len(), 3);
     }
 
     #[test]
@@ -347,24 +448,24 @@ pub(crate) mod tests {
     fn peers_the_tunnel_cannot_reach_are_named_not_programmed() {
         let mut leases = cluster();
         leases[2].vtep_mac = None;
-        leases.push(lease("n5", "10.244.5.0/24", "2001:db8::15", 100));
+        leases.push(lease("n5", "10.244.5.0/24", "2001:db8::15"));
         let plan = plan(&local(), &config(Backend::Vxlan), &leases);
         let unreachable: Vec<&str> = plan
             .peers
-            .iter()
+            .values()
             .filter(|p| matches!(p.path, PeerPath::Unreachable(_)))
             .map(|p| p.node.as_str())
             .collect();
         assert_eq!(unreachable, vec!["n3", "n5"]);
-        assert_eq!(plan.routes.len(), 1);
+        assert_eq!(plan.routes().len(), 1);
     }
 
     #[test]
     fn a_lease_that_goes_takes_its_routes_with_it() {
         let before = plan(&local(), &config(Backend::Vxlan), &cluster());
         let after = plan(&local(), &config(Backend::Vxlan), &cluster()[..1]);
-        assert_eq!(before.routes.len(), 2);
-        assert!(after.routes.is_empty() && after.fdb.is_empty() && after.neighbours.is_empty());
+        assert_eq!(before.routes().len(), 2);
+        assert!(after.routes().is_empty() && after.fdb().is_empty() && after.neighbours().is_empty());
     }
 
     #[test]
@@ -376,8 +477,8 @@ pub(crate) mod tests {
         let mut node = local();
         node.subnet = Some("fd00:244:0:1::/64".parse().unwrap());
         let plan = plan(&node, &config, &leases);
-        assert!(plan.routes.is_empty());
-        assert!(matches!(&plan.peers[0].path, PeerPath::Unreachable(why) if why.contains("families")));
+        assert!(plan.routes().is_empty());
+        assert!(matches!(&plan.peers["n2"].path, PeerPath::Unreachable(why) if why.contains("families")));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! appears here, and state that is already right is left alone, so a restarted agent
 //! changes nothing on a node that is as planned.
 
-use crate::plan::{Plan, PlannedFdb, PlannedNeighbour, PlannedRoute};
+use crate::plan::{PeerChange, Plan, PlannedFdb, PlannedNeighbour, PlannedRoute};
 use std::collections::BTreeMap;
 
 /// What the kernel holds of what weft manages: routes with weft's peer-route protocol,
@@ -72,12 +72,60 @@ fn compare<K: Ord, V: Clone + PartialEq>(
     (delete, set)
 }
 
+/// What to change so that a kernel holding `observed` holds `plan`: a full pass.
 pub fn diff(plan: &Plan, observed: &Observed) -> Changes {
-    let (delete_routes, set_routes) = compare(&plan.routes, &observed.routes, |r| r.destination);
+    let (delete_routes, set_routes) = compare(&plan.routes(), &observed.routes, |r| r.destination);
     let (delete_neighbours, set_neighbours) =
-        compare(&plan.neighbours, &observed.neighbours, |n| (n.device.clone(), n.ip));
-    let (delete_fdb, set_fdb) = compare(&plan.fdb, &observed.fdb, |f| (f.device.clone(), f.mac));
+        compare(&plan.neighbours(), &observed.neighbours, |n| (n.device.clone(), n.ip));
+    let (delete_fdb, set_fdb) = compare(&plan.fdb(), &observed.fdb, |f| (f.device.clone(), f.mac));
     Changes { delete_routes, delete_fdb, delete_neighbours, set_neighbours, set_fdb, set_routes }
+}
+
+/// What to change for one peer's change, given that the kernel held the plan before it: a
+/// delta pass, which reads nothing from the kernel. An entry the peer no longer needs is
+/// deleted only if no other peer of `plan` (the plan after the change) still plans it.
+pub fn peer_changes(plan: &Plan, change: &PeerChange) -> Changes {
+    let mut changes = Changes::default();
+    let before = change.before.as_ref();
+    let after = change.after.as_ref();
+    let others = || plan.peers.values().filter(|p| Some(&p.node) != after.map(|a| &a.node));
+    if let Some(route) = before.and_then(|b| b.route.as_ref()) {
+        let kept = after.and_then(|a| a.route.as_ref()).is_some_and(|r| r.destination == route.destination)
+            || others().any(|p| p.route.as_ref().is_some_and(|r| r.destination == route.destination));
+        if !kept {
+            changes.delete_routes.push(route.clone());
+        }
+    }
+    if let Some(fdb) = before.and_then(|b| b.fdb.as_ref()) {
+        let same = |f: &PlannedFdb| f.device == fdb.device && f.mac == fdb.mac;
+        if !after.and_then(|a| a.fdb.as_ref()).is_some_and(same)
+            && !others().any(|p| p.fdb.as_ref().is_some_and(same))
+        {
+            changes.delete_fdb.push(fdb.clone());
+        }
+    }
+    if let Some(neighbour) = before.and_then(|b| b.neighbour.as_ref()) {
+        let same = |n: &PlannedNeighbour| n.device == neighbour.device && n.ip == neighbour.ip;
+        if !after.and_then(|a| a.neighbour.as_ref()).is_some_and(same)
+            && !others().any(|p| p.neighbour.as_ref().is_some_and(same))
+        {
+            changes.delete_neighbours.push(neighbour.clone());
+        }
+    }
+    if let Some(after) = after {
+        // Set whatever is new or differs; an entry equal to before's is already there.
+        if after.neighbour.is_some() && after.neighbour.as_ref() != before.and_then(|b| b.neighbour.as_ref())
+        {
+            changes.set_neighbours.extend(after.neighbour.clone());
+        }
+        if after.fdb.is_some() && after.fdb.as_ref() != before.and_then(|b| b.fdb.as_ref()) {
+            changes.set_fdb.extend(after.fdb.clone());
+        }
+        if after.route.is_some() && after.route.as_ref() != before.and_then(|b| b.route.as_ref()) {
+            changes.set_routes.extend(after.route.clone());
+        }
+    }
+    changes
 }
 
 #[cfg(test)]
@@ -95,7 +143,6 @@ mod tests {
             public_ip: format!("198.51.100.{n}").parse().unwrap(),
             backend: Backend::Vxlan,
             vtep_mac: Some(vtep_mac(&format!("n{n}"))),
-            expires_at: u64::MAX,
         }
     }
 
@@ -106,7 +153,7 @@ mod tests {
     }
 
     fn as_observed(plan: &Plan) -> Observed {
-        Observed { routes: plan.routes.clone(), neighbours: plan.neighbours.clone(), fdb: plan.fdb.clone() }
+        Observed { routes: plan.routes(), neighbours: plan.neighbours(), fdb: plan.fdb() }
     }
 
     #[test]
@@ -139,9 +186,74 @@ mod tests {
         observed.routes.remove(0); // deleted by hand
         observed.fdb[1].remote = "198.51.100.99".parse().unwrap(); // a peer that moved
         let changes = diff(&plan, &observed);
-        assert_eq!(changes.set_routes, vec![plan.routes[0].clone()]);
-        assert_eq!(changes.set_fdb, vec![plan.fdb[1].clone()]);
+        assert_eq!(changes.set_routes, vec![plan.routes()[0].clone()]);
+        assert_eq!(changes.set_fdb, vec![plan.fdb()[1].clone()]);
         assert!(changes.delete_fdb.is_empty(), "a changed entry is replaced, not deleted");
         assert_eq!(changes.count(), 2);
+    }
+
+    /// Applies changes to an observed kernel, as a kernel would.
+    fn apply(observed: &mut Observed, changes: &Changes) {
+        observed.routes.retain(|r| !changes.delete_routes.iter().any(|d| d.destination == r.destination));
+        observed.fdb.retain(|f| !changes.delete_fdb.iter().any(|d| d.device == f.device && d.mac == f.mac));
+        observed
+            .neighbours
+            .retain(|n| !changes.delete_neighbours.iter().any(|d| d.device == n.device && d.ip == n.ip));
+        for route in &changes.set_routes {
+            observed.routes.retain(|r| r.destination != route.destination);
+            observed.routes.push(route.clone());
+        }
+        for fdb in &changes.set_fdb {
+            observed.fdb.retain(|f| !(f.device == fdb.device && f.mac == fdb.mac));
+            observed.fdb.push(fdb.clone());
+        }
+        for neighbour in &changes.set_neighbours {
+            observed.neighbours.retain(|n| !(n.device == neighbour.device && n.ip == neighbour.ip));
+            observed.neighbours.push(neighbour.clone());
+        }
+        observed.routes.sort();
+        observed.fdb.sort();
+        observed.neighbours.sort();
+    }
+
+    #[test]
+    fn deltas_lead_where_a_full_diff_does() {
+        let config =
+            NetworkConfig { backend: Backend::Auto, ..NetworkConfig::new("10.244.0.0/16".parse().unwrap()) };
+        let mut plan = crate::plan::Plan::new(&local(), &config);
+        let mut kernel = Observed::default();
+        let mut moved = peer(3);
+        moved.public_ip = "192.0.2.33".parse().unwrap(); // onto this node's segment: vxlan -> route
+        let mut renamed_mac = peer(2);
+        renamed_mac.vtep_mac = Some(vtep_mac("elsewhere"));
+        let steps: Vec<Result<Lease, &str>> = vec![
+            Ok(peer(2)),
+            Ok(peer(3)),
+            Ok(peer(4)),
+            Ok(moved),
+            Ok(renamed_mac),
+            Err("n4"),
+            Err("n9"),
+            Err("n2"),
+        ];
+        for step in steps {
+            let change = match &step {
+                Ok(lease) => plan.set_peer(&local(), &config, lease),
+                Err(node) => plan.remove_peer(node),
+            };
+            apply(&mut kernel, &peer_changes(&plan, &change));
+            assert!(diff(&plan, &kernel).is_empty(), "after {step:?}: {:?}", diff(&plan, &kernel));
+        }
+        assert_eq!(kernel.routes.len(), 1, "only the moved n3 is left, by route");
+    }
+
+    #[test]
+    fn an_unchanged_lease_changes_nothing() {
+        let config =
+            NetworkConfig { backend: Backend::Vxlan, ..NetworkConfig::new("10.244.0.0/16".parse().unwrap()) };
+        let mut plan = crate::plan::Plan::new(&local(), &config);
+        assert!(!plan.set_peer(&local(), &config, &peer(2)).is_empty());
+        assert!(plan.set_peer(&local(), &config, &peer(2)).is_empty());
+        assert!(plan.remove_peer("n7").is_empty());
     }
 }

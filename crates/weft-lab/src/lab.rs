@@ -19,6 +19,8 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use weft_core::plan::PeerPath;
+use weft_core::status::{StatusFile, STATUS_FILE_NAME};
 use weft_kernel::NetNs;
 use weft_trace::probe;
 
@@ -325,11 +327,10 @@ impl Lab {
         config.backend = self.state.spec.mode.backend();
         let cidr = config.cidr;
         let url = self.state.store_url.clone();
-        let now = now();
         // From the router's namespace, where an etcd store listens.
         let router = open_namespace(&self.topology().router_netns)?;
         router
-            .run(|| weft_store::open(&url).and_then(|store| store.init_network(&config, false, now)))
+            .run(|| weft_store::open(&url).and_then(|store| store.init_network(&config, false)))
             .map_err(|e| LabError::kernel("enter the router's namespace", e))?
             .map_err(|source| LabError::Store { what: format!("network init in {url}"), source })?;
         Ok(cidr)
@@ -573,17 +574,13 @@ impl Lab {
         for node in &running {
             // A node's peers are the other nodes; a gateway's or client's, all of them.
             let expected = if topology.node(node).is_some() { nodes - 1 } else { nodes };
-            let path = self.state.node_dir(node).join("status.json");
             loop {
-                let status: serde_json::Value = std::fs::read_to_string(&path)
-                    .ok()
-                    .and_then(|text| serde_json::from_str(&text).ok())
-                    .unwrap_or_default();
-                let peers = status["peers"].as_array().map_or(0, Vec::len);
-                if peers >= expected
-                    && status["lastReconcile"]["error"].is_null()
-                    && status["lastReconcile"].is_object()
-                {
+                let agreed = self.status_of(node).is_some_and(|status| {
+                    status.peers.len() >= expected
+                        && status.last_pass.at > 0
+                        && status.last_pass.error.is_none()
+                });
+                if agreed {
                     break;
                 }
                 if Instant::now() > deadline {
@@ -869,11 +866,11 @@ impl Lab {
 }
 
 impl Lab {
-    fn status_of(&self, member: &str) -> serde_json::Value {
-        std::fs::read_to_string(self.state.node_dir(member).join("status.json"))
+    /// What a member's agent last said of itself.
+    pub fn status_of(&self, member: &str) -> Option<StatusFile> {
+        std::fs::read_to_string(self.state.node_dir(member).join(STATUS_FILE_NAME))
             .ok()
-            .and_then(|text| serde_json::from_str(&text).ok())
-            .unwrap_or_default()
+            .and_then(|text| StatusFile::parse(&text).ok())
     }
 
     /// The lab as a picture shows it: the topology with what the agents report now (subnets,
@@ -926,22 +923,20 @@ impl Lab {
         let mut tunnels: Vec<(String, String)> = Vec::new();
         let mut bgp = Vec::new();
         for member in self.state.agents.keys() {
-            let status = self.status_of(member);
-            for peer in status["peers"].as_array().into_iter().flatten() {
-                let (Some(other), Some("vxlan")) = (peer["node"].as_str(), peer["path"].as_str()) else {
-                    continue;
-                };
-                let pair = if member.as_str() < other {
-                    (member.clone(), other.to_string())
+            let Some(status) = self.status_of(member) else { continue };
+            for peer in status.peers.iter().filter(|p| p.path == PeerPath::Vxlan) {
+                let other = &peer.node;
+                let pair = if member < other {
+                    (member.clone(), other.clone())
                 } else {
-                    (other.to_string(), member.clone())
+                    (other.clone(), member.clone())
                 };
                 if !tunnels.contains(&pair) {
                     tunnels.push(pair);
                 }
             }
-            if let Some(session) = status["bgp"].as_array().and_then(|s| s.first()) {
-                bgp.push((member.clone(), session["state"].as_str().unwrap_or("?").to_string()));
+            if let Some(session) = status.bgp.first() {
+                bgp.push((member.clone(), session.state.clone()));
             }
         }
         Scene {

@@ -2,16 +2,13 @@
 //! tests, the etcd store's tests against a real server). Each takes a way to open a fresh
 //! handle on one and the same, empty, store; handles stand for separate agents.
 
-use crate::{acquire, LeaseRequest, LeaseStore, StoreError};
+use crate::{acquire, Delta, Event, Informer, LeaseRequest, Store, StoreError, Watch, WatchBatch};
 use std::collections::HashSet;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use weft_core::network::{Backend, NetworkConfig};
 
-pub type Open<'a> = &'a (dyn Fn() -> Box<dyn LeaseStore> + Sync);
-
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
-}
+pub type Open<'a> = &'a (dyn Fn() -> Box<dyn Store> + Sync);
 
 fn request(node: &str, ttl: u64) -> LeaseRequest<'_> {
     let last = node.bytes().map(u32::from).sum::<u32>() % 200 + 1;
@@ -29,27 +26,45 @@ pub fn run_all(open: Open) {
     thirty_agents_joining_at_once_get_thirty_subnets(open);
     a_config_in_use_is_not_changed_unless_forced(open);
     a_lost_compare_and_swap_writes_nothing(open);
-    watchers_see_writes_from_other_handles(open);
+    a_watch_delivers_every_change_after_its_revision_in_order(open);
+    keeping_a_lease_alive_and_restarting_write_nothing_a_watcher_sees(open);
+    a_lease_not_kept_alive_vanishes_and_watchers_hear_it(open);
+    the_informer_turns_changes_into_deltas_and_lists_once(open);
+    after_a_compaction_the_informer_lists_once_more(open);
     a_restarting_agent_keeps_its_subnet_and_a_dead_ones_is_freed(open);
 }
 
-fn clear(store: &dyn LeaseStore) {
-    for lease in store.leases(0).unwrap().0 {
-        store.delete_lease(&lease.node).unwrap();
+fn clear(store: &dyn Store) {
+    for lease in store.list().unwrap().leases {
+        store.delete_lease(&lease.lease.node).unwrap();
     }
 }
 
+/// Everything a watch delivers within `within` (stopping early once `enough` events came).
+fn drain(watch: &mut dyn Watch, within: Duration, enough: usize) -> Vec<Event> {
+    let deadline = Instant::now() + within;
+    let mut events = Vec::new();
+    while Instant::now() < deadline && events.len() < enough {
+        match watch.next(Duration::from_millis(100)) {
+            Ok(Some(WatchBatch { events: more, .. })) => events.extend(more),
+            Ok(None) => {}
+            Err(e) => panic!("the watch failed: {e}"),
+        }
+    }
+    events
+}
+
 pub fn no_lease_before_the_network_exists(open: Open) {
-    assert!(matches!(acquire(open().as_ref(), &request("n1", 30), now()), Err(StoreError::NoNetwork)));
+    assert!(matches!(acquire(open().as_ref(), &request("n1", 30)), Err(StoreError::NoNetwork)));
 }
 
 pub fn thirty_agents_joining_at_once_get_thirty_subnets(open: Open) {
-    open().init_network(&NetworkConfig::new("10.244.0.0/16".parse().unwrap()), true, now()).unwrap();
+    open().init_network(&NetworkConfig::new("10.244.0.0/16".parse().unwrap()), true).unwrap();
     let subnets: Vec<_> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..30)
             .map(|i| {
                 scope.spawn(move || {
-                    acquire(open().as_ref(), &request(&format!("node-{i}"), 60), now()).unwrap().subnet
+                    acquire(open().as_ref(), &request(&format!("node-{i}"), 60)).unwrap().lease.subnet
                 })
             })
             .collect();
@@ -57,71 +72,169 @@ pub fn thirty_agents_joining_at_once_get_thirty_subnets(open: Open) {
     });
     let distinct: HashSet<_> = subnets.iter().collect();
     assert_eq!(distinct.len(), 30, "{subnets:?}");
-    assert_eq!(open().leases(now()).unwrap().0.len(), 30);
+    assert_eq!(open().list().unwrap().leases.len(), 30);
     clear(open().as_ref());
 }
 
 pub fn a_config_in_use_is_not_changed_unless_forced(open: Open) {
     let store = open();
     let network = NetworkConfig::new("10.244.0.0/16".parse().unwrap());
-    store.init_network(&network, true, now()).unwrap();
-    store.init_network(&network, false, now()).unwrap(); // the same again: fine
-    acquire(store.as_ref(), &request("n1", 60), now()).unwrap();
+    store.init_network(&network, true).unwrap();
+    store.init_network(&network, false).unwrap(); // the same again: fine
+    acquire(store.as_ref(), &request("n1", 60)).unwrap();
     let vxlan = NetworkConfig { backend: Backend::Vxlan, ..network.clone() };
-    assert!(matches!(store.init_network(&vxlan, false, now()), Err(StoreError::NetworkInUse { nodes: 1 })));
-    store.init_network(&vxlan, true, now()).unwrap();
+    assert!(matches!(store.init_network(&vxlan, false), Err(StoreError::NetworkInUse { nodes: 1 })));
+    store.init_network(&vxlan, true).unwrap();
     assert_eq!(store.network().unwrap(), Some(vxlan));
     clear(store.as_ref());
-    store.init_network(&network, false, now()).unwrap();
+    store.init_network(&network, false).unwrap();
 }
 
 pub fn a_lost_compare_and_swap_writes_nothing(open: Open) {
     let store = open();
-    let lease = acquire(store.as_ref(), &request("n1", 60), now()).unwrap();
-    let mut stale = lease.clone();
-    stale.expires_at -= 1;
-    let mut update = lease.clone();
+    let ttl = Duration::from_secs(60);
+    let held = acquire(store.as_ref(), &request("n1", 60)).unwrap();
+    let mut stale = held.clone();
+    stale.version -= 1;
+    let mut update = held.lease.clone();
     update.public_ip = "192.0.2.99".parse().unwrap();
-    assert!(!store.put_lease(&update, Some(&stale), now()).unwrap(), "expected value differs");
-    assert!(!store.put_lease(&update, None, now()).unwrap(), "the node holds a lease already");
-    let mut thief = lease.clone();
+    assert!(store.put_lease(&update, Some(&stale), ttl).unwrap().is_none(), "expected version differs");
+    assert!(store.put_lease(&update, None, ttl).unwrap().is_none(), "the node holds a lease already");
+    let mut thief = held.lease.clone();
     thief.node = "n2".into();
-    assert!(!store.put_lease(&thief, None, now()).unwrap(), "the subnet is taken");
-    assert_eq!(store.leases(now()).unwrap().0, vec![lease]);
+    assert!(store.put_lease(&thief, None, ttl).unwrap().is_none(), "the subnet is taken");
+    let snapshot = store.list().unwrap();
+    assert_eq!(snapshot.leases, vec![held.clone()]);
+    // the right expectation wins, and moves the version on
+    let moved = store.put_lease(&update, Some(&held), ttl).unwrap().expect("a fresh expectation wins");
+    assert!(moved.version > held.version);
+    assert_eq!(store.list().unwrap().leases, vec![moved]);
     clear(store.as_ref());
 }
 
-pub fn watchers_see_writes_from_other_handles(open: Open) {
+pub fn a_watch_delivers_every_change_after_its_revision_in_order(open: Open) {
     let watcher = open();
-    let (_, since) = watcher.leases(now()).unwrap();
-    assert_eq!(watcher.wait_for_change(since, Duration::from_millis(50)).unwrap(), since, "nothing happened");
-    std::thread::scope(|scope| {
-        scope.spawn(|| {
-            std::thread::sleep(Duration::from_millis(100));
-            acquire(open().as_ref(), &request("n1", 60), now()).unwrap();
-        });
-        let started = Instant::now();
-        assert_ne!(watcher.wait_for_change(since, Duration::from_secs(10)).unwrap(), since);
-        assert!(started.elapsed() < Duration::from_secs(5));
-    });
-    watcher.delete_lease("n1").unwrap();
-    assert!(watcher.leases(now()).unwrap().0.is_empty());
+    let writer = open();
+    let since = watcher.list().unwrap().revision;
+    // Made before the watch exists, after the listing: still delivered.
+    let n1 = acquire(writer.as_ref(), &request("n1", 60)).unwrap();
+    let mut watch = watcher.watch(since).unwrap();
+    let n2 = acquire(writer.as_ref(), &request("n2", 60)).unwrap();
+    writer.delete_lease("n1").unwrap();
+    let events = drain(watch.as_mut(), Duration::from_secs(10), 3);
+    assert_eq!(
+        events,
+        vec![Event::LeasePut(n1), Event::LeasePut(n2.clone()), Event::LeaseDeleted("n1".into())],
+        "in the order they were made"
+    );
+    assert!(drain(watch.as_mut(), Duration::from_millis(300), 1).is_empty(), "and nothing else");
+    // a watch from the latest revision sees only what comes after it
+    let now = watcher.list().unwrap().revision;
+    let mut later = watcher.watch(now).unwrap();
+    writer.delete_lease("n2").unwrap();
+    assert_eq!(drain(later.as_mut(), Duration::from_secs(10), 1), vec![Event::LeaseDeleted("n2".into())]);
+}
+
+pub fn keeping_a_lease_alive_and_restarting_write_nothing_a_watcher_sees(open: Open) {
+    let agent = open();
+    let held = acquire(agent.as_ref(), &request("n1", 60)).unwrap();
+    let watcher = open();
+    let since = watcher.list().unwrap().revision;
+    let mut watch = watcher.watch(since).unwrap();
+    for _ in 0..3 {
+        assert_eq!(agent.keep_alive(&held).unwrap(), Some(Duration::from_secs(60)));
+    }
+    // A restarted agent (a new handle) finds its lease as it would write it: kept, not rewritten.
+    let restarted = acquire(open().as_ref(), &request("n1", 60)).unwrap();
+    assert_eq!(restarted, held, "same value, same version, same liveness");
+    assert_eq!(drain(watch.as_mut(), Duration::from_millis(500), 1), vec![], "a watcher heard nothing");
+    assert_eq!(watcher.list().unwrap().revision, since, "the revision did not move");
+    // Another TTL than the lease lives by: written again.
+    let longer = acquire(agent.as_ref(), &request("n1", 90)).unwrap();
+    assert_eq!(longer.lease, held.lease);
+    assert_ne!(longer.version, held.version);
+    assert_eq!(agent.keep_alive(&held).unwrap(), None, "the replaced lease is gone");
+    clear(agent.as_ref());
+}
+
+pub fn a_lease_not_kept_alive_vanishes_and_watchers_hear_it(open: Open) {
+    let store = open();
+    let since = store.list().unwrap().revision;
+    let mut watch = store.watch(since).unwrap();
+    let held = acquire(open().as_ref(), &request("n1", 2)).unwrap();
+    let events = drain(watch.as_mut(), Duration::from_secs(20), 2);
+    assert_eq!(events, vec![Event::LeasePut(held.clone()), Event::LeaseDeleted("n1".into())]);
+    assert_eq!(store.keep_alive(&held).unwrap(), None, "an expired lease cannot be kept alive");
+    assert!(store.list().unwrap().leases.is_empty());
+}
+
+pub fn the_informer_turns_changes_into_deltas_and_lists_once(open: Open) {
+    let writer = open();
+    let mut informer = Informer::new(Arc::from(open()));
+    let first = informer.poll(Duration::ZERO).unwrap();
+    assert!(matches!(&first[..], [Delta::Network { before: None, after: Some(_) }]), "{first:?}");
+    let held = acquire(writer.as_ref(), &request("n1", 60)).unwrap();
+    let mut moved = held.lease.clone();
+    moved.public_ip = "192.0.2.77".parse().unwrap();
+    writer.put_lease(&moved, Some(&held), Duration::from_secs(60)).unwrap().unwrap();
+    writer.delete_lease("n1").unwrap();
+    let mut deltas = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while deltas.len() < 3 && Instant::now() < deadline {
+        deltas.extend(informer.poll(Duration::from_millis(100)).unwrap());
+    }
+    assert_eq!(
+        deltas,
+        vec![
+            Delta::Lease { node: "n1".into(), before: None, after: Some(held.lease.clone()) },
+            Delta::Lease { node: "n1".into(), before: Some(held.lease.clone()), after: Some(moved.clone()) },
+            Delta::Lease { node: "n1".into(), before: Some(moved), after: None },
+        ]
+    );
+    assert_eq!(informer.stats().lists, 1, "one listing, then only the changes");
+    assert!(informer.cluster().leases.is_empty());
+    assert_eq!(informer.cluster().revision, writer.list().unwrap().revision);
+}
+
+pub fn after_a_compaction_the_informer_lists_once_more(open: Open) {
+    let writer = open();
+    let mut informer = Informer::new(Arc::from(open()));
+    informer.poll(Duration::ZERO).unwrap();
+    // While the informer is not watching, history it would need is compacted away.
+    let n1 = acquire(writer.as_ref(), &request("n1", 60)).unwrap();
+    let n2 = acquire(writer.as_ref(), &request("n2", 60)).unwrap();
+    writer.delete_lease("n1").unwrap();
+    let revision = writer.list().unwrap().revision;
+    writer.compact(revision).unwrap();
+    let deltas = informer.poll(Duration::from_secs(5)).unwrap();
+    assert_eq!(deltas, vec![Delta::Lease { node: "n2".into(), before: None, after: Some(n2.lease.clone()) }]);
+    assert_eq!(informer.stats().lists, 2, "listed again, once");
+    assert!(informer.cluster().lease("n1").is_none() && n1.lease.node == "n1");
+    // and watches on from there
+    writer.delete_lease("n2").unwrap();
+    let mut later = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while later.is_empty() && Instant::now() < deadline {
+        later = informer.poll(Duration::from_millis(100)).unwrap();
+    }
+    assert_eq!(later, vec![Delta::Lease { node: "n2".into(), before: Some(n2.lease), after: None }]);
+    assert_eq!(informer.stats().lists, 2);
 }
 
 pub fn a_restarting_agent_keeps_its_subnet_and_a_dead_ones_is_freed(open: Open) {
     let store = open();
     // two /17s: room for two nodes
     let small = NetworkConfig { subnet_len: 17, ..NetworkConfig::new("10.244.0.0/16".parse().unwrap()) };
-    store.init_network(&small, true, now()).unwrap();
-    let first = acquire(store.as_ref(), &request("n1", 2), now()).unwrap();
-    let renewed = acquire(store.as_ref(), &request("n1", 2), now()).unwrap();
-    assert_eq!(renewed.subnet, first.subnet, "a renewal keeps the subnet");
-    acquire(store.as_ref(), &request("n2", 60), now()).unwrap();
-    assert!(matches!(acquire(store.as_ref(), &request("n3", 60), now()), Err(StoreError::Exhausted(2))));
+    store.init_network(&small, true).unwrap();
+    let first = acquire(store.as_ref(), &request("n1", 2)).unwrap();
+    let renewed = acquire(store.as_ref(), &request("n1", 2)).unwrap();
+    assert_eq!(renewed.lease.subnet, first.lease.subnet, "a renewal keeps the subnet");
+    acquire(store.as_ref(), &request("n2", 60)).unwrap();
+    assert!(matches!(acquire(store.as_ref(), &request("n3", 60)), Err(StoreError::Exhausted(2))));
     // n1 stops renewing; once its lease expires n3 gets its subnet
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(20);
     let taken = loop {
-        match acquire(store.as_ref(), &request("n3", 60), now()) {
+        match acquire(store.as_ref(), &request("n3", 60)) {
             Ok(lease) => break lease,
             Err(StoreError::Exhausted(_)) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(250))
@@ -129,8 +242,8 @@ pub fn a_restarting_agent_keeps_its_subnet_and_a_dead_ones_is_freed(open: Open) 
             Err(e) => panic!("n3 never got n1's subnet: {e}"),
         }
     };
-    assert_eq!(taken.subnet, first.subnet);
-    let nodes: Vec<String> = store.leases(now()).unwrap().0.into_iter().map(|l| l.node).collect();
+    assert_eq!(taken.lease.subnet, first.lease.subnet);
+    let nodes: Vec<String> = store.list().unwrap().leases.into_iter().map(|l| l.lease.node).collect();
     assert_eq!(nodes, vec!["n2", "n3"]);
     clear(store.as_ref());
 }

@@ -1,64 +1,127 @@
-//! etcd (v3 API, through its JSON gateway: plain HTTP requests, no gRPC stack).
+//! etcd (v3 API over gRPC, with the `etcd-client` crate).
 //!
 //! Keys: `/weft/network` holds the network config; `/weft/leases/<node>` a node's lease;
-//! `/weft/subnets/<subnet>` the name of the node holding the subnet, so that one
-//! transaction can check both "this node's lease is what I think" and "nobody else holds
-//! this subnet". Both keys of a lease are bound to an etcd lease with the lease's TTL, so
-//! etcd itself removes a dead node's lease when it stops renewing. Watching polls the
-//! store's revision; a change means a fresh listing, so no event can be missed, and a
-//! compaction means nothing to a watcher that never replays history.
+//! `/weft/subnets/<subnet>` the name of the node holding the subnet, so that one transaction
+//! can check both "this node's lease is what I think" and "nobody else holds this subnet".
+//! Both keys of a lease are bound to one etcd lease with the lease's TTL, which the node
+//! keeps alive over a LeaseKeepAlive stream: renewing writes no key, so no watcher hears of
+//! it, and etcd itself removes a dead node's keys when it stops.
+//!
+//! A watch is one gRPC stream on `/weft/` from a revision on, with progress notifications
+//! (etcd sends them on its own schedule; weft asks for one after [`QUIET`] without news).
+//! Calls require a leader (a member cut off from the others refuses instead of answering
+//! stale), and HTTP/2 keepalive pings find a dead connection within [`PING_EVERY`] +
+//! [`PING_TIMEOUT`]; the balanced channel then uses another member.
+//!
+//! The rest of weft is synchronous: each store runs a small tokio runtime of its own (one
+//! worker thread, created on the caller's thread so that its sockets live in the caller's
+//! network namespace), or one it is given, and its methods block on it. Nothing of this is
+//! touched on the CNI plugin's path.
 
-use crate::{LeaseStore, Revision, StoreError};
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
-use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use crate::{Event, InvalidLease, Revision, Snapshot, Store, StoreError, StoredLease, Watch, WatchBatch};
+use etcd_client::{
+    Client, CompactionOptions, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue,
+    LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn, TxnOp, WatchOptions,
+};
+use std::future::Future;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::runtime::{Handle, Runtime};
 use weft_core::lease::Lease;
 use weft_core::network::NetworkConfig;
 
+const PREFIX: &str = "/weft/";
 const NETWORK_KEY: &str = "/weft/network";
 const LEASES_PREFIX: &str = "/weft/leases/";
-const POLL: Duration = Duration::from_millis(20);
-
-pub struct EtcdStore {
-    endpoints: Vec<String>,
-    agent: ureq::Agent,
-}
+/// Leases listed per request: a listing of a big cluster is several small answers (at one
+/// revision), not one that outgrows gRPC's message limit.
+const PAGE: i64 = 1000;
+/// How long one request may take before the store counts as unavailable.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// HTTP/2 keepalive: a ping every so often, and how long its answer may take.
+pub const PING_EVERY: Duration = Duration::from_secs(10);
+pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
+/// After this long without a message, a watch asks etcd for a progress notification.
+pub const QUIET: Duration = Duration::from_secs(300);
 
 /// TLS to etcd: the CA that signed its certificate, and this client's certificate and key
 /// when etcd asks for one (`--client-cert-auth`).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EtcdTls {
     pub ca: Option<std::path::PathBuf>,
     pub cert: Option<std::path::PathBuf>,
     pub key: Option<std::path::PathBuf>,
 }
 
+/// An `etcd://` store URL, taken apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdUrl {
+    /// `host:port` of each member.
+    pub endpoints: Vec<String>,
+    pub tls: Option<EtcdTls>,
+}
+
+impl EtcdUrl {
+    /// `etcd://HOST:PORT[,HOST:PORT...][?ca=FILE&cert=FILE&key=FILE]`
+    pub fn parse(url: &str) -> Result<EtcdUrl, StoreError> {
+        let bad = || StoreError::Url(url.to_string());
+        let rest = url.strip_prefix("etcd://").filter(|r| !r.is_empty()).ok_or_else(bad)?;
+        let (hosts, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let mut tls = EtcdTls::default();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("ca", path)) => tls.ca = Some(path.into()),
+                Some(("cert", path)) => tls.cert = Some(path.into()),
+                Some(("key", path)) => tls.key = Some(path.into()),
+                _ => return Err(bad()),
+            }
+        }
+        let endpoints: Vec<String> = hosts.trim_end_matches('/').split(',').map(str::to_string).collect();
+        if endpoints.iter().any(|e| e.is_empty() || !e.contains(':')) {
+            return Err(bad());
+        }
+        let secure = tls != EtcdTls::default();
+        Ok(EtcdUrl { endpoints, tls: secure.then_some(tls) })
+    }
+}
+
+pub struct EtcdStore {
+    client: Client,
+    handle: Handle,
+    /// The runtime this store made for itself (none when given one).
+    _runtime: Option<Arc<Runtime>>,
+    /// The LeaseKeepAlive stream of the lease being kept alive.
+    keeper: Mutex<Option<(i64, LeaseKeeper, LeaseKeepAliveStream)>>,
+    describe: String,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+/// etcd's refusal of a compacted revision, as weft's; anything else, unavailable.
+fn from_etcd(e: etcd_client::Error) -> StoreError {
+    match &e {
+        etcd_client::Error::GRpcStatus(status) if status.message().contains("compacted") => {
+            StoreError::Compacted(0)
+        }
+        _ => unavailable(e),
+    }
+}
+
 fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, StoreError> {
     std::fs::read(path).map_err(|e| StoreError::Tls(format!("{}: {e}", path.display())))
 }
 
-fn tls_config(tls: &EtcdTls) -> Result<ureq::tls::TlsConfig, StoreError> {
-    use ureq::tls::{parse_pem, Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig};
-    let bad = |what: &std::path::Path, e: ureq::Error| StoreError::Tls(format!("{}: {e}", what.display()));
-    let mut builder = TlsConfig::builder();
+fn tls_options(tls: &EtcdTls) -> Result<etcd_client::TlsOptions, StoreError> {
+    let mut options = etcd_client::TlsOptions::new();
     if let Some(ca) = &tls.ca {
-        let pem = read_pem(ca)?;
-        let roots: Vec<Certificate<'static>> = parse_pem(&pem)
-            .filter_map(|item| match item {
-                Ok(PemItem::Certificate(cert)) => Some(Ok(cert)),
-                Ok(_) => None,
-                Err(e) => Some(Err(bad(ca, e))),
-            })
-            .collect::<Result<_, _>>()?;
-        builder = builder.root_certs(RootCerts::Specific(std::sync::Arc::new(roots)));
+        options = options.ca_certificate(etcd_client::Certificate::from_pem(read_pem(ca)?));
     }
     match (&tls.cert, &tls.key) {
         (Some(cert), Some(key)) => {
-            let chain = vec![Certificate::from_pem(&read_pem(cert)?).map_err(|e| bad(cert, e))?];
-            let key_pem = read_pem(key)?;
-            let key_der = PrivateKey::from_pem(&key_pem).map_err(|e| bad(key, e))?;
-            builder = builder.client_cert(Some(ClientCert::new_with_certs(&chain, key_der)));
+            options = options.identity(etcd_client::Identity::from_pem(read_pem(cert)?, read_pem(key)?));
         }
         (None, None) => {}
         _ => {
@@ -67,227 +130,399 @@ fn tls_config(tls: &EtcdTls) -> Result<ureq::tls::TlsConfig, StoreError> {
             ))
         }
     }
-    Ok(builder.build())
+    Ok(options)
 }
 
 fn subnet_key(subnet: &ipnet::IpNet) -> String {
     format!("/weft/subnets/{}", subnet.to_string().replace('/', "_"))
 }
 
-fn b64(text: &str) -> String {
-    B64.encode(text)
+/// The end of a prefix's range: the prefix with its last byte incremented.
+fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    *end.last_mut().expect("a prefix") += 1;
+    end
 }
 
-/// The end of a prefix range: the prefix with its last byte incremented.
-fn prefix_end(prefix: &str) -> String {
-    let mut bytes = prefix.as_bytes().to_vec();
-    *bytes.last_mut().expect("non-empty prefix") += 1;
-    B64.encode(bytes)
+fn lease_key(node: &str) -> String {
+    format!("{LEASES_PREFIX}{node}")
 }
 
-fn number(value: &Value) -> u64 {
-    // The gateway writes 64-bit numbers as strings, and leaves out zeros.
-    match value {
-        Value::String(s) => s.parse().unwrap_or(0),
-        Value::Number(n) => n.as_u64().unwrap_or(0),
-        _ => 0,
-    }
+/// The lease a key-value holds, or why it holds none.
+fn stored(kv: &KeyValue) -> Option<Result<StoredLease, InvalidLease>> {
+    let node = std::str::from_utf8(kv.key()).ok()?.strip_prefix(LEASES_PREFIX)?.to_string();
+    Some(match serde_json::from_slice::<Lease>(kv.value()) {
+        Ok(lease) if lease.node == node => {
+            Ok(StoredLease { lease, version: kv.mod_revision() as u64, liveness: kv.lease() })
+        }
+        Ok(lease) => Err(InvalidLease { node, error: format!("it names node {:?}", lease.node) }),
+        Err(e) => Err(InvalidLease { node, error: e.to_string() }),
+    })
 }
 
-fn unavailable(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(what.to_string())
+fn network(value: &[u8]) -> Result<NetworkConfig, StoreError> {
+    serde_json::from_slice(value).map_err(|e| StoreError::Corrupt(format!("{NETWORK_KEY}: {e}")))
 }
 
 impl EtcdStore {
-    /// `endpoints`: `host:port` of each member, tried in turn. With `tls`, HTTPS.
-    pub fn new(endpoints: &[&str], tls: Option<&EtcdTls>) -> Result<EtcdStore, StoreError> {
-        if endpoints.is_empty() {
-            return Err(StoreError::Url("etcd://".into()));
-        }
-        let mut config = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(5)))
-            .http_status_as_error(false);
-        if let Some(tls) = tls {
-            config = config.tls_config(tls_config(tls)?);
-        }
-        let scheme = if tls.is_some() { "https" } else { "http" };
+    /// Connects to the members `url` names, on a runtime of its own.
+    pub fn open(url: &EtcdUrl) -> Result<EtcdStore, StoreError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("weft-etcd")
+            .enable_all()
+            .build()
+            .map_err(|e| unavailable(format!("start the etcd client's runtime: {e}")))?;
+        let runtime = Arc::new(runtime);
+        let mut store = EtcdStore::open_on(url, runtime.handle().clone())?;
+        store._runtime = Some(runtime);
+        Ok(store)
+    }
+
+    /// Connects on a runtime the caller runs (many stores, one runtime: the fleet benchmark).
+    pub fn open_on(url: &EtcdUrl, handle: Handle) -> Result<EtcdStore, StoreError> {
+        let mut options = ConnectOptions::new()
+            .with_keep_alive(PING_EVERY, PING_TIMEOUT)
+            .with_keep_alive_while_idle(true)
+            .with_require_leader(true)
+            .with_connect_timeout(REQUEST_TIMEOUT);
+        let scheme = match &url.tls {
+            Some(tls) => {
+                options = options.with_tls(tls_options(tls)?);
+                "https"
+            }
+            None => "http",
+        };
+        let endpoints: Vec<String> = url.endpoints.iter().map(|e| format!("{scheme}://{e}")).collect();
+        let client = handle
+            .block_on(Client::connect(&endpoints, Some(options)))
+            .map_err(|e| unavailable(format!("etcd at {}: {e}", url.endpoints.join(","))))?;
         Ok(EtcdStore {
-            endpoints: endpoints.iter().map(|e| format!("{scheme}://{e}")).collect(),
-            agent: config.build().into(),
+            client,
+            handle,
+            _runtime: None,
+            keeper: Mutex::new(None),
+            describe: format!("etcd://{}", url.endpoints.join(",")),
         })
     }
 
-    /// One gateway call, trying each member until one answers.
-    fn call(&self, path: &str, body: Value) -> Result<Value, StoreError> {
-        let mut last_error = String::new();
-        for endpoint in &self.endpoints {
-            // A member that does not answer, answers 5xx (no leader) or garbles its answer:
-            // the next one is asked.
-            match self.agent.post(&format!("{endpoint}{path}")).send_json(&body) {
-                Ok(mut response) => {
-                    let status = response.status();
-                    match response.body_mut().read_json::<Value>() {
-                        Ok(value) if status.is_success() => return Ok(value),
-                        Ok(value) if status.is_client_error() => {
-                            return Err(unavailable(format!("{path}: {status}: {value}")))
-                        }
-                        Ok(value) => last_error = format!("{endpoint}{path}: {status}: {value}"),
-                        Err(e) => last_error = format!("{endpoint}{path}: {status}: {e}"),
-                    }
+    /// Runs one request, within [`REQUEST_TIMEOUT`].
+    fn call<T>(
+        &self,
+        what: &str,
+        request: impl Future<Output = Result<T, etcd_client::Error>>,
+    ) -> Result<T, StoreError> {
+        self.handle.block_on(async {
+            match tokio::time::timeout(REQUEST_TIMEOUT, request).await {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(e)) => Err(match from_etcd(e) {
+                    StoreError::Unavailable(e) => StoreError::Unavailable(format!("{what}: {e}")),
+                    other => other,
+                }),
+                Err(_) => {
+                    Err(unavailable(format!("{what}: no answer within {} s", REQUEST_TIMEOUT.as_secs())))
                 }
-                Err(e) => last_error = format!("{endpoint}: {e}"),
+            }
+        })
+    }
+
+    fn count_leases(&self) -> Result<usize, StoreError> {
+        let mut kv = self.client.kv_client();
+        let reply = self.call(
+            "count leases",
+            kv.get(LEASES_PREFIX, Some(GetOptions::new().with_prefix().with_count_only())),
+        )?;
+        Ok(reply.count() as usize)
+    }
+}
+
+impl Store for EtcdStore {
+    fn network(&self) -> Result<Option<NetworkConfig>, StoreError> {
+        let mut kv = self.client.kv_client();
+        let reply = self.call("read the network config", kv.get(NETWORK_KEY, None))?;
+        reply.kvs().first().map(|kv| network(kv.value())).transpose()
+    }
+
+    fn init_network(&self, config: &NetworkConfig, force: bool) -> Result<(), StoreError> {
+        config.validate()?;
+        let mut kv = self.client.kv_client();
+        let reply = self.call("read the network config", kv.get(NETWORK_KEY, None))?;
+        let current = reply.kvs().first().cloned();
+        if let Some(current) = &current {
+            if network(current.value()).ok().as_ref() == Some(config) {
+                return Ok(());
+            }
+            let nodes = self.count_leases()?;
+            if nodes > 0 && !force {
+                return Err(StoreError::NetworkInUse { nodes });
             }
         }
-        Err(unavailable(last_error))
-    }
-
-    fn get(&self, key: &str) -> Result<(Option<String>, Revision), StoreError> {
-        let reply = self.call("/v3/kv/range", json!({ "key": b64(key) }))?;
-        let revision = number(&reply["header"]["revision"]);
-        let value = reply["kvs"]
-            .as_array()
-            .and_then(|kvs| kvs.first())
-            .and_then(|kv| kv["value"].as_str())
-            .map(|v| B64.decode(v).map_err(|e| StoreError::Corrupt(e.to_string())))
-            .transpose()?
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
-        Ok((value, revision))
-    }
-
-    /// A mark that changes whenever anything under `/weft/` does, and only then: the newest
-    /// key's mod revision and the number of keys (a deletion changes the count). etcd's own
-    /// revision would also move with every unrelated write to a shared etcd. One small
-    /// request: keys only, the newest first, one of them.
-    fn mark(&self) -> Result<Revision, StoreError> {
-        let reply = self.call(
-            "/v3/kv/range",
-            json!({
-                "key": b64("/weft/"), "range_end": prefix_end("/weft/"), "keys_only": true,
-                "limit": "1", "sort_order": "DESCEND", "sort_target": "MOD",
-            }),
-        )?;
-        let newest =
-            reply["kvs"].as_array().and_then(|kvs| kvs.first()).map_or(0, |kv| number(&kv["mod_revision"]));
-        Ok((newest << 20) | (number(&reply["count"]) & 0xf_ffff))
-    }
-
-    fn grant(&self, ttl: u64) -> Result<String, StoreError> {
-        let reply = self.call("/v3/lease/grant", json!({ "TTL": ttl.max(1).to_string() }))?;
-        reply["ID"].as_str().map(str::to_string).ok_or_else(|| unavailable(format!("lease grant: {reply}")))
-    }
-
-    fn txn(&self, compare: Vec<Value>, success: Vec<Value>) -> Result<bool, StoreError> {
-        let reply = self.call("/v3/kv/txn", json!({ "compare": compare, "success": success }))?;
-        Ok(reply["succeeded"].as_bool().unwrap_or(false))
-    }
-}
-
-/// The key holds exactly `value`, or (`None`) does not exist.
-fn holds(key: &str, value: Option<&str>) -> Value {
-    match value {
-        Some(value) => json!({ "key": b64(key), "target": "VALUE", "result": "EQUAL", "value": b64(value) }),
-        None => json!({ "key": b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0" }),
-    }
-}
-
-fn put(key: &str, value: &str, lease: Option<&str>) -> Value {
-    let mut request = json!({ "key": b64(key), "value": b64(value) });
-    if let Some(lease) = lease {
-        request["lease"] = json!(lease);
-    }
-    json!({ "request_put": request })
-}
-
-fn delete(key: &str) -> Value {
-    json!({ "request_delete_range": { "key": b64(key) } })
-}
-
-impl LeaseStore for EtcdStore {
-    fn network(&self) -> Result<Option<NetworkConfig>, StoreError> {
-        self.get(NETWORK_KEY)?
-            .0
-            .map(|text| serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string())))
-            .transpose()
-    }
-
-    fn init_network(&self, config: &NetworkConfig, force: bool, now: u64) -> Result<(), StoreError> {
-        config.validate()?;
-        let (current, _) = self.get(NETWORK_KEY)?;
         let text = serde_json::to_string(config).expect("config serialises");
-        if current.as_deref() == Some(text.as_str()) {
-            return Ok(());
-        }
-        let nodes = self.leases(now)?.0.len();
-        if current.is_some() && nodes > 0 && !force {
-            return Err(StoreError::NetworkInUse { nodes });
-        }
         // Only if nobody changed it meanwhile.
-        if self.txn(vec![holds(NETWORK_KEY, current.as_deref())], vec![put(NETWORK_KEY, &text, None)])? {
+        let unchanged = match &current {
+            Some(kv) => Compare::mod_revision(NETWORK_KEY, CompareOp::Equal, kv.mod_revision()),
+            None => Compare::create_revision(NETWORK_KEY, CompareOp::Equal, 0),
+        };
+        let txn = Txn::new().when([unchanged]).and_then([TxnOp::put(NETWORK_KEY, text, None)]);
+        if self.call("write the network config", kv.txn(txn))?.succeeded() {
             Ok(())
         } else {
             Err(StoreError::Contended(1))
         }
     }
 
-    fn leases(&self, _now: u64) -> Result<(Vec<Lease>, Revision), StoreError> {
-        // The mark first: a change between the two reads shows as a change at the next wait.
-        let revision = self.mark()?;
-        let reply = self.call(
-            "/v3/kv/range",
-            json!({ "key": b64(LEASES_PREFIX), "range_end": prefix_end(LEASES_PREFIX) }),
-        )?;
-        let mut leases = Vec::new();
-        for kv in reply["kvs"].as_array().into_iter().flatten() {
-            let bytes = B64
-                .decode(kv["value"].as_str().unwrap_or_default())
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            // etcd's own lease TTL decides what is alive: a key that is still there holds
-            // its subnet, whatever this host's clock says of `expires_at`.
-            leases.push(
-                serde_json::from_slice::<Lease>(&bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            );
+    fn list(&self) -> Result<Snapshot, StoreError> {
+        let mut kv = self.client.kv_client();
+        let mut snapshot = Snapshot::default();
+        let end = prefix_end(LEASES_PREFIX);
+        let mut from = LEASES_PREFIX.as_bytes().to_vec();
+        loop {
+            let mut options = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
+            if snapshot.revision > 0 {
+                // The later pages at the first one's revision: one consistent picture.
+                options = options.with_revision(snapshot.revision as i64);
+            }
+            let reply = self.call("list the leases", kv.get(from.clone(), Some(options)))?;
+            if snapshot.revision == 0 {
+                snapshot.revision = reply.header().map_or(0, |h| h.revision() as u64);
+            }
+            for kv in reply.kvs() {
+                match stored(kv) {
+                    Some(Ok(lease)) => snapshot.leases.push(lease),
+                    Some(Err(invalid)) => snapshot.invalid.push(invalid),
+                    None => {}
+                }
+            }
+            match reply.kvs().last() {
+                Some(last) if reply.more() => {
+                    from = last.key().to_vec();
+                    from.push(0);
+                }
+                _ => break,
+            }
         }
-        leases.sort_by(|a, b| a.node.cmp(&b.node));
-        Ok((leases, revision))
+        let reply = self.call(
+            "read the network config",
+            kv.get(NETWORK_KEY, Some(GetOptions::new().with_revision(snapshot.revision as i64))),
+        )?;
+        snapshot.network = reply.kvs().first().map(|kv| network(kv.value())).transpose()?;
+        Ok(snapshot)
     }
 
-    fn put_lease(&self, lease: &Lease, expected: Option<&Lease>, now: u64) -> Result<bool, StoreError> {
-        let node_key = format!("{LEASES_PREFIX}{}", lease.node);
+    fn watch(&self, after: Revision) -> Result<Box<dyn Watch>, StoreError> {
+        let (sender, receiver) = mpsc::channel();
+        let mut client = self.client.clone();
+        let options =
+            WatchOptions::new().with_prefix().with_start_revision(after as i64 + 1).with_progress_notify();
+        let stream = self.call("watch", client.watch(PREFIX, Some(options)))?;
+        let task = self.handle.spawn(forward(stream, sender));
+        Ok(Box::new(EtcdWatch { receiver, task: task.abort_handle() }))
+    }
+
+    fn put_lease(
+        &self,
+        lease: &Lease,
+        expected: Option<&StoredLease>,
+        ttl: Duration,
+    ) -> Result<Option<StoredLease>, StoreError> {
+        let mut client = self.client.clone();
+        let node_key = lease_key(&lease.node);
         let subnet = subnet_key(&lease.subnet);
-        let expected_text = expected.map(|e| serde_json::to_string(e).expect("lease serialises"));
-        let keeps_subnet = expected.is_some_and(|e| e.subnet == lease.subnet);
-        let mut compare = vec![holds(&node_key, expected_text.as_deref())];
-        compare.push(holds(&subnet, keeps_subnet.then_some(lease.node.as_str())));
-        let etcd_lease = self.grant(lease.expires_at.saturating_sub(now))?;
+        let keeps_subnet = expected.is_some_and(|e| e.lease.subnet == lease.subnet);
+        let mut compare = vec![match expected {
+            Some(e) => Compare::mod_revision(node_key.as_str(), CompareOp::Equal, e.version as i64),
+            None => Compare::create_revision(node_key.as_str(), CompareOp::Equal, 0),
+        }];
+        compare.push(match keeps_subnet {
+            true => Compare::value(subnet.as_str(), CompareOp::Equal, lease.node.as_str()),
+            false => Compare::create_revision(subnet.as_str(), CompareOp::Equal, 0),
+        });
+        let granted = self.call("grant a lease", client.lease_grant(ttl.as_secs().max(1) as i64, None))?;
+        let id = granted.id();
         let text = serde_json::to_string(lease).expect("lease serialises");
-        let mut success =
-            vec![put(&node_key, &text, Some(&etcd_lease)), put(&subnet, &lease.node, Some(&etcd_lease))];
-        if let Some(old) = expected.filter(|e| e.subnet != lease.subnet) {
-            success.push(delete(&subnet_key(&old.subnet)));
+        let with_lease = || Some(PutOptions::new().with_lease(id));
+        let mut success = vec![
+            TxnOp::put(node_key.as_str(), text, with_lease()),
+            TxnOp::put(subnet.as_str(), lease.node.as_str(), with_lease()),
+        ];
+        if let Some(old) = expected.filter(|e| e.lease.subnet != lease.subnet) {
+            success.push(TxnOp::delete(subnet_key(&old.lease.subnet), None));
         }
-        self.txn(compare, success)
+        let reply = self.call("write the lease", client.txn(Txn::new().when(compare).and_then(success)))?;
+        if reply.succeeded() {
+            if let Some(old) = expected.filter(|e| e.liveness != 0 && e.liveness != id) {
+                // The replaced lease's keys moved to the new one: the old keeps nothing alive.
+                let _ = self.call("revoke the replaced lease", client.lease_revoke(old.liveness));
+            }
+            let version = reply.header().map_or(0, |h| h.revision() as u64);
+            return Ok(Some(StoredLease { lease: lease.clone(), version, liveness: id }));
+        }
+        // Lost: the etcd lease holds nothing; it would expire anyway.
+        let _ = self.call("revoke an unused lease", client.lease_revoke(id));
+        Ok(None)
+    }
+
+    fn keep_alive(&self, held: &StoredLease) -> Result<Option<Duration>, StoreError> {
+        let mut slot = self.keeper.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.as_ref().is_none_or(|(id, _, _)| *id != held.liveness) {
+            let mut client = self.client.clone();
+            match self.call("open a keepalive stream", client.lease_keep_alive(held.liveness)) {
+                Ok((keeper, stream)) => *slot = Some((held.liveness, keeper, stream)),
+                // The client asks once on opening, and says so when the lease is gone.
+                Err(StoreError::Unavailable(e)) if e.contains("lease not found") => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+        let (_, keeper, stream) = slot.as_mut().expect("just opened");
+        let answer = self.call("keep the lease alive", async {
+            keeper.keep_alive().await?;
+            stream.message().await
+        });
+        match answer {
+            Ok(Some(reply)) if reply.ttl() > 0 => Ok(Some(Duration::from_secs(reply.ttl() as u64))),
+            Ok(Some(_)) => Ok(None),
+            Ok(None) => {
+                *slot = None;
+                Err(unavailable("the keepalive stream ended"))
+            }
+            Err(e) => {
+                *slot = None;
+                Err(e)
+            }
+        }
     }
 
     fn delete_lease(&self, node: &str) -> Result<(), StoreError> {
-        let node_key = format!("{LEASES_PREFIX}{node}");
-        if let (Some(text), _) = self.get(&node_key)? {
-            let lease: Lease = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            self.txn(
-                vec![holds(&node_key, Some(&text))],
-                vec![delete(&node_key), delete(&subnet_key(&lease.subnet))],
-            )?;
+        let mut client = self.client.clone();
+        let key = lease_key(node);
+        let reply = self.call("read the lease", client.get(key.as_str(), None))?;
+        let Some(kv) = reply.kvs().first() else { return Ok(()) };
+        let mut success = vec![TxnOp::delete(key.as_str(), None)];
+        if let Some(Ok(held)) = stored(kv) {
+            success.push(TxnOp::delete(subnet_key(&held.lease.subnet), None));
+        }
+        let unchanged = Compare::mod_revision(key.as_str(), CompareOp::Equal, kv.mod_revision());
+        self.call("delete the lease", client.txn(Txn::new().when([unchanged]).and_then(success)))?;
+        if kv.lease() != 0 {
+            let _ = self.call("revoke the lease", client.lease_revoke(kv.lease()));
         }
         Ok(())
     }
 
-    fn wait_for_change(&self, since: Revision, timeout: Duration) -> Result<Revision, StoreError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let mark = self.mark()?;
-            if mark != since || Instant::now() >= deadline {
-                return Ok(mark);
+    fn compact(&self, revision: Revision) -> Result<(), StoreError> {
+        let mut client = self.client.clone();
+        self.call(
+            "compact",
+            client.compact(revision as i64, Some(CompactionOptions::new().with_physical())),
+        )?;
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        self.describe.clone()
+    }
+}
+
+/// The sync side of a watch: what the stream's task forwards.
+struct EtcdWatch {
+    receiver: mpsc::Receiver<Result<WatchBatch, StoreError>>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for EtcdWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Watch for EtcdWatch {
+    fn next(&mut self, timeout: Duration) -> Result<Option<WatchBatch>, StoreError> {
+        match self.receiver.recv_timeout(timeout) {
+            Ok(message) => message.map(Some),
+            Err(mpsc::RecvTimeoutError::Timeout) => Ok(None),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(unavailable("the watch ended")),
+        }
+    }
+}
+
+/// Reads a watch stream and forwards what it says, until it ends (the error says why) or
+/// the receiver is gone.
+async fn forward(mut stream: etcd_client::WatchStream, sender: mpsc::Sender<Result<WatchBatch, StoreError>>) {
+    let ended = loop {
+        let message = match tokio::time::timeout(QUIET, stream.message()).await {
+            Ok(message) => message,
+            Err(_) => {
+                // Quiet for long: ask where the watch stands (an answer is a message).
+                if let Err(e) = stream.request_progress().await {
+                    break unavailable(format!("watch: {e}"));
+                }
+                continue;
             }
-            std::thread::sleep(POLL.min(deadline.saturating_duration_since(Instant::now())));
+        };
+        let response = match message {
+            Ok(Some(response)) => response,
+            Ok(None) => break unavailable("watch: the stream ended"),
+            Err(e) => break unavailable(format!("watch: {e}")),
+        };
+        if response.canceled() {
+            break match response.compact_revision() {
+                0 => unavailable(format!("watch cancelled by etcd: {}", response.cancel_reason())),
+                compacted => StoreError::Compacted(compacted as u64),
+            };
+        }
+        if response.created() {
+            // Only says the watch exists; its header's revision is not yet what it has sent.
+            continue;
+        }
+        let mut batch = WatchBatch::default();
+        for event in response.events() {
+            let Some(kv) = event.kv() else { continue };
+            batch.revision = batch.revision.max(kv.mod_revision() as u64);
+            let deleted = event.event_type() == EventType::Delete;
+            if kv.key() == NETWORK_KEY.as_bytes() {
+                batch.events.push(match deleted {
+                    true => Event::Network(None),
+                    false => match network(kv.value()) {
+                        Ok(config) => Event::Network(Some(config)),
+                        Err(e) => {
+                            // Nothing to plan from: as if there were none, until it is mended.
+                            tracing::error!("{e}");
+                            Event::Network(None)
+                        }
+                    },
+                });
+            } else if let Some(node) = kv.key().strip_prefix(LEASES_PREFIX.as_bytes()) {
+                batch.events.push(match (deleted, stored(kv)) {
+                    (true, _) => Event::LeaseDeleted(String::from_utf8_lossy(node).into_owned()),
+                    (false, Some(Ok(lease))) => Event::LeasePut(lease),
+                    (false, Some(Err(invalid))) => Event::LeaseInvalid(invalid),
+                    (false, None) => continue,
+                });
+            }
+        }
+        if response.events().is_empty() {
+            // A progress notification: nothing under /weft/ changed up to here.
+            batch.revision = response.header().map_or(0, |h| h.revision() as u64);
+        }
+        if sender.send(Ok(batch)).is_err() {
+            return;
+        }
+    };
+    let _ = sender.send(Err(ended));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let url = EtcdUrl::parse("etcd://10.0.0.1:2379,10.0.0.2:2379?ca=/ca.pem").unwrap();
+        assert_eq!(url.endpoints, vec!["10.0.0.1:2379", "10.0.0.2:2379"]);
+        assert_eq!(url.tls.unwrap().ca.unwrap(), std::path::PathBuf::from("/ca.pem"));
+        assert_eq!(EtcdUrl::parse("etcd://h:1").unwrap().tls, None);
+        for bad in ["etcd://", "etcd://host", "etcd://h:1?user=x", "etcd://h:1,"] {
+            assert!(EtcdUrl::parse(bad).is_err(), "{bad}");
         }
     }
 }

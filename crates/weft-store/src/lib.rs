@@ -1,16 +1,25 @@
-//! Where the cluster's network config and leases live, and how a node gets its lease.
+//! Where the cluster's network config and leases live, how a node gets its lease and keeps
+//! it alive, and how an agent keeps a cache of the cluster in step with the store.
 //!
-//! [`LeaseStore`] is what the agent needs of a store; [`sqlite::SqliteStore`] is the
-//! embedded one (one file several agents on a host share). etcd comes next; the Kubernetes
-//! API later. The logic that does not depend on the store (picking a subnet, retrying a
-//! lost compare-and-swap, renewing) is written once, in [`acquire`].
+//! [`Store`] is what the agent needs of a store, in the shape every store of this kind has
+//! (etcd's, and later the Kubernetes API's): **list** everything once, then **watch** from
+//! the listed revision and receive only what changes. A lease's value says what a node is
+//! (subnet, public IP, VTEP MAC, backend) and changes only when that does; its liveness is
+//! kept beside it ([`Store::keep_alive`]: an etcd lease kept alive, a column in SQLite), so a
+//! renewal writes nothing that any watcher receives.
 //!
-//! Synchronous by design: the agent is a few threads, not an async runtime, which keeps
-//! it small in memory and keeps the CNI plugin, in the same binary, free of one.
+//! - [`sqlite::SqliteStore`]: the embedded store, one file several agents on a host share,
+//!   with a revision-numbered change log as its watch.
+//! - [`etcd::EtcdStore`]: etcd's v3 gRPC API (the `etcd-client` crate), on a small async
+//!   runtime of its own; the rest of weft stays synchronous.
+//! - [`informer::Informer`]: list + watch + cache, written once over any store: it resumes a
+//!   lost watch from the last revision seen and lists again only after a compaction.
+//! - [`acquire`]: picking a subnet and claiming it by compare-and-swap, written once.
 
 #[doc(hidden)]
 pub mod conformance;
 pub mod etcd;
+pub mod informer;
 pub mod sqlite;
 
 use std::net::IpAddr;
@@ -18,8 +27,9 @@ use std::time::Duration;
 use weft_core::lease::{pick_subnet, vtep_mac, Lease};
 use weft_core::network::NetworkConfig;
 
-/// A mark of the store's state: it changes whenever leases or the network config do (it is
-/// compared for equality only).
+pub use informer::{Cluster, Delta, Informer, InformerStats};
+
+/// A store revision: it grows with every change a watcher can see.
 pub type Revision = u64;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,53 +52,115 @@ pub enum StoreError {
     Contended(usize),
     #[error("store data is corrupt: {0}")]
     Corrupt(String),
+    /// A watch asked for history the store no longer keeps: list again.
+    #[error("the store's history before revision {0} is compacted: list again")]
+    Compacted(Revision),
     #[error("sqlite store: {0}")]
     Sqlite(#[from] rusqlite::Error),
 }
 
-pub trait LeaseStore {
+/// A lease as the store holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredLease {
+    pub lease: Lease,
+    /// The revision the lease's value was last written at: compare-and-swap compares it.
+    pub version: Revision,
+    /// What keeps the lease alive: its etcd lease ID; in SQLite, its holder's token.
+    pub liveness: i64,
+}
+
+/// A lease whose value is not one: written by something else, or by a newer weft. It is
+/// named, never used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidLease {
+    pub node: String,
+    pub error: String,
+}
+
+/// Everything, at one revision.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub network: Option<NetworkConfig>,
+    pub leases: Vec<StoredLease>,
+    pub invalid: Vec<InvalidLease>,
+    pub revision: Revision,
+}
+
+/// One change a watch delivers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The network config was written (`None`: removed).
+    Network(Option<NetworkConfig>),
+    LeasePut(StoredLease),
+    LeaseDeleted(String),
+    /// A lease key now holds something that is not a lease: as good as deleted.
+    LeaseInvalid(InvalidLease),
+}
+
+/// What a watch delivered: changes in the order they were made, and the revision the
+/// watcher is now current at. No events: a progress notification (nothing changed up to
+/// `revision`).
+#[derive(Debug, Clone, Default)]
+pub struct WatchBatch {
+    pub events: Vec<Event>,
+    pub revision: Revision,
+}
+
+/// A watch on the store's weft data, from a revision on.
+pub trait Watch: Send {
+    /// Waits up to `timeout` for changes. `Ok(None)`: nothing yet. An error ends the watch:
+    /// [`StoreError::Compacted`] means list again; anything else, watch again from the last
+    /// revision seen.
+    fn next(&mut self, timeout: Duration) -> Result<Option<WatchBatch>, StoreError>;
+}
+
+pub trait Store: Send + Sync {
+    /// The network config (one small read).
     fn network(&self) -> Result<Option<NetworkConfig>, StoreError>;
 
     /// Writes the network config. Refuses to change a config that live leases were made
     /// under, unless `force`.
-    fn init_network(&self, config: &NetworkConfig, force: bool, now: u64) -> Result<(), StoreError>;
+    fn init_network(&self, config: &NetworkConfig, force: bool) -> Result<(), StoreError>;
 
-    /// Every lease still alive at `now`, and the revision they are current at.
-    fn leases(&self, now: u64) -> Result<(Vec<Lease>, Revision), StoreError>;
+    /// The network config and every live lease, at one revision.
+    fn list(&self) -> Result<Snapshot, StoreError>;
 
-    /// Compare-and-swap: writes `lease` if the node's current lease is `expected` (`None`:
-    /// the node holds none) and no other live lease holds its subnet. `false` when another
-    /// writer got there first.
-    fn put_lease(&self, lease: &Lease, expected: Option<&Lease>, now: u64) -> Result<bool, StoreError>;
+    /// Changes made after revision `after`, as they happen.
+    fn watch(&self, after: Revision) -> Result<Box<dyn Watch>, StoreError>;
+
+    /// Compare-and-swap: writes `lease`, alive for `ttl` unless kept alive, if the node's
+    /// current lease is `expected` (`None`: the node holds none) and no other node holds
+    /// its subnet. `None` when another writer got there first.
+    fn put_lease(
+        &self,
+        lease: &Lease,
+        expected: Option<&StoredLease>,
+        ttl: Duration,
+    ) -> Result<Option<StoredLease>, StoreError>;
+
+    /// Keeps `held` alive for another TTL. Writes nothing that watchers see. `None`: the
+    /// lease is gone (it expired, or was replaced); the node must acquire one again.
+    fn keep_alive(&self, held: &StoredLease) -> Result<Option<Duration>, StoreError>;
 
     /// Removes the node's lease (an agent leaving for good).
     fn delete_lease(&self, node: &str) -> Result<(), StoreError>;
 
-    /// Waits until the store's mark differs from `since`, or `timeout`; returns the mark.
-    fn wait_for_change(&self, since: Revision, timeout: Duration) -> Result<Revision, StoreError>;
+    /// Forgets the history before `revision`: watches from earlier must list again.
+    fn compact(&self, revision: Revision) -> Result<(), StoreError>;
+
+    /// The store, as it may be printed (no credentials).
+    fn describe(&self) -> String;
 }
 
 /// Opens the store a URL names: `sqlite:PATH` or
-/// `etcd://HOST:PORT[,HOST:PORT...][?ca=FILE&cert=FILE&key=FILE]` (with `ca`, HTTPS; with
+/// `etcd://HOST:PORT[,HOST:PORT...][?ca=FILE&cert=FILE&key=FILE]` (with `ca`, TLS; with
 /// `cert` and `key`, a client certificate).
-pub fn open(url: &str) -> Result<Box<dyn LeaseStore>, StoreError> {
+pub fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
     if let Some(path) = url.strip_prefix("sqlite:").filter(|p| !p.is_empty()) {
         return Ok(Box::new(sqlite::SqliteStore::open(path)?));
     }
-    if let Some(rest) = url.strip_prefix("etcd://").filter(|e| !e.is_empty()) {
-        let (hosts, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let mut tls = etcd::EtcdTls::default();
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            match pair.split_once('=') {
-                Some(("ca", path)) => tls.ca = Some(path.into()),
-                Some(("cert", path)) => tls.cert = Some(path.into()),
-                Some(("key", path)) => tls.key = Some(path.into()),
-                _ => return Err(StoreError::Url(url.to_string())),
-            }
-        }
-        let secure = tls.ca.is_some() || tls.cert.is_some() || tls.key.is_some();
-        let endpoints: Vec<&str> = hosts.trim_end_matches('/').split(',').collect();
-        return Ok(Box::new(etcd::EtcdStore::new(&endpoints, secure.then_some(&tls))?));
+    if url.starts_with("etcd://") {
+        return Ok(Box::new(etcd::EtcdStore::open(&etcd::EtcdUrl::parse(url)?)?));
     }
     Err(StoreError::Url(url.to_string()))
 }
@@ -104,28 +176,46 @@ pub struct LeaseRequest<'a> {
     pub previous: Option<ipnet::IpNet>,
 }
 
-/// The node's lease, renewed if it holds one (it keeps its subnet), else a new one on a
-/// free subnet (its previous one if still free). Retries lost compare-and-swaps.
-pub fn acquire(store: &dyn LeaseStore, request: &LeaseRequest, now: u64) -> Result<Lease, StoreError> {
+/// The node's lease: the one it holds, kept alive and not rewritten, if it still says what
+/// the node would say (a restarting agent writes nothing); else a new one on its subnet, its
+/// previous one if still free, or a free one. Retries lost compare-and-swaps.
+pub fn acquire(store: &dyn Store, request: &LeaseRequest) -> Result<StoredLease, StoreError> {
+    acquire_with(store, request, None)
+}
+
+/// [`acquire`], trying first from a snapshot the caller has (an informer's cache): a lost
+/// compare-and-swap means it was stale, and the next attempts list the store.
+pub fn acquire_with(
+    store: &dyn Store,
+    request: &LeaseRequest,
+    mut first: Option<Snapshot>,
+) -> Result<StoredLease, StoreError> {
     const ATTEMPTS: usize = 64;
-    let config = store.network()?.ok_or(StoreError::NoNetwork)?;
     for _ in 0..ATTEMPTS {
-        let (leases, _) = store.leases(now)?;
-        let own = leases.iter().find(|l| l.node == request.node);
+        let snapshot = match first.take() {
+            Some(snapshot) => snapshot,
+            None => store.list()?,
+        };
+        let config = snapshot.network.ok_or(StoreError::NoNetwork)?;
+        let leases = &snapshot.leases;
+        let own = leases.iter().find(|l| l.lease.node == request.node);
         // A lease from before a config change that it no longer fits is replaced.
-        let fits = |l: &&Lease| l.subnet.prefix_len() == config.subnet_len && config.cidr.contains(&l.subnet);
+        let fits = |l: &&StoredLease| {
+            l.lease.subnet.prefix_len() == config.subnet_len && config.cidr.contains(&l.lease.subnet)
+        };
         let subnet = match own.filter(fits) {
-            Some(own) => own.subnet,
+            Some(own) => own.lease.subnet,
             None => {
-                let taken = leases.iter().filter(|l| l.node != request.node).map(|l| l.subnet).collect();
-                let previous = request.previous.or(own.map(|o| o.subnet));
+                let taken =
+                    leases.iter().filter(|l| l.lease.node != request.node).map(|l| l.lease.subnet).collect();
+                let previous = request.previous.or(own.map(|o| o.lease.subnet));
                 // A subnet holding a node's own address would hand that address to a pod (it
                 // can happen in l2, where pods share the nodes' segment).
                 let mut config = config.clone();
-                let host = |ip: std::net::IpAddr| {
+                let host = |ip: IpAddr| {
                     ipnet::IpNet::new(ip, if ip.is_ipv4() { 32 } else { 128 }).expect("a host prefix")
                 };
-                config.reserved.extend(leases.iter().map(|l| host(l.public_ip)));
+                config.reserved.extend(leases.iter().map(|l| host(l.lease.public_ip)));
                 config.reserved.push(host(request.public_ip));
                 pick_subnet(&config, &taken, request.node, previous)
                     .ok_or(StoreError::Exhausted(config.subnet_count()))?
@@ -137,10 +227,16 @@ pub fn acquire(store: &dyn LeaseStore, request: &LeaseRequest, now: u64) -> Resu
             public_ip: request.public_ip,
             backend: config.backend,
             vtep_mac: Some(vtep_mac(request.node)),
-            expires_at: now + request.ttl.as_secs().max(1),
         };
-        if store.put_lease(&lease, own, now)? {
-            return Ok(lease);
+        if let Some(own) = own.filter(|own| own.lease == lease) {
+            // It says what we would write: keep it alive, write nothing (no watcher hears of
+            // a restart). Unless it lives by another TTL than asked for.
+            if store.keep_alive(own)? == Some(request.ttl) {
+                return Ok(own.clone());
+            }
+        }
+        if let Some(held) = store.put_lease(&lease, own, request.ttl)? {
+            return Ok(held);
         }
     }
     Err(StoreError::Contended(ATTEMPTS))

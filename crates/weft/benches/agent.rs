@@ -11,16 +11,12 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use support::lab::{ns, wait_for};
 use weft_core::lease::{vtep_mac, Lease};
 use weft_core::network::{Backend, NetworkConfig};
 use weft_kernel::{netns, NetNs, Netlink};
 use weft_lab::{Lab, Mode, StoreKind};
-
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
-}
 
 /// Runs `f` on a thread inside namespace `ns_name` (the store is reachable from there).
 fn inside<T: Send + 'static>(ns_name: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -33,7 +29,7 @@ fn inside<T: Send + 'static>(ns_name: &str, f: impl FnOnce() -> T + Send + 'stat
     .unwrap()
 }
 
-fn synthetic_lease(i: u32, expires_at: u64) -> Lease {
+fn synthetic_lease(i: u32) -> Lease {
     let node = format!("peer-{i}");
     Lease {
         subnet: format!("10.{}.{}.0/24", 100 + i / 256, i % 256).parse().unwrap(), // in 10.0.0.0/8
@@ -41,7 +37,6 @@ fn synthetic_lease(i: u32, expires_at: u64) -> Lease {
         backend: Backend::Vxlan,
         vtep_mac: Some(vtep_mac(&node)),
         node,
-        expires_at,
     }
 }
 
@@ -96,11 +91,11 @@ fn convergence() {
             let store = weft_store::open(&url).unwrap();
             // a free subnet of the cluster's network, as a joining node would pick
             let config = store.network().unwrap().unwrap();
-            let taken = store.leases(now()).unwrap().0.into_iter().map(|l| l.subnet).collect();
-            let mut lease = synthetic_lease(i, now() + 600);
+            let taken = store.list().unwrap().leases.into_iter().map(|l| l.lease.subnet).collect();
+            let mut lease = synthetic_lease(i);
             lease.subnet = weft_core::lease::pick_subnet(&config, &taken, &lease.node, None).unwrap();
             let subnet = lease.subnet;
-            assert!(store.put_lease(&lease, None, now()).unwrap());
+            assert!(store.put_lease(&lease, None, Duration::from_secs(600)).unwrap().is_some());
             (Instant::now(), subnet)
         });
         let mut pending: Vec<usize> = (0..sockets.len()).collect();
@@ -133,9 +128,9 @@ fn scale(peers: u32) -> (Duration, u64, u64) {
         let store = weft_store::open(&url).unwrap();
         let config =
             NetworkConfig { backend: Backend::Vxlan, ..NetworkConfig::new("10.0.0.0/8".parse().unwrap()) };
-        store.init_network(&config, true, now()).unwrap();
+        store.init_network(&config, true).unwrap();
         for i in 0..peers {
-            assert!(store.put_lease(&synthetic_lease(i, now() + 3600), None, now()).unwrap());
+            assert!(store.put_lease(&synthetic_lease(i), None, Duration::from_secs(3600)).unwrap().is_some());
         }
     });
     let started = Instant::now();

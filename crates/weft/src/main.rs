@@ -12,13 +12,18 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
 use weft_core::network::{Backend, NetworkConfig};
+use weft_core::status::{Role, StatusFile, STATUS_FILE_NAME};
 
 #[derive(Parser)]
 #[command(name = "weft", version, about = "weft: a pod network")]
 struct Cli {
+    /// How much to log (to stderr): error, warn, info, debug or trace.
+    #[arg(long, global = true, default_value = "info")]
+    log_level: tracing::level_filters::LevelFilter,
     #[command(subcommand)]
     command: Commands,
 }
@@ -32,7 +37,7 @@ enum Commands {
     },
     /// Run the node agent: lease this node a pod subnet and keep the kernel in step.
     Agent {
-        /// sqlite:PATH
+        /// The cluster's store: sqlite:PATH, or etcd://HOST:PORT[,HOST:PORT...][?ca=FILE&cert=FILE&key=FILE].
         #[arg(long)]
         store: String,
         /// This node's name in the store.
@@ -152,12 +157,6 @@ enum RoleArg {
     Client,
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn request_stop(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
-
 fn main() -> ExitCode {
     const CNI_VARIABLES: [&str; 6] =
         ["CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_PATH", "CNI_ARGS"];
@@ -168,7 +167,9 @@ fn main() -> ExitCode {
         let _ = stdout.flush();
         return ExitCode::from(outcome.exit_code as u8);
     }
-    match command(Cli::parse().command) {
+    let cli = Cli::parse();
+    logging(cli.log_level);
+    match command(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("weft: {e:#}");
@@ -201,9 +202,8 @@ fn command(command: Commands) -> anyhow::Result<()> {
             config.validate().with_context(|| {
                 format!("network init: {}", serde_json::to_string(&config).unwrap_or_default())
             })?;
-            let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
             weft_store::open(&store)
-                .and_then(|s| s.init_network(&config, force, now))
+                .and_then(|s| s.init_network(&config, force))
                 .with_context(|| format!("network init in {store}"))?;
             println!("{}", serde_json::to_string_pretty(&config)?);
             Ok(())
@@ -249,16 +249,15 @@ fn command(command: Commands) -> anyhow::Result<()> {
                 "off" => None,
                 address => Some(address.parse().with_context(|| format!("--metrics-address {address}"))?),
             };
-            // SAFETY: the handler only stores to an atomic.
-            unsafe {
-                libc::signal(libc::SIGTERM, request_stop as *const () as libc::sighandler_t);
-                libc::signal(libc::SIGINT, request_stop as *const () as libc::sighandler_t);
+            let stop = Arc::new(AtomicBool::new(false));
+            for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+                signal_hook::flag::register(signal, stop.clone()).context("handle SIGTERM and SIGINT")?;
             }
             let options = weft_agent::AgentOptions {
                 role: match role {
-                    RoleArg::Node => weft_agent::Role::Node,
-                    RoleArg::Gateway => weft_agent::Role::Gateway,
-                    RoleArg::Client => weft_agent::Role::Client,
+                    RoleArg::Node => Role::Node,
+                    RoleArg::Gateway => Role::Gateway,
+                    RoleArg::Client => Role::Client,
                 },
                 bgp,
                 store,
@@ -271,7 +270,7 @@ fn command(command: Commands) -> anyhow::Result<()> {
                 masquerade: !no_masquerade,
                 metrics_address,
             };
-            weft_agent::run(&options, &STOP).context("agent")?;
+            weft_agent::run(&options, &stop).context("agent")?;
             Ok(())
         }
         Commands::Status { state_dir } => status(&state_dir),
@@ -282,61 +281,87 @@ fn command(command: Commands) -> anyhow::Result<()> {
     }
 }
 
+/// Logs to stderr with time and level; colours only on a terminal. weft's own lines at
+/// `level`; the libraries under it (gRPC, HTTP/2) only their warnings, unless tracing.
+fn logging(level: tracing::level_filters::LevelFilter) {
+    use std::io::IsTerminal;
+    use tracing::level_filters::LevelFilter;
+    use tracing_subscriber::prelude::*;
+    let libraries = if level == LevelFilter::TRACE { level } else { level.min(LevelFilter::WARN) };
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_default(libraries)
+        .with_target("weft", level)
+        .with_target("weft_agent", level)
+        .with_target("weft_store", level)
+        .with_target("weft_bgp", level)
+        .with_target("weft_lab", level);
+    let format = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false);
+    tracing_subscriber::registry().with(format).with(filter).init();
+}
+
 /// Prints what the agent last wrote, then checks the kernel against it.
 fn status(state_dir: &std::path::Path) -> anyhow::Result<()> {
-    let path = state_dir.join(weft_agent::run::STATUS_FILE_NAME);
+    let path = state_dir.join(STATUS_FILE_NAME);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("read {} (is the agent running with this --state-dir?)", path.display()))?;
-    let status: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))?;
-    let lease = &status["lease"];
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    println!("role      {}", status["role"].as_str().unwrap_or("node"));
-    if lease.is_object() {
-        println!("node      {}", lease["node"].as_str().unwrap_or("?"));
-        println!("subnet    {}", lease["subnet"].as_str().unwrap_or("?"));
-        println!("public IP {}", lease["publicIp"].as_str().unwrap_or("?"));
-        let expires = lease["expiresAt"].as_u64().unwrap_or(0);
+    let status = StatusFile::parse(&text).with_context(|| format!("parse {}", path.display()))?;
+    let now = weft_core::now();
+    println!("role      {}", status.role.name());
+    println!("node      {}", status.node);
+    if let Some(held) = &status.lease {
+        println!("subnet    {}", held.lease.subnet);
+        println!("public IP {}", held.lease.public_ip);
+        let expires = held.renewed_at + held.ttl;
         println!(
             "lease     {}",
-            if expires > now { format!("expires in {} s", expires - now) } else { "EXPIRED".into() }
+            if expires > now {
+                format!(
+                    "renewed {} s ago, lives {} s more without renewal",
+                    now.saturating_sub(held.renewed_at),
+                    expires - now
+                )
+            } else {
+                "EXPIRED".into()
+            }
         );
     }
-    for session in status["bgp"].as_array().into_iter().flatten() {
-        let announced: Vec<&str> =
-            session["announced"].as_array().into_iter().flatten().filter_map(|p| p.as_str()).collect();
+    println!(
+        "store     {} at revision {}{} ({} listing(s), {} watch resume(s), {} event(s))",
+        status.store.url,
+        status.store.revision,
+        if status.store.connected { "" } else { ", NOT CONNECTED" },
+        status.store.lists,
+        status.store.watch_resumes,
+        status.store.events
+    );
+    for session in &status.bgp {
         println!(
             "bgp       {} (AS {}): {}{}{}",
-            session["peer"].as_str().unwrap_or("?"),
-            session["asn"],
-            session["state"].as_str().unwrap_or("?"),
-            if announced.is_empty() {
+            session.peer,
+            session.asn,
+            session.state,
+            if session.announced.is_empty() {
                 String::new()
             } else {
-                format!(", announcing {}", announced.join(", "))
+                format!(
+                    ", announcing {}",
+                    session.announced.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+                )
             },
-            session["lastError"].as_str().map(|e| format!(" (last error: {e})")).unwrap_or_default()
+            session.last_error.as_ref().map(|e| format!(" (last error: {e})")).unwrap_or_default()
         );
     }
-    match status["lastReconcile"]["error"].as_str() {
-        Some(error) => println!(
-            "reconcile failed {} s ago: {error}",
-            now.saturating_sub(status["lastReconcile"]["at"].as_u64().unwrap_or(0))
-        ),
-        None => println!(
-            "reconciled {} s ago",
-            now.saturating_sub(status["lastReconcile"]["at"].as_u64().unwrap_or(0))
-        ),
+    let ago = now.saturating_sub(status.last_pass.at);
+    match &status.last_pass.error {
+        Some(error) => println!("last pass failed {ago} s ago: {error}"),
+        None => println!("last pass {ago} s ago"),
     }
-    let peers = status["peers"].as_array().cloned().unwrap_or_default();
-    println!("\npeers ({}):", peers.len());
-    for peer in &peers {
-        println!(
-            "  {:<20} {:<20} {}",
-            peer["node"].as_str().unwrap_or("?"),
-            peer["subnet"].as_str().unwrap_or("?"),
-            peer["path"].as_str().unwrap_or("?")
-        );
+    println!("\npeers ({}):", status.peers.len());
+    for peer in &status.peers {
+        println!("  {:<20} {:<20} {}", peer.node, peer.subnet.to_string(), peer.path);
     }
     // The kernel, read now: does it hold every planned route, and none of weft's others?
     let mut netlink = weft_kernel::Netlink::open()?;
@@ -352,14 +377,10 @@ fn status(state_dir: &std::path::Path) -> anyhow::Result<()> {
             }
         }
     }
-    let planned: std::collections::HashSet<(String, String, String)> = status["plannedRoutes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|r| {
-            let field = |name: &str| r[name].as_str().unwrap_or_default().to_string();
-            (field("destination"), field("gateway"), field("device"))
-        })
+    let planned: std::collections::HashSet<(String, String, String)> = status
+        .planned_routes
+        .iter()
+        .map(|r| (r.destination.to_string(), r.gateway.to_string(), r.device.clone()))
         .collect();
     let missing: Vec<_> = planned.difference(&held).collect();
     let extra: Vec<_> = held.difference(&planned).collect();

@@ -40,12 +40,11 @@ pub fn run(
 /// On a real node: this namespace only, from the node's own address.
 fn on_this_node(state_dir: &Path, to: &str, verify: bool) -> anyhow::Result<weft_trace::Trace> {
     let dst: IpAddr = to.parse().with_context(|| format!("{to} is not an address"))?;
-    let status_path = state_dir.join(weft_agent::run::STATUS_FILE_NAME);
-    let status: serde_json::Value = std::fs::read_to_string(&status_path)
+    let status_path = state_dir.join(weft_core::status::STATUS_FILE_NAME);
+    let name = std::fs::read_to_string(&status_path)
         .ok()
-        .and_then(|text| serde_json::from_str(&text).ok())
-        .unwrap_or_default();
-    let name = status["lease"]["node"].as_str().unwrap_or("this node").to_string();
+        .and_then(|text| weft_core::status::StatusFile::parse(&text).ok())
+        .map_or_else(|| "this node".to_string(), |status| status.node);
     let mut netlink = weft_kernel::Netlink::open()?;
     // The source the kernel picks for this destination (over a tunnel: the tunnel's).
     let src = netlink

@@ -64,11 +64,14 @@ fn route_backend_says_why_it_cannot_cross_racks() {
         spec.nodes_per_rack = 1;
         spec.pods_per_node = 0;
     });
-    let status = std::fs::read_to_string(lab.state.node_dir("n1").join("status.json")).unwrap();
-    assert!(status.contains("\"n2\""), "{status}");
+    let status = lab.status_of("n1").expect("n1's status file");
+    let n2 = status.peers.iter().find(|p| p.node == "n2").expect("n2 is named");
     assert!(
-        status.contains("unreachable: the route backend needs the peer on this node's L2 segment"),
-        "{status}"
+        n2.path
+            .to_string()
+            .starts_with("unreachable: the route backend needs the peer on this node's L2 segment"),
+        "{:?}",
+        n2.path
     );
 }
 

@@ -1,16 +1,17 @@
 //! The agent's reconciler against real kernels: two node namespaces on one segment, each
 //! reconciled to what `weft_core::plan` says for the cluster's leases, reach each other's
 //! pod subnet. Reconciling again changes nothing; a route deleted by hand comes back; state
-//! weft does not own is never touched; a departed peer's entries go. Needs root.
+//! weft does not own is never touched; a departed peer's entries go, by a delta pass that
+//! reads nothing. Needs root.
 
 mod support;
 
 use support::*;
-use weft_agent::reconcile;
+use weft_agent::{reconcile, NetlinkKernel};
 use weft_core::lease::{vtep_mac, Lease};
 use weft_core::network::{Backend, NetworkConfig};
 use weft_core::plan::{plan, LocalNode, Plan};
-use weft_kernel::{netns, NetNs, Netlink};
+use weft_kernel::{netns, NetNs};
 
 struct TestNode {
     ns_name: String,
@@ -32,7 +33,6 @@ impl TestNode {
             public_ip: self.local.public_ip,
             backend: Backend::Vxlan,
             vtep_mac: Some(vtep_mac(&self.local.name)),
-            expires_at: u64::MAX,
         }
     }
 
@@ -40,9 +40,12 @@ impl TestNode {
         exec_in(&self.ns_name, "ip", args, true)
     }
 
+    fn kernel(&self) -> NetlinkKernel {
+        NetlinkKernel::open_in(&self.ns).unwrap()
+    }
+
     fn reconcile(&self, plan: &Plan) -> usize {
-        let mut nl = Netlink::open_in(&self.ns).unwrap();
-        reconcile(&mut nl, plan).unwrap().count()
+        reconcile::full(&mut self.kernel(), plan).unwrap().count()
     }
 
     /// An address of the node's pod subnet that answers (a pod's, as far as pings go).
@@ -120,9 +123,13 @@ fn vxlan_nodes_converge_stay_put_and_repair_drift() {
     assert!(a.ip(&["route"]).contains("203.0.113.0/24 via 192.0.2.1"));
     assert!(a.ip(&["neigh"]).contains("192.0.2.77"));
 
-    // the peer leaves: its route, neighbour and FDB entry go, and nothing else
-    let alone = plan(&a.local, &config(Backend::Vxlan), &[a.lease()]);
-    assert_eq!(a.reconcile(&alone), 3);
+    // the peer leaves: its route, neighbour and FDB entry go, and nothing else; by a delta,
+    // which reads nothing from the kernel
+    let mut alone = plans[0].clone();
+    let gone = alone.remove_peer("node-2");
+    let delta = reconcile::delta(&mut a.kernel(), &alone, &[gone]).unwrap();
+    assert_eq!(delta.count(), 3);
+    assert_eq!(a.reconcile(&alone), 0, "and a full pass finds nothing left to do");
     assert!(!a.ip(&["route"]).contains("10.244.2.0/24"));
     assert!(!pings(&a.ns_name, &b.pod_address()));
     assert!(a.ip(&["route"]).contains("203.0.113.0/24"));

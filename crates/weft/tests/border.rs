@@ -118,7 +118,11 @@ fn a_wrong_asn_is_refused_by_the_router_and_the_agent_carries_on() {
     assert!(said().contains("the peer closed the session: OPEN error: bad peer AS (2/2)"), "{}", said());
     assert!(agent.try_wait().unwrap().is_none(), "the agent carries on");
     // n1 still leased and wrote its node file; n2's announcement is untouched.
-    assert!(lab.state.node_dir("n1").join("node.json").exists());
+    wait_for(
+        Duration::from_secs(10),
+        || lab.state.node_dir("n1").join("node.json").exists(),
+        "n1's node file (the refusal may come before the lease)",
+    );
     wait_for(
         Duration::from_secs(10),
         || router_routes(&lab).matches("proto bird").count() == 1,
@@ -154,14 +158,10 @@ fn gateway_failover_gap(router: RouterKind) -> Duration {
     outside_reaches_every_pod(&lab);
     wait_for(
         Duration::from_secs(10),
-        || {
-            let status =
-                std::fs::read_to_string(lab.state.node_dir("g2").join("status.json")).unwrap_or_default();
-            status.contains("\"state\":\"established\"")
-        },
+        || lab.status_of("g2").is_some_and(|status| status.bgp.iter().any(|s| s.state == "established")),
         "both gateways' sessions",
     );
-    // (status.json is rewritten each pass: at most a resync interval behind the session)
+    // (the status file is rewritten on each resync: at most a resync interval behind)
     wait_for(
         Duration::from_secs(10),
         || {
@@ -237,13 +237,8 @@ fn ibgp_with_bird_and_with_frr() {
         let learned = routes.lines().filter(|l| l.starts_with("10.244.")).count();
         assert_eq!(learned, 4, "{}: {routes}", router.name());
         // The node speaks from the router's own AS: iBGP.
-        let status = std::fs::read_to_string(lab.state.node_dir("n1").join("status.json")).unwrap();
-        let status: serde_json::Value = serde_json::from_str(&status).unwrap();
-        assert_eq!(
-            (&status["bgp"][0]["asn"], &status["bgp"][0]["localAsn"]),
-            (&65000.into(), &65000.into()),
-            "{status}"
-        );
+        let status = lab.status_of("n1").expect("n1's status");
+        assert_eq!((status.bgp[0].asn, status.bgp[0].local_asn), (65000, 65000), "{status:?}");
     }
 }
 

@@ -1,11 +1,37 @@
 //! The etcd store against a real etcd 3.4 server on loopback: everything the SQLite store
-//! does (the shared conformance scenarios), plus surviving the server going away.
+//! does (the shared conformance scenarios), plus what only a networked store meets: the
+//! server going away and coming back (an error, not a hang; the watch resumed from the last
+//! revision seen, without listing again; the lease still kept alive), and TLS.
 
 mod support;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use support::etcd::EtcdServer;
-use weft_store::StoreError;
+use weft_core::network::NetworkConfig;
+use weft_store::{Delta, Informer, LeaseRequest, StoreError};
+
+fn request(node: &str) -> LeaseRequest<'_> {
+    LeaseRequest {
+        node,
+        public_ip: "192.0.2.11".parse().unwrap(),
+        ttl: Duration::from_secs(60),
+        previous: None,
+    }
+}
+
+/// Polls until `want` deltas came (or 20 s passed), riding over errors as the agent does.
+fn deltas(informer: &mut Informer, want: usize) -> Vec<Delta> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut all = Vec::new();
+    while all.len() < want && Instant::now() < deadline {
+        match informer.poll(Duration::from_millis(200)) {
+            Ok(more) => all.extend(more),
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+    all
+}
 
 #[test]
 fn etcd_store_conforms() {
@@ -18,37 +44,58 @@ fn etcd_store_conforms() {
 fn an_absent_server_is_an_error_not_a_hang_and_is_reached_again() {
     let mut server = EtcdServer::start();
     let store = weft_store::open(&server.url()).unwrap();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
     assert!(store.network().unwrap().is_none());
     server.pause();
-    let started = std::time::Instant::now();
-    assert!(matches!(store.leases(now), Err(StoreError::Unavailable(_))));
+    let started = Instant::now();
+    assert!(matches!(store.list(), Err(StoreError::Unavailable(_))));
     assert!(started.elapsed() < Duration::from_secs(10));
     server.resume();
-    assert!(store.leases(now).unwrap().0.is_empty());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while store.list().is_err() {
+        assert!(Instant::now() < deadline, "the store was never reached again");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(store.list().unwrap().leases.is_empty());
+}
+
+#[test]
+fn a_watch_lost_with_the_server_resumes_from_its_revision_without_listing_again() {
+    let mut server = EtcdServer::start();
+    let url = server.url();
+    let writer = weft_store::open(&url).unwrap();
+    writer.init_network(&NetworkConfig::new("10.244.0.0/16".parse().unwrap()), false).unwrap();
+    let held = weft_store::acquire(writer.as_ref(), &request("n1")).unwrap();
+    let mut informer = Informer::new(Arc::from(weft_store::open(&url).unwrap()));
+    assert_eq!(deltas(&mut informer, 2).len(), 2, "the network and n1, listed");
+    assert!(informer.poll(Duration::from_millis(300)).unwrap().is_empty(), "watching, quietly");
+    server.pause();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while informer.poll(Duration::from_millis(200)).is_ok() {
+        assert!(Instant::now() < deadline, "the watch never noticed the server was gone");
+    }
+    server.resume();
+    // A change made while the informer is away, and one after.
+    let n2 = weft_store::acquire(weft_store::open(&url).unwrap().as_ref(), &request("n2")).unwrap();
+    let seen = deltas(&mut informer, 1);
+    assert_eq!(seen, vec![Delta::Lease { node: "n2".into(), before: None, after: Some(n2.lease) }]);
+    assert_eq!(informer.stats().lists, 1, "resumed, not listed again");
+    assert!(informer.stats().resumes >= 1);
+    // The lease lives in etcd's data: still kept alive after the restart.
+    assert_eq!(writer.keep_alive(&held).unwrap(), Some(Duration::from_secs(60)));
 }
 
 #[test]
 fn tls_with_a_client_certificate() {
     let server = EtcdServer::start_tls();
     let store = weft_store::open(&server.tls_url()).unwrap();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
-    store
-        .init_network(&weft_core::network::NetworkConfig::new("10.244.0.0/16".parse().unwrap()), false, now)
-        .unwrap();
-    let request = weft_store::LeaseRequest {
-        node: "n1",
-        public_ip: "192.0.2.11".parse().unwrap(),
-        ttl: Duration::from_secs(60),
-        previous: None,
-    };
-    weft_store::acquire(store.as_ref(), &request, now).unwrap();
+    store.init_network(&NetworkConfig::new("10.244.0.0/16".parse().unwrap()), false).unwrap();
+    let held = weft_store::acquire(store.as_ref(), &request("n1")).unwrap();
+    assert_eq!(store.keep_alive(&held).unwrap(), Some(Duration::from_secs(60)));
     // the same server refuses a client without a certificate, and plain HTTP
     let tls = server.tls_dir().unwrap();
     let no_cert =
-        weft_store::open(&format!("etcd://{}?ca={}", server.endpoint(), tls.join("ca.crt").display()))
-            .unwrap();
-    assert!(matches!(no_cert.leases(now), Err(StoreError::Unavailable(_))));
-    let plain = weft_store::open(&server.url()).unwrap();
-    assert!(plain.leases(now).is_err());
+        weft_store::open(&format!("etcd://{}?ca={}", server.endpoint(), tls.join("ca.crt").display()));
+    assert!(no_cert.and_then(|s| s.list()).is_err());
+    let plain = weft_store::open(&server.url());
+    assert!(plain.and_then(|s| s.list()).is_err());
 }

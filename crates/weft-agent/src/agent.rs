@@ -1,0 +1,736 @@
+//! The agent as a type: its state, and a pass as a sequence of small steps.
+//!
+//! The agent holds a cache of the cluster (an [`Informer`]: list once, then watch), the plan
+//! made from it, and this node's lease. [`Agent::step`] waits for the next thing to do (a
+//! store event, the renewal timer, the resync timer) and makes one [`Agent::pass`], which
+//! reports what it did in a [`PassReport`]:
+//!
+//! 1. keep the lease alive when due, or lease again when it was lost;
+//! 2. apply the store's changes to the plan, peer by peer;
+//! 3. write the node file when it changes;
+//! 4. masquerade (re-asserted on the resync timer);
+//! 5. reconcile: the changed peers only, or everything (start, resync, config change, after
+//!    a failure);
+//! 6. announce by BGP; 7. metrics and the status file.
+//!
+//! While the store is away the kernel keeps what it has, so pods keep talking, and the agent
+//! catches up when the store is back. The resync timer repairs the kernel from the cache; it
+//! never touches the store.
+
+use crate::kernel::{Kernel, KernelError};
+use crate::metrics::Metrics;
+use crate::node::Uplink;
+use crate::reconcile::{self, Reconciled};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{debug, error, info, warn};
+use weft_core::lease::Lease;
+use weft_core::network::{Backend, NetworkConfig};
+use weft_core::node::{NodeFile, NodeSubnet, NODE_FILE_NAME};
+use weft_core::plan::{LocalNode, PeerChange, Plan};
+use weft_core::status::{self, Role, StatusFile};
+use weft_store::{acquire_with, Delta, Informer, LeaseRequest, Store, StoreError, StoredLease};
+
+/// How long to wait before asking an unavailable store again.
+const RETRY: Duration = Duration::from_secs(1);
+/// The longest a wait goes without looking at the stop flag.
+const WAKE: Duration = Duration::from_millis(500);
+
+/// What the agent needs to know of its place in the cluster.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub role: Role,
+    pub node: String,
+    /// Where the node file and the status file go (none: nowhere; the fleet benchmark).
+    pub state_dir: Option<PathBuf>,
+    pub lease_ttl: Duration,
+    pub resync: Duration,
+    /// SNAT pods' traffic leaving the cluster CIDR.
+    pub masquerade: bool,
+    /// `--public-ip`, if given (else the uplink's first address).
+    pub public_ip: Option<IpAddr>,
+    /// Our AS, when a BGP speaker runs: for the status.
+    pub local_asn: Option<u32>,
+}
+
+/// Why a pass ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The first pass.
+    Start,
+    /// The store changed.
+    Store,
+    /// The renewal timer: keep the lease alive.
+    Renew,
+    /// The resync timer: repair drift from the cache.
+    Resync,
+    /// A retry after the store or the kernel failed.
+    Retry,
+}
+
+/// What happened to this node's lease in a pass.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum LeaseEvent {
+    #[default]
+    Unchanged,
+    /// Leased (at start, or again after losing it): the subnet.
+    Acquired(ipnet::IpNet),
+    /// Kept alive.
+    Renewed,
+    /// Could not reach the store to keep it alive.
+    RenewFailed(String),
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Default)]
+pub struct PassReport {
+    pub trigger: Option<Trigger>,
+    /// Store changes applied to the cache.
+    pub deltas: usize,
+    /// Peers whose plan changed, by name.
+    pub peers_changed: Vec<String>,
+    pub lease: LeaseEvent,
+    /// Whether the pass read the whole kernel (else it applied peer changes only).
+    pub full: bool,
+    pub reconciled: Reconciled,
+    /// The store revision the cache is at after the pass.
+    pub revision: u64,
+    /// What went wrong (the kernel keeps what it has).
+    pub error: Option<String>,
+    pub took: Duration,
+}
+
+pub struct Agent {
+    config: AgentConfig,
+    informer: Informer,
+    kernel: Box<dyn Kernel>,
+    uplink: Uplink,
+    speaker: Option<weft_bgp::Speaker>,
+    metrics: Arc<Metrics>,
+    lease: Option<StoredLease>,
+    /// When the store last confirmed the lease alive.
+    renewed_at: Option<(Instant, u64)>,
+    /// The plan, once the network config is known.
+    plan: Option<(NetworkConfig, Plan)>,
+    /// Peers changed since the last reconcile.
+    pending: Vec<PeerChange>,
+    /// Whether the next pass must read the whole kernel.
+    needs_full: bool,
+    node_file: Option<NodeFile>,
+    masqueraded: Option<(ipnet::IpNet, Instant)>,
+    next_resync: Instant,
+    next_renew: Instant,
+    /// Set while the store or the kernel fails: when to try again.
+    retry_at: Option<Instant>,
+    started: bool,
+    last_pass: status::PassStatus,
+    warned_no_bgp: bool,
+    /// The store's last error, said once until it changes.
+    last_store_error: Option<String>,
+}
+
+impl Agent {
+    pub fn new(
+        config: AgentConfig,
+        store: Arc<dyn Store>,
+        kernel: Box<dyn Kernel>,
+        uplink: Uplink,
+        speaker: Option<weft_bgp::Speaker>,
+        metrics: Arc<Metrics>,
+    ) -> Agent {
+        let now = Instant::now();
+        Agent {
+            next_resync: now + config.resync,
+            next_renew: now,
+            config,
+            informer: Informer::new(store),
+            kernel,
+            uplink,
+            speaker,
+            metrics,
+            lease: None,
+            renewed_at: None,
+            plan: None,
+            pending: Vec::new(),
+            needs_full: true,
+            node_file: None,
+            masqueraded: None,
+            retry_at: None,
+            started: false,
+            last_pass: status::PassStatus::default(),
+            warned_no_bgp: false,
+            last_store_error: None,
+        }
+    }
+
+    /// The cluster as the agent last saw it.
+    pub fn cluster(&self) -> &weft_store::Cluster {
+        self.informer.cluster()
+    }
+
+    pub fn informer_stats(&self) -> &weft_store::InformerStats {
+        self.informer.stats()
+    }
+
+    /// The plan, once the network config is known.
+    pub fn plan(&self) -> Option<&Plan> {
+        self.plan.as_ref().map(|(_, plan)| plan)
+    }
+
+    /// This node's lease, while it holds one.
+    pub fn lease(&self) -> Option<&Lease> {
+        self.lease.as_ref().map(|l| &l.lease)
+    }
+
+    pub fn kernel(&mut self) -> &mut dyn Kernel {
+        self.kernel.as_mut()
+    }
+
+    /// Runs passes until `stop` is set. Leaves the kernel as it is on the way out: a
+    /// restarted agent finds it as planned and changes nothing, so no packet is lost.
+    pub fn run(&mut self, stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            let report = self.step(stop);
+            log_report(&report);
+        }
+        if let Some(speaker) = self.speaker.take() {
+            speaker.stop();
+        }
+    }
+
+    /// Waits for the next thing to do (a store change, a timer, a retry), then makes a pass.
+    pub fn step(&mut self, stop: &AtomicBool) -> PassReport {
+        loop {
+            let now = Instant::now();
+            if let Some(at) = self.retry_at {
+                // While broken, the store is asked again at the retry only.
+                if now >= at {
+                    return self.pass(if self.started { Trigger::Retry } else { Trigger::Start }, Vec::new());
+                }
+                if stop.load(Ordering::Relaxed) {
+                    return PassReport::default();
+                }
+                std::thread::sleep(at.min(now + WAKE) - now);
+                continue;
+            }
+            if !self.started {
+                return self.pass(Trigger::Start, Vec::new());
+            }
+            if self.lease.is_some() && now >= self.next_renew {
+                return self.pass(Trigger::Renew, Vec::new());
+            }
+            if now >= self.next_resync {
+                return self.pass(Trigger::Resync, Vec::new());
+            }
+            if stop.load(Ordering::Relaxed) {
+                return PassReport::default();
+            }
+            let mut until = self.next_resync.min(now + WAKE);
+            if self.lease.is_some() {
+                until = until.min(self.next_renew);
+            }
+            match self.informer.poll(until.saturating_duration_since(now)) {
+                Ok(deltas) if deltas.is_empty() => {}
+                Ok(deltas) => return self.pass(Trigger::Store, deltas),
+                Err(e) => {
+                    self.store_failed(&e, "watch");
+                    self.retry_at = Some(Instant::now() + RETRY);
+                }
+            }
+        }
+    }
+
+    fn store_failed(&mut self, e: &StoreError, doing: &str) {
+        self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
+        self.metrics.healthy.store(false, Ordering::Relaxed);
+        let said = format!("{doing}: {e}");
+        if self.last_store_error.as_ref() != Some(&said) {
+            warn!("store: {said}; the kernel keeps its state, trying again");
+            self.last_store_error = Some(said);
+        }
+    }
+
+    /// One pass: every step, as the trigger calls for.
+    pub fn pass(&mut self, trigger: Trigger, mut deltas: Vec<Delta>) -> PassReport {
+        let started = Instant::now();
+        let mut report = PassReport { trigger: Some(trigger), ..PassReport::default() };
+        self.retry_at = None;
+        let mut store_error = None;
+        if matches!(trigger, Trigger::Start | Trigger::Retry) {
+            // (Re)fill the cache: lists the first time, else resumes the watch.
+            match self.informer.poll(Duration::ZERO) {
+                Ok(more) => deltas.extend(more),
+                // Without a cache there is nothing to plan from; with one, the pass goes on
+                // from it (the lease may still be kept alive) and the watch is tried again.
+                Err(e) if !self.informer.listed() => return self.failed(report, e, "list", started),
+                Err(e) => store_error = Some(e),
+            }
+        }
+        self.started = true;
+        if store_error.is_none() {
+            self.last_store_error = None;
+        }
+        report.deltas = deltas.len();
+        if trigger == Trigger::Resync {
+            self.needs_full = true;
+            self.next_resync = Instant::now() + self.config.resync;
+        }
+        self.apply_deltas(&deltas, &mut report);
+        if let Err(e) = self.keep_lease(trigger, &mut report) {
+            return self.failed(report, e, "lease", started);
+        }
+        if let Some(e) = store_error {
+            return self.failed(report, e, "watch", started);
+        }
+        let Some((config, _)) = self.plan.as_ref() else {
+            // No network config yet: nothing to plan. Said once, then waited for.
+            if trigger == Trigger::Start {
+                warn!("{}", StoreError::NoNetwork);
+            }
+            return self.finish(report, started);
+        };
+        let config = config.clone();
+        if self.config.role == Role::Node && self.lease.is_none() {
+            return self.finish(report, started);
+        }
+        self.write_node_file(&config);
+        self.masquerade(&config, report.full || self.needs_full);
+        self.reconcile(&config, &mut report);
+        self.announce(&config, report.error.is_none());
+        self.finish(report, started)
+    }
+
+    /// Applies store changes to the plan, peer by peer.
+    fn apply_deltas(&mut self, deltas: &[Delta], report: &mut PassReport) {
+        let mut replan = self.plan.is_none() && self.informer.cluster().network.is_some();
+        for delta in deltas {
+            match delta {
+                Delta::Network { .. } => replan = true,
+                // Our own lease is never a peer (the planner leaves it out); keep_lease looks at it.
+                Delta::Lease { node, .. } if *node == self.config.node => {}
+                Delta::Lease { node, after, .. } => {
+                    let Some((config, plan)) = &mut self.plan else { continue };
+                    let local = local_node(&self.config, &self.uplink, self.lease.as_ref());
+                    let change = match after {
+                        Some(lease) => plan.set_peer(&local, config, lease),
+                        None => plan.remove_peer(node),
+                    };
+                    if !change.is_empty() {
+                        report.peers_changed.push(node.clone());
+                        self.pending.push(change);
+                    }
+                }
+            }
+        }
+        if replan {
+            self.replan();
+            report.full = true;
+        }
+    }
+
+    /// Whether the store no longer holds this node's lease as the node wrote it: gone
+    /// (expired, deleted) or rewritten by another writer. Judged only once the cache has
+    /// seen the node's own last write (an older event about it is no news).
+    fn own_lease_changed(&self) -> bool {
+        let Some(held) = &self.lease else { return false };
+        let cluster = self.informer.cluster();
+        cluster.revision >= held.version
+            && cluster.leases.get(&self.config.node).is_none_or(|seen| seen.version != held.version)
+    }
+
+    /// Plans everything again from the cache (a new config, a new subnet of our own, a new
+    /// uplink). The next reconcile reads the whole kernel.
+    fn replan(&mut self) {
+        let cluster = self.informer.cluster();
+        self.plan = cluster.network.clone().map(|config| {
+            let local = local_node(&self.config, &self.uplink, self.lease.as_ref());
+            let leases: Vec<Lease> = cluster.leases.values().map(|l| l.lease.clone()).collect();
+            let plan = weft_core::plan::plan(&local, &config, &leases);
+            (config, plan)
+        });
+        self.pending.clear();
+        self.needs_full = true;
+    }
+
+    /// Keeps the lease alive when due; leases (again) when the node has none or lost it.
+    fn keep_lease(&mut self, trigger: Trigger, report: &mut PassReport) -> Result<(), StoreError> {
+        if self.config.role != Role::Node {
+            return Ok(());
+        }
+        let Some(config) = self.informer.cluster().network.clone() else { return Ok(()) };
+        let due = Instant::now() >= self.next_renew;
+        let mut lost = self.lease.is_none() || self.own_lease_changed();
+        if let Some(held) = self.lease.clone().filter(|_| due && !lost) {
+            match self.informer.store().keep_alive(&held) {
+                Ok(Some(_)) => {
+                    self.renewed(report, LeaseEvent::Renewed);
+                }
+                Ok(None) => {
+                    warn!("the lease on {} is gone from the store; leasing again", held.lease.subnet);
+                    lost = true;
+                }
+                Err(e) => {
+                    report.lease = LeaseEvent::RenewFailed(e.to_string());
+                    return Err(e);
+                }
+            }
+        }
+        // A lease of another backend than the network's, or that no longer fits: again.
+        let stale = self.lease.as_ref().is_some_and(|held| {
+            held.lease.backend != config.backend
+                || !config.cidr.contains(&held.lease.subnet)
+                || held.lease.subnet.prefix_len() != config.subnet_len
+        });
+        if !(lost || stale || trigger == Trigger::Start && self.lease.is_none()) {
+            return Ok(());
+        }
+        let previous = self.lease.as_ref().map(|l| l.lease.subnet).or_else(|| self.previous_subnet());
+        let request = LeaseRequest {
+            node: &self.config.node,
+            public_ip: self.uplink.public_ip,
+            ttl: self.config.lease_ttl,
+            previous,
+        };
+        // From the cache first (a restart lists once, not twice); the compare-and-swap
+        // catches a stale cache, and acquire lists then.
+        let cluster = self.informer.cluster();
+        let cached = weft_store::Snapshot {
+            network: cluster.network.clone(),
+            leases: cluster.leases.values().cloned().collect(),
+            invalid: Vec::new(),
+            revision: cluster.revision,
+        };
+        let held = acquire_with(self.informer.store().as_ref(), &request, Some(cached))?;
+        let subnet = held.lease.subnet;
+        let changed_subnet = self.lease.as_ref().map(|l| l.lease.subnet) != Some(subnet);
+        match self.lease.as_ref().map(|l| l.lease.subnet) {
+            Some(old) if old != subnet => warn!("lease on {old} was lost; now {subnet}"),
+            _ => info!("leased {subnet}"),
+        }
+        self.lease = Some(held);
+        self.renewed(report, LeaseEvent::Acquired(subnet));
+        if changed_subnet {
+            self.replan();
+            report.full = true;
+        }
+        Ok(())
+    }
+
+    fn renewed(&mut self, report: &mut PassReport, event: LeaseEvent) {
+        let renew_every = (self.config.lease_ttl / 3).max(Duration::from_secs(1));
+        self.renewed_at = Some((Instant::now(), weft_core::now()));
+        self.next_renew = Instant::now() + renew_every;
+        report.lease = event;
+    }
+
+    /// The subnet this node had before a restart, from its node file: pods may still use it.
+    fn previous_subnet(&self) -> Option<ipnet::IpNet> {
+        let dir = self.config.state_dir.as_ref()?;
+        let text = std::fs::read_to_string(dir.join(NODE_FILE_NAME)).ok()?;
+        NodeFile::parse(&text).ok()?.subnets.first().map(|s| s.subnet)
+    }
+
+    /// Whether the lease is still alive as far as this node can tell (the store confirmed it
+    /// within its TTL).
+    fn lease_alive(&self) -> bool {
+        self.lease.is_some() && self.renewed_at.is_some_and(|(at, _)| at.elapsed() < self.config.lease_ttl)
+    }
+
+    fn write_node_file(&mut self, config: &NetworkConfig) {
+        let (Some(lease), Some((_, plan))) = (&self.lease, &self.plan) else { return };
+        let l2 = config.backend == Backend::L2;
+        // L2 pods join the uplink's bridge and live on the segment, its router their gateway.
+        let wanted = NodeFile {
+            node: Some(self.config.node.clone()),
+            subnets: vec![NodeSubnet {
+                subnet: lease.lease.subnet,
+                gateway: config.gateway.filter(|_| l2),
+                segment: l2.then_some(config.cidr),
+            }],
+            mtu: Some(plan.pod_mtu),
+            attach: l2.then_some(weft_core::AttachMode::Bridge),
+            bridge: l2.then(|| weft_core::plan::L2_BRIDGE.to_string()),
+        };
+        if self.node_file.as_ref() == Some(&wanted) {
+            return;
+        }
+        if let Some(dir) = &self.config.state_dir {
+            if let Err(e) = write_state_file(dir, NODE_FILE_NAME, &wanted.to_json()) {
+                error!("{e}");
+                return;
+            }
+        }
+        self.node_file = Some(wanted);
+    }
+
+    fn masquerade(&mut self, config: &NetworkConfig, due: bool) {
+        // L2 pods hold addresses of the physical segment: nothing to hide.
+        if !self.config.masquerade || config.backend == Backend::L2 || self.lease.is_none() {
+            return;
+        }
+        // Re-asserted every resync interval: a firewall reload may have removed the table.
+        let stale = self
+            .masqueraded
+            .as_ref()
+            .is_none_or(|(cidr, at)| *cidr != config.cidr || at.elapsed() >= self.config.resync);
+        if !(due || stale) {
+            return;
+        }
+        match self.kernel.masquerade(&config.cidr) {
+            Ok(()) => self.masqueraded = Some((config.cidr, Instant::now())),
+            Err(e) => error!("masquerade: {e}"),
+        }
+    }
+
+    fn reconcile(&mut self, config: &NetworkConfig, report: &mut PassReport) {
+        let full = self.needs_full || report.full;
+        if full && config.backend == Backend::L2 {
+            if let Err(e) = self.take_over_uplink() {
+                // Nothing half-done is unsafe (each step keeps a way out); try again.
+                report.error = Some(e.to_string());
+                self.retry_at = Some(Instant::now() + RETRY);
+                return;
+            }
+        }
+        let (_, plan) = self.plan.as_ref().expect("planned");
+        let mut full = full;
+        let outcome = if full {
+            reconcile::full(self.kernel.as_mut(), plan)
+        } else if self.pending.is_empty() {
+            Ok(Reconciled::default())
+        } else {
+            reconcile::delta(self.kernel.as_mut(), plan, &self.pending).or_else(|e| {
+                // The kernel was not as the plan before said (changed by hand?): all of it.
+                warn!("applying peer changes failed ({e}); reconciling everything");
+                full = true;
+                reconcile::full(self.kernel.as_mut(), plan)
+            })
+        };
+        report.full = full;
+        match outcome {
+            Ok(reconciled) => {
+                self.pending.clear();
+                self.needs_full = false;
+                if full {
+                    if let Some(device) = &plan.vxlan {
+                        // Gateways and clients send into the overlay from outside the cluster;
+                        // pods answer by the node's ordinary routes. Strict reverse-path
+                        // filtering would drop what arrives: loose on the tunnel (the kernel
+                        // takes the larger of all and the device).
+                        let key = format!("net/ipv4/conf/{}/rp_filter", device.name);
+                        if let Err(e) = self.kernel.sysctl(&key, "2") {
+                            error!("{e}");
+                        }
+                    }
+                }
+                report.reconciled = reconciled;
+            }
+            Err(e) => {
+                self.needs_full = true;
+                self.retry_at = Some(Instant::now() + RETRY);
+                report.error = Some(format!("reconcile: {e}"));
+            }
+        }
+    }
+
+    fn take_over_uplink(&mut self) -> Result<(), KernelError> {
+        let port = self.uplink.port.clone().unwrap_or_else(|| self.uplink.name.clone());
+        if self.kernel.take_over_uplink(&port)? > 0 {
+            self.uplink = self.kernel.uplink(Some(weft_core::plan::L2_BRIDGE), self.config.public_ip)?;
+            info!("l2: {port} is now a port of {}, which holds its addresses and routes", self.uplink.name);
+            self.replan();
+        }
+        Ok(())
+    }
+
+    fn announce(&mut self, config: &NetworkConfig, reconciled: bool) {
+        let Some(speaker) = &self.speaker else {
+            if config.backend == Backend::Bgp
+                && self.config.role == Role::Node
+                && reconciled
+                && !self.warned_no_bgp
+            {
+                self.warned_no_bgp = true;
+                warn!("the bgp backend, but no --asn/--bgp-peer: nothing announces this node's subnet");
+            }
+            return;
+        };
+        // A gateway that cannot forward into the overlay must not draw traffic: it withdraws,
+        // and the routers use the others. A node announces its subnet while its lease lives.
+        let prefix = match self.config.role {
+            Role::Gateway if reconciled && matches!(config.backend, Backend::Vxlan | Backend::Auto) => {
+                Some(config.cidr)
+            }
+            Role::Node if self.lease_alive() => self.lease.as_ref().map(|l| l.lease.subnet),
+            _ => None,
+        };
+        let prefixes = match prefix {
+            Some(ipnet::IpNet::V4(v4)) => vec![v4],
+            _ => Vec::new(),
+        };
+        speaker.announce(prefixes);
+    }
+
+    /// A pass that met a store error: the kernel keeps its state; retried shortly.
+    fn failed(&mut self, mut report: PassReport, e: StoreError, doing: &str, started: Instant) -> PassReport {
+        self.store_failed(&e, doing);
+        self.retry_at = Some(Instant::now() + RETRY);
+        if let Some(speaker) = &self.speaker {
+            if self.config.role == Role::Node && !self.lease_alive() {
+                // A lease that lapsed may be another node's soon: stop announcing it.
+                speaker.announce(Vec::new());
+            }
+        }
+        report.error = Some(format!("store: {e}"));
+        self.finish(report, started)
+    }
+
+    fn finish(&mut self, mut report: PassReport, started: Instant) -> PassReport {
+        report.took = started.elapsed();
+        report.revision = self.informer.cluster().revision;
+        let metrics = &self.metrics;
+        let stats = self.informer.stats();
+        metrics.store_lists.store(stats.lists, Ordering::Relaxed);
+        metrics.store_watch_resumes.store(stats.resumes, Ordering::Relaxed);
+        metrics.store_events.store(stats.events, Ordering::Relaxed);
+        metrics.leases.store(self.informer.cluster().leases.len() as u64, Ordering::Relaxed);
+        if let Some((_, plan)) = &self.plan {
+            metrics.peers.store(plan.peers.len() as u64, Ordering::Relaxed);
+            metrics.unreachable_peers.store(plan.unreachable() as u64, Ordering::Relaxed);
+        }
+        let store_error = report.error.as_ref().is_some_and(|e| e.starts_with("store"));
+        if !store_error {
+            let micros = report.took.as_micros() as u64;
+            metrics.reconciles.fetch_add(1, Ordering::Relaxed);
+            metrics.reconcile_micros_total.fetch_add(micros, Ordering::Relaxed);
+            metrics.last_reconcile_micros.store(micros, Ordering::Relaxed);
+            metrics.changes.fetch_add(report.reconciled.count() as u64, Ordering::Relaxed);
+            if report.error.is_some() {
+                metrics.reconcile_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            metrics.healthy.store(report.error.is_none() && self.plan.is_some(), Ordering::Relaxed);
+        }
+        let wrote =
+            report.full || report.error.is_some() || report.deltas > 0 || report.reconciled.count() > 0;
+        self.last_pass = status::PassStatus {
+            at: weft_core::now(),
+            changes: report.reconciled.count(),
+            error: report.error.clone(),
+        };
+        if wrote || report.trigger == Some(Trigger::Renew) {
+            self.write_status(store_error);
+        }
+        report
+    }
+
+    /// The status file, for `weft status`, `weft trace` and the lab.
+    pub fn status(&self, store_connected: bool) -> StatusFile {
+        let plan = self.plan.as_ref().map(|(_, plan)| plan);
+        let stats = self.informer.stats();
+        StatusFile {
+            node: self.config.node.clone(),
+            role: self.config.role,
+            pid: std::process::id(),
+            netns_inode: std::fs::metadata("/proc/self/ns/net")
+                .ok()
+                .map(|m| std::os::unix::fs::MetadataExt::ino(&m)),
+            written_at: weft_core::now(),
+            lease: self.lease.as_ref().map(|held| status::LeaseStatus {
+                lease: held.lease.clone(),
+                ttl: self.config.lease_ttl.as_secs(),
+                renewed_at: self.renewed_at.map_or(0, |(_, unix)| unix),
+            }),
+            store: status::StoreStatus {
+                url: self.informer.store().describe(),
+                revision: self.informer.cluster().revision,
+                connected: store_connected,
+                lists: stats.lists,
+                watch_resumes: stats.resumes,
+                events: stats.events,
+            },
+            bgp: self
+                .speaker
+                .as_ref()
+                .map(|s| s.status())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|s| status::BgpSessionStatus {
+                    peer: IpAddr::V4(s.peer.address),
+                    asn: s.peer.asn,
+                    local_asn: self.config.local_asn.unwrap_or_default(),
+                    state: s.state.name().to_string(),
+                    announced: s.announced.into_iter().map(ipnet::IpNet::V4).collect(),
+                    last_error: s.last_error,
+                })
+                .collect(),
+            peers: plan
+                .map(|p| {
+                    p.peers
+                        .values()
+                        .map(|peer| status::PeerStatus {
+                            node: peer.node.clone(),
+                            subnet: peer.subnet,
+                            path: peer.path.clone(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            planned_routes: plan.map(|p| p.routes()).unwrap_or_default(),
+            last_pass: self.last_pass.clone(),
+        }
+    }
+
+    fn write_status(&self, store_error: bool) {
+        let Some(dir) = &self.config.state_dir else { return };
+        if let Err(e) = write_state_file(dir, status::STATUS_FILE_NAME, &self.status(!store_error).to_json())
+        {
+            error!("{e}");
+        }
+    }
+}
+
+/// This node, as the planner sees it.
+fn local_node(config: &AgentConfig, uplink: &Uplink, lease: Option<&StoredLease>) -> LocalNode {
+    LocalNode {
+        name: config.node.clone(),
+        subnet: lease.map(|l| l.lease.subnet),
+        public_ip: uplink.public_ip,
+        uplink: uplink.name.clone(),
+        uplink_mtu: uplink.mtu,
+        connected: uplink.connected.clone(),
+    }
+}
+
+/// Writes a file of the state dir atomically (a reader sees the old one or the new one).
+pub fn write_state_file(dir: &std::path::Path, name: &str, text: &str) -> Result<(), crate::AgentError> {
+    let path = dir.join(name);
+    let temporary = dir.join(format!(".{name}.{}", std::process::id()));
+    let wrap = |source| crate::AgentError::StateFile { path: path.clone(), source };
+    std::fs::create_dir_all(dir).map_err(wrap)?;
+    std::fs::write(&temporary, text).map_err(wrap)?;
+    std::fs::rename(&temporary, &path).map_err(wrap)
+}
+
+/// One line per pass that did something; quiet passes at debug level.
+pub fn log_report(report: &PassReport) {
+    let Some(trigger) = report.trigger else { return };
+    if let Some(error) = &report.error {
+        warn!("{trigger:?} pass: {error}");
+    } else if report.reconciled.count() > 0 {
+        info!(
+            "{trigger:?} pass: {} kernel change(s){}{}, revision {}",
+            report.reconciled.count(),
+            if report.full { ", full" } else { "" },
+            match report.peers_changed.len() {
+                0 => String::new(),
+                n => format!(" for {n} changed peer(s)"),
+            },
+            report.revision
+        );
+    } else {
+        debug!("{trigger:?} pass: {} store change(s), nothing to change in the kernel", report.deltas);
+    }
+}

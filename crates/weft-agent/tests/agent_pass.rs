@@ -1,0 +1,211 @@
+//! The agent's passes without root: a real store (SQLite, in a temporary file), the kernel
+//! in memory (the seam). What each pass reads and changes is counted.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+use weft_agent::node::Uplink;
+use weft_agent::{Agent, AgentConfig, Kernel, LeaseEvent, PassReport, RecordingKernel, Trigger};
+use weft_core::lease::{vtep_mac, Lease};
+use weft_core::network::{Backend, NetworkConfig};
+use weft_core::status::Role;
+use weft_store::sqlite::SqliteStore;
+use weft_store::Store;
+
+struct World {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+}
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let world = World { _dir: dir, path };
+        let config =
+            NetworkConfig { backend: Backend::Vxlan, ..NetworkConfig::new("10.244.0.0/16".parse().unwrap()) };
+        world.store().init_network(&config, false).unwrap();
+        world
+    }
+
+    fn store(&self) -> Arc<dyn Store> {
+        Arc::new(SqliteStore::open(&self.path).unwrap())
+    }
+
+    fn agent(&self, name: &str, kernel: RecordingKernel) -> Agent {
+        let config = AgentConfig {
+            role: Role::Node,
+            node: name.into(),
+            state_dir: None,
+            lease_ttl: Duration::from_secs(30),
+            resync: Duration::from_secs(3600),
+            masquerade: true,
+            public_ip: None,
+            local_asn: None,
+        };
+        Agent::new(config, self.store(), Box::new(kernel), uplink(), None, Default::default())
+    }
+
+    /// A peer's lease, written as its agent would.
+    fn peer(&self, n: u8) -> Lease {
+        let lease = Lease {
+            node: format!("peer{n}"),
+            subnet: format!("10.244.{}.0/24", 100 + n).parse().unwrap(),
+            public_ip: format!("198.51.100.{n}").parse().unwrap(),
+            backend: Backend::Vxlan,
+            vtep_mac: Some(vtep_mac(&format!("peer{n}"))),
+        };
+        self.store().put_lease(&lease, None, Duration::from_secs(60)).unwrap().unwrap();
+        lease
+    }
+
+    fn revision(&self) -> u64 {
+        self.store().list().unwrap().revision
+    }
+}
+
+fn uplink() -> Uplink {
+    Uplink {
+        name: "eth0".into(),
+        index: 2,
+        mtu: 1500,
+        public_ip: "192.0.2.11".parse().unwrap(),
+        connected: vec!["192.0.2.0/24".parse().unwrap()],
+        port: None,
+    }
+}
+
+fn kernel() -> RecordingKernel {
+    RecordingKernel::new(uplink())
+}
+
+/// The next pass that did something for the store's changes.
+fn next_store_pass(agent: &mut Agent) -> PassReport {
+    let stop = AtomicBool::new(false);
+    for _ in 0..40 {
+        let report = agent.step(&stop);
+        if report.trigger == Some(Trigger::Store) {
+            return report;
+        }
+    }
+    panic!("no store pass");
+}
+
+fn routes(agent: &mut Agent) -> Vec<String> {
+    let kernel = agent.kernel();
+    let observed = kernel.observe(Some("weft.1")).unwrap();
+    observed.routes.iter().map(|r| r.destination.to_string()).collect()
+}
+
+#[test]
+fn a_node_joins_then_each_peer_change_costs_that_peer_only() {
+    let world = World::new();
+    world.peer(1);
+    let mut agent = world.agent("n1", kernel());
+    let stop = AtomicBool::new(false);
+    let start = agent.step(&stop);
+    assert_eq!(start.trigger, Some(Trigger::Start));
+    assert!(matches!(start.lease, LeaseEvent::Acquired(_)), "{:?}", start.lease);
+    assert!(start.full && start.error.is_none(), "{start:?}");
+    assert_eq!(start.reconciled.changes.count(), 3, "peer1's route, neighbour and FDB entry");
+    assert_eq!(agent.informer_stats().lists, 1, "one listing: the lease came from the cache");
+
+    let peer2 = world.peer(2);
+    let report = next_store_pass(&mut agent);
+    assert!(!report.full, "a delta pass: the kernel is not read");
+    assert_eq!(report.peers_changed, vec!["peer2"]);
+    assert_eq!(report.reconciled.changes.set_routes.len(), 1);
+    assert_eq!(report.reconciled.count(), 3);
+
+    // peer2 moves: its route stays, its FDB entry follows it
+    let mut moved = peer2.clone();
+    moved.public_ip = "198.51.100.99".parse().unwrap();
+    let store = world.store();
+    let held = store.list().unwrap().leases.into_iter().find(|l| l.lease.node == "peer2").unwrap();
+    store.put_lease(&moved, Some(&held), Duration::from_secs(60)).unwrap().unwrap();
+    let report = next_store_pass(&mut agent);
+    assert_eq!(report.reconciled.changes.set_fdb.len(), 1);
+    assert_eq!(report.reconciled.count(), 1, "only the FDB entry differs");
+
+    store.delete_lease("peer2").unwrap();
+    let report = next_store_pass(&mut agent);
+    assert_eq!(report.reconciled.changes.delete_routes.len(), 1);
+    assert_eq!(report.reconciled.count(), 3);
+    assert_eq!(routes(&mut agent), vec!["10.244.101.0/24"]);
+    assert_eq!(agent.informer_stats().lists, 1, "still the one listing");
+}
+
+#[test]
+fn renewing_and_resyncing_write_nothing_to_the_store_and_resync_repairs_drift() {
+    let world = World::new();
+    world.peer(1);
+    let mut agent = world.agent("n1", kernel());
+    let stop = AtomicBool::new(false);
+    agent.step(&stop);
+    let revision = world.revision();
+    let renew = agent.pass(Trigger::Renew, Vec::new());
+    assert_eq!(renew.lease, LeaseEvent::Unchanged, "not due yet");
+    // drift: the route to peer1 deleted by hand
+    let route = {
+        let observed = agent.kernel().observe(Some("weft.1")).unwrap();
+        observed.routes[0].clone()
+    };
+    let mut gone = weft_core::reconcile::Changes::default();
+    gone.delete_routes.push(route);
+    agent.kernel().apply(&gone).unwrap();
+    let resync = agent.pass(Trigger::Resync, Vec::new());
+    assert!(resync.full);
+    assert_eq!(resync.reconciled.changes.set_routes.len(), 1, "the route is back");
+    assert_eq!(resync.reconciled.count(), 1);
+    assert_eq!(world.revision(), revision, "nothing was written");
+}
+
+#[test]
+fn a_restarted_agent_changes_nothing_and_keeps_its_lease_as_written() {
+    let world = World::new();
+    world.peer(1);
+    world.peer(2);
+    let mut first = world.agent("n1", kernel());
+    let stop = AtomicBool::new(false);
+    first.step(&stop);
+    let lease = first.lease().cloned().unwrap();
+    let revision = world.revision();
+    // the kernel as the first agent left it, a new agent on it
+    let mut left = kernel();
+    left.apply(&weft_core::reconcile::diff(first.plan().unwrap(), &Default::default())).unwrap();
+    left.ensure_vxlan(first.plan().unwrap().vxlan.as_ref().unwrap()).unwrap();
+    drop(first);
+    let mut second = world.agent("n1", left);
+    let start = second.step(&stop);
+    assert_eq!(start.reconciled.count(), 0, "{start:?}");
+    assert_eq!(second.lease(), Some(&lease));
+    assert_eq!(world.revision(), revision, "the lease was kept alive, not rewritten");
+}
+
+#[test]
+fn a_lost_lease_is_leased_again_on_the_same_subnet() {
+    let world = World::new();
+    let mut agent = world.agent("n1", kernel());
+    let stop = AtomicBool::new(false);
+    agent.step(&stop);
+    let subnet = agent.lease().unwrap().subnet;
+    world.store().delete_lease("n1").unwrap();
+    let report = next_store_pass(&mut agent);
+    assert_eq!(report.lease, LeaseEvent::Acquired(subnet), "{report:?}");
+    assert_eq!(world.store().list().unwrap().leases[0].lease.subnet, subnet);
+}
+
+#[test]
+fn a_kernel_that_refuses_a_delta_gets_a_full_pass() {
+    let world = World::new();
+    let recording = kernel();
+    let refuse = recording.refuse_next_apply.clone();
+    let mut agent = world.agent("n1", recording);
+    let stop = AtomicBool::new(false);
+    agent.step(&stop);
+    *refuse.lock().unwrap() = Some("refused".into());
+    world.peer(3);
+    let report = next_store_pass(&mut agent);
+    assert!(report.full && report.error.is_none(), "fell back to a full pass: {report:?}");
+    assert_eq!(routes(&mut agent), vec!["10.244.103.0/24"]);
+}
