@@ -15,6 +15,7 @@ packages=(
   bird2                         # BIRD, the lab router's BGP (bgp mode, gateways)
   frr                           # FRR, the other BGP router the lab and tests peer with
   chromium                      # headless, the picture tests open weft lab show's pages in it
+  protobuf-compiler             # protoc: etcd-client compiles etcd's gRPC protos at build time
 )
 
 missing=()
