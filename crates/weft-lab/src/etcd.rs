@@ -1,6 +1,6 @@
 //! A real etcd (Debian's etcd-server, 3.4): the command that runs a member, and the lab's
 //! etcd cluster: its members, each in a namespace of its own on a rack, started, stopped and
-//! asked (leader) through etcd's JSON gateway on their client URLs.
+//! asked (leader, compaction, metrics) through etcd's JSON gateway on their client URLs.
 
 use crate::lab::Lab;
 use crate::process::{self, spawn_daemon};
@@ -69,6 +69,60 @@ pub fn command(data_dir: &Path, client_url: &str, peer_url: &str) -> Command {
     })
 }
 
+/// The sum of a metric's samples in Prometheus' text format whose labels include every
+/// `(label, value)` of `filter`: lines `name{label="value",...} value [timestamp]`.
+pub fn metric_sum(text: &str, name: &str, filter: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, rest) = match line.find('{') {
+                Some(open) => {
+                    let close = line.rfind('}')?;
+                    (&line[..open], (Some(&line[open + 1..close]), &line[close + 1..]))
+                }
+                None => line.split_once(char::is_whitespace).map(|(n, r)| (n, (None, r)))?,
+            };
+            let (labels, value) = rest;
+            if series.trim() != name {
+                return None;
+            }
+            let labels = labels.map(parse_labels).unwrap_or_default();
+            let wanted =
+                filter.iter().all(|(k, v)| labels.iter().any(|(label, value)| label == k && value == v));
+            wanted.then(|| value.split_whitespace().next()?.parse::<f64>().ok()).flatten()
+        })
+        .sum()
+}
+
+/// `a="x",b="y\"z"` → `[(a, x), (b, y"z)]`.
+fn parse_labels(text: &str) -> Vec<(String, String)> {
+    let mut labels = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        let name: String = chars.by_ref().take_while(|&c| c != '=').collect();
+        if name.trim().is_empty() || chars.next() != Some('"') {
+            return labels;
+        }
+        let mut value = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some('n') => value.push('\n'),
+                    Some(other) => value.push(other),
+                    None => break,
+                },
+                '"' => break,
+                c => value.push(c),
+            }
+        }
+        labels.push((name.trim().trim_start_matches(',').trim().to_string(), value));
+        // past the comma, if any
+        if chars.peek() == Some(&',') {
+            chars.next();
+        }
+    }
+}
+
 /// A number of etcd's JSON gateway: 64-bit ones come as strings.
 fn number(value: &Value) -> u64 {
     value.as_u64().or_else(|| value.as_str()?.parse().ok()).unwrap_or(0)
@@ -129,6 +183,16 @@ fn post(agent: &ureq::Agent, url: &str, body: &Value) -> Result<Value, LabError>
         return Err(etcd_error(format!("{url}: {status}: {reply}")));
     }
     Ok(reply)
+}
+
+fn get_text(agent: &ureq::Agent, url: &str) -> Result<String, LabError> {
+    let mut response = agent.get(url).call().map_err(|e| etcd_error(format!("{url}: {e}")))?;
+    let status = response.status();
+    let text = response.body_mut().read_to_string().map_err(|e| etcd_error(format!("{url}: {e}")))?;
+    if !status.is_success() {
+        return Err(etcd_error(format!("{url}: {status}: {text}")));
+    }
+    Ok(text)
 }
 
 /// What one member's status says: (member id, leader id or 0, raft term, revision).
@@ -446,6 +510,57 @@ impl Lab {
         self.stop_store();
         self.start_store()
     }
+
+    /// Compacts etcd's history at its current revision (physically: the old revisions are
+    /// gone once it returns), and returns that revision. A watch from before it meets a
+    /// compaction. Compacting again with nothing written since is no error.
+    pub fn etcd_compact(&self) -> Result<u64, LabError> {
+        let hosts = self.running_etcd_hosts()?;
+        self.in_router_netns(|| {
+            let agent = http_agent();
+            let mut last = etcd_error("no member runs");
+            for host in &hosts {
+                let url = host.client_url();
+                // Any key: the header has the store's revision.
+                let revision = match post(&agent, &format!("{url}/v3/kv/range"), &json!({ "key": "Lw==" })) {
+                    Ok(reply) => number(&reply["header"]["revision"]),
+                    Err(e) => {
+                        last = e;
+                        continue;
+                    }
+                };
+                let body = json!({ "revision": revision.to_string(), "physical": true });
+                match post(&agent, &format!("{url}/v3/kv/compaction"), &body) {
+                    Ok(_) => return Ok(revision),
+                    Err(e) if e.to_string().contains("required revision has been compacted") => {
+                        return Ok(revision)
+                    }
+                    Err(e) => last = e,
+                }
+            }
+            Err(last)
+        })?
+    }
+
+    /// The sum over the running members of a metric from their `GET /metrics`, counting the
+    /// samples whose labels include every pair of `label_filter`: e.g.
+    /// `etcd_metric("grpc_server_handled_total", &[("grpc_method", "Range")])`. An error if
+    /// a running member does not answer.
+    pub fn etcd_metric(&self, name: &str, label_filter: &[(&str, &str)]) -> Result<f64, LabError> {
+        let hosts = self.running_etcd_hosts()?;
+        if hosts.is_empty() {
+            return Err(etcd_error("no member runs"));
+        }
+        self.in_router_netns(|| {
+            let agent = http_agent();
+            let mut sum = 0.0;
+            for host in &hosts {
+                let text = get_text(&agent, &format!("{}/metrics", host.client_url()))?;
+                sum += metric_sum(&text, name, label_filter);
+            }
+            Ok(sum)
+        })?
+    }
 }
 
 #[cfg(test)]
@@ -474,6 +589,27 @@ mod tests {
             "{args}"
         );
         assert!(args.contains("--experimental-watch-progress-notify-interval 5s"), "{args}");
+    }
+
+    #[test]
+    fn metrics_are_summed_over_the_samples_the_filter_picks() {
+        let text = "# HELP grpc_server_handled_total Total number of RPCs.\n\
+            # TYPE grpc_server_handled_total counter\n\
+            grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"Range\",grpc_service=\"etcdserverpb.KV\",grpc_type=\"unary\"} 12\n\
+            grpc_server_handled_total{grpc_code=\"Unavailable\",grpc_method=\"Range\",grpc_service=\"etcdserverpb.KV\",grpc_type=\"unary\"} 3\n\
+            grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"Put\",grpc_service=\"etcdserverpb.KV\",grpc_type=\"unary\"} 5\n\
+            grpc_server_handled_total_extra{grpc_method=\"Range\"} 100\n\
+            etcd_server_has_leader 1\n\
+            weird{a=\"x\\\"y,z\",b=\"}\"} 2.5 1700000000\n";
+        assert_eq!(metric_sum(text, "grpc_server_handled_total", &[("grpc_method", "Range")]), 15.0);
+        assert_eq!(
+            metric_sum(text, "grpc_server_handled_total", &[("grpc_method", "Range"), ("grpc_code", "OK")]),
+            12.0
+        );
+        assert_eq!(metric_sum(text, "grpc_server_handled_total", &[]), 20.0);
+        assert_eq!(metric_sum(text, "etcd_server_has_leader", &[]), 1.0);
+        assert_eq!(metric_sum(text, "weird", &[("a", "x\"y,z"), ("b", "}")]), 2.5);
+        assert_eq!(metric_sum(text, "absent", &[]), 0.0);
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! - [`promise`] (pure): what each mode promises for each kind of path, and why.
 //! - [`report`] (pure): the matrix as a table or JSON.
 //! - [`lab`]: building a lab, its processes, pods and probes; [`down`]: removing labs.
-//! - [`etcd`]: the lab's etcd cluster (members, leader, stops and restarts).
+//! - [`etcd`]: the lab's etcd cluster (members, leader, stops and restarts, compaction,
+//!   metrics).
 
 pub mod down;
 pub mod etcd;
