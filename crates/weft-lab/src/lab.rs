@@ -92,6 +92,7 @@ impl Lab {
             agents: Default::default(),
             etcd_members: Default::default(),
             router: Vec::new(),
+            cuts: Default::default(),
         };
         state.save()?;
         let mut lab =

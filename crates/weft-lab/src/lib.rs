@@ -10,9 +10,10 @@
 //! - [`promise`] (pure): what each mode promises for each kind of path, and why.
 //! - [`report`] (pure): the matrix as a table or JSON.
 //! - [`lab`]: building a lab, its processes, pods and probes; [`down`]: removing labs.
-//! - [`etcd`]: the lab's etcd cluster (members, leader, stops and restarts, compaction,
-//!   metrics).
+//! - [`etcd`]: the lab's etcd cluster (members, leader, compaction, metrics); [`cut`]:
+//!   network partitions between a member and addresses.
 
+pub mod cut;
 pub mod down;
 pub mod etcd;
 pub mod lab;

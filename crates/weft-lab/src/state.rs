@@ -6,7 +6,7 @@ use crate::topology::LabSpec;
 use crate::LabError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 /// Where every lab keeps its files.
@@ -53,6 +53,9 @@ pub struct LabState {
     /// The router's BGP daemons (BIRD, or FRR's zebra and bgpd).
     #[serde(default)]
     pub router: Vec<Process>,
+    /// Member → the addresses it is cut off from (`Lab::cut`), until healed.
+    #[serde(default)]
+    pub cuts: BTreeMap<String, Vec<IpAddr>>,
 }
 
 impl LabState {
@@ -124,11 +127,13 @@ mod tests {
             agents: BTreeMap::new(),
             etcd_members: BTreeMap::new(),
             router: Vec::new(),
+            cuts: BTreeMap::new(),
         };
-        // As the code before wrote it: one etcd, no members, no member count.
+        // As the code before wrote it: one etcd, no members, no cuts, no member count.
         let mut old = serde_json::to_value(&state).unwrap();
         let fields = old.as_object_mut().unwrap();
         fields.remove("etcdMembers");
+        fields.remove("cuts");
         fields.insert("etcd".into(), serde_json::json!({ "pid": 7, "startTime": 8 }));
         fields["spec"].as_object_mut().unwrap().remove("etcdMembers");
         let read: LabState = serde_json::from_value(old).unwrap();
