@@ -1,5 +1,6 @@
-//! A lab: built from its spec, its processes (agents, etcd), its pods, and the probes of
-//! `check`. Everything it makes is named in its state before it is made.
+//! A lab: built from its spec, its processes (agents, etcd members, the router's BGP), its
+//! pods, and the probes of `check`. Everything it makes is named in its state before it is
+//! made.
 
 use crate::process::{self, spawn_daemon};
 use crate::promise::{probes, Design, Probe};
@@ -11,14 +12,14 @@ use crate::topology::{
     POD_CIDR, ROUTER_ASN,
 };
 use crate::wiring::{cable, create_bridge, create_namespace, open_namespace, sysctl_in, End};
-use crate::{etcd, LabError};
+use crate::LabError;
 use ipnet::Ipv4Net;
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use weft_core::plan::PeerPath;
 use weft_core::status::{StatusFile, STATUS_FILE_NAME};
 use weft_kernel::NetNs;
@@ -40,7 +41,7 @@ pub struct Lab {
     /// The weft binary: the agents and the CNI plugin.
     weft: PathBuf,
     /// Processes this process started, reaped when they stop.
-    children: HashMap<u32, Child>,
+    pub(crate) children: HashMap<u32, Child>,
     tear_down_on_drop: bool,
 }
 
@@ -78,7 +79,7 @@ impl Lab {
         })?;
         let store_url = match spec.store {
             StoreKind::Sqlite => format!("sqlite:{}", dir.join("store.db").display()),
-            StoreKind::Etcd => format!("etcd://{}", topology.etcd_endpoint()),
+            StoreKind::Etcd => topology.etcd_url().expect("an etcd store has members"),
         };
         let pods = topology
             .pods
@@ -87,12 +88,13 @@ impl Lab {
             .collect();
         let state = LabState {
             spec: spec.clone(),
-            created_at: now(),
+            created_at: weft_core::now(),
             store_url,
             pods,
             agents: Default::default(),
-            etcd: None,
+            etcd_members: Default::default(),
             router: Vec::new(),
+            cuts: Default::default(),
         };
         state.save()?;
         let mut lab =
@@ -137,7 +139,7 @@ impl Lab {
         &self.state.spec.name
     }
 
-    /// A member's namespace (a pod, node, rack, `router` or `outside`).
+    /// A member's namespace (a pod, node, rack, gateway, etcd member, `router` or `outside`).
     pub fn netns(&self, member: &str) -> Result<String, LabError> {
         let topology = self.topology();
         match topology.member(member) {
@@ -195,7 +197,7 @@ impl Lab {
             let bridge = create_bridge(&switch)?;
             let gateway = Ipv4Net::new(rack.gateway, rack.subnet.prefix_len()).expect("/24");
             cable(&End::port(&switch, "router", bridge), &End::host(&router, &rack.name, gateway, None))?;
-            // Nodes and gateways plug in alike: eth0 on a port named after them.
+            // Nodes, gateways and etcd members plug in alike: eth0 on a port named after them.
             let machines = topology
                 .nodes
                 .iter()
@@ -207,6 +209,13 @@ impl Lab {
                         .iter()
                         .filter(|g| g.rack == rack.number)
                         .map(|g| (&g.name, &g.netns, g.ip, "gateway ")),
+                )
+                .chain(
+                    topology
+                        .etcd
+                        .iter()
+                        .filter(|e| e.rack == rack.number)
+                        .map(|e| (&e.name, &e.netns, e.ip, "")),
                 );
             let mut nodes = Vec::new();
             for (name, netns, ip, kind) in machines {
@@ -221,10 +230,17 @@ impl Lab {
             timed(format!("{} {}: {}", rack.name, rack.subnet, nodes.join(", ")), started, progress);
         }
 
-        let started = Instant::now();
         if self.state.spec.store == StoreKind::Etcd {
-            self.start_store()?;
+            let started = Instant::now();
+            let leader = self.start_store()?;
+            let members: Vec<String> = topology.etcd.iter().map(|e| format!("{} {}", e.name, e.ip)).collect();
+            let count = match members.len() {
+                1 => "1 member".to_string(),
+                n => format!("{n} members"),
+            };
+            timed(format!("etcd: {count} {}, leader {leader}", members.join(", ")), started, progress);
         }
+        let started = Instant::now();
         let network = self.init_network()?;
         timed(
             format!(
@@ -327,52 +343,13 @@ impl Lab {
         config.backend = self.state.spec.mode.backend();
         let cidr = config.cidr;
         let url = self.state.store_url.clone();
-        // From the router's namespace, where an etcd store listens.
+        // From the router's namespace, which reaches every etcd member.
         let router = open_namespace(&self.topology().router_netns)?;
         router
             .run(|| weft_store::open(&url).and_then(|store| store.init_network(&config, false)))
             .map_err(|e| LabError::kernel("enter the router's namespace", e))?
             .map_err(|source| LabError::Store { what: format!("network init in {url}"), source })?;
         Ok(cidr)
-    }
-
-    /// Starts (or starts again) the lab's etcd in the router's namespace and waits until
-    /// it answers.
-    pub fn start_store(&mut self) -> Result<(), LabError> {
-        let topology = self.topology();
-        let router = open_namespace(&topology.router_netns)?;
-        let client_url = format!("http://{}", topology.etcd_endpoint());
-        let command = etcd::command(&self.state.dir().join("etcd"), &client_url, "http://127.0.0.1:2380");
-        let (child, process) = spawn_daemon(command, &router, &self.state.log_file("etcd"))?;
-        self.children.insert(process.pid, child);
-        self.state.etcd = Some(process);
-        self.state.save()?;
-        let url = self.state.store_url.clone();
-        let deadline = Instant::now() + AGENT_TIMEOUT;
-        loop {
-            let answers = router
-                .run(|| weft_store::open(&url).and_then(|store| store.network()).is_ok())
-                .unwrap_or(false);
-            if answers {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(LabError::Timeout(format!(
-                    "etcd did not answer at {url} within {} s; see {}",
-                    AGENT_TIMEOUT.as_secs(),
-                    self.state.log_file("etcd").display()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Stops the lab's etcd (SIGKILL: as if its machine died). Its data stays.
-    pub fn stop_store(&mut self) {
-        if let Some(etcd) = self.state.etcd.take() {
-            self.stop(&etcd, libc::SIGKILL);
-        }
-        let _ = self.state.save();
     }
 
     /// Starts (or starts again) the agent of `member` inside its namespace: a node's, a
@@ -524,7 +501,7 @@ impl Lab {
 
     /// Signals a process and waits until it is gone (reaping it if it is our child); one
     /// that outlives a SIGTERM by 10 s gets SIGKILL.
-    fn stop(&mut self, process: &Process, signal: libc::c_int) {
+    pub(crate) fn stop(&mut self, process: &Process, signal: libc::c_int) {
         process::signal(process, signal);
         if !process::wait_gone(std::slice::from_ref(process), Duration::from_secs(10)) {
             process::signal(process, libc::SIGKILL);
@@ -742,10 +719,6 @@ impl Drop for Lab {
     }
 }
 
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
 /// What a plugin run printed and how it ended.
 struct PluginOutput {
     stdout: String,
@@ -803,6 +776,7 @@ impl Lab {
             Member::Pod(pod) => self.pod_address(&pod.name),
             Member::Node(node) => Some(node.ip),
             Member::Gateway(gateway) => Some(gateway.ip),
+            Member::Etcd(etcd) => Some(etcd.ip),
             Member::Outside => Some(OUTSIDE_CLIENT_IP),
             Member::Router => Some(topology.racks[0].gateway),
             Member::Rack(_) => None,

@@ -10,7 +10,10 @@
 //! - [`promise`] (pure): what each mode promises for each kind of path, and why.
 //! - [`report`] (pure): the matrix as a table or JSON.
 //! - [`lab`]: building a lab, its processes, pods and probes; [`down`]: removing labs.
+//! - [`etcd`]: the lab's etcd cluster (members, leader, compaction, metrics); [`cut`]:
+//!   network partitions between a member and addresses.
 
+pub mod cut;
 pub mod down;
 pub mod etcd;
 pub mod lab;
@@ -23,6 +26,7 @@ pub mod state;
 pub mod topology;
 mod wiring;
 
+pub use etcd::{EtcdMember, EtcdStatus};
 pub use lab::{Lab, Step};
 pub use report::{Report, Style};
 pub use topology::{LabSpec, Mode, StoreKind, Topology};
@@ -41,6 +45,9 @@ pub enum LabError {
     Io { what: String, source: std::io::Error },
     #[error("{what}: {source}")]
     Store { what: String, source: weft_store::StoreError },
+    /// The lab's etcd did not answer as asked.
+    #[error("etcd: {0}")]
+    Etcd(String),
     /// A step that did not finish in time, with what to look at.
     #[error("{0}")]
     Timeout(String),

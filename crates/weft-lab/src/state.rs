@@ -6,7 +6,7 @@ use crate::topology::LabSpec;
 use crate::LabError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 /// Where every lab keeps its files.
@@ -47,11 +47,15 @@ pub struct LabState {
     /// Node name → its agent.
     #[serde(default)]
     pub agents: BTreeMap<String, Process>,
+    /// etcd member name → its process.
     #[serde(default)]
-    pub etcd: Option<Process>,
+    pub etcd_members: BTreeMap<String, Process>,
     /// The router's BGP daemons (BIRD, or FRR's zebra and bgpd).
     #[serde(default)]
     pub router: Vec<Process>,
+    /// Member → the addresses it is cut off from (`Lab::cut`), until healed.
+    #[serde(default)]
+    pub cuts: BTreeMap<String, Vec<IpAddr>>,
 }
 
 impl LabState {
@@ -106,4 +110,34 @@ pub fn lab_names() -> Vec<String> {
         entries.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()).collect();
     names.sort();
     names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::{Mode, StoreKind};
+
+    #[test]
+    fn the_state_of_a_lab_from_before_etcd_clusters_still_reads() {
+        let state = LabState {
+            spec: LabSpec { store: StoreKind::Etcd, ..LabSpec::new("old", Mode::Vxlan) },
+            created_at: 1,
+            store_url: "etcd://198.18.1.1:2379".into(),
+            pods: Vec::new(),
+            agents: BTreeMap::new(),
+            etcd_members: BTreeMap::new(),
+            router: Vec::new(),
+            cuts: BTreeMap::new(),
+        };
+        // As the code before wrote it: one etcd, no members, no cuts, no member count.
+        let mut old = serde_json::to_value(&state).unwrap();
+        let fields = old.as_object_mut().unwrap();
+        fields.remove("etcdMembers");
+        fields.remove("cuts");
+        fields.insert("etcd".into(), serde_json::json!({ "pid": 7, "startTime": 8 }));
+        fields["spec"].as_object_mut().unwrap().remove("etcdMembers");
+        let read: LabState = serde_json::from_value(old).unwrap();
+        assert_eq!(read, state);
+        assert_eq!(read.spec.etcd_members, 1);
+    }
 }

@@ -1,6 +1,10 @@
-//! What a lab is made of, worked out from its spec alone: racks, nodes, pods, the router
-//! and the outside client, with their namespaces and addresses. Pure, so `down` can name
-//! everything a lab may have made even when `up` died half-way.
+//! What a lab is made of, worked out from its spec alone: racks, nodes, pods, gateways, etcd
+//! members, the router and the outside client, with their namespaces and addresses. Pure, so
+//! `down` can name everything a lab may have made even when `up` died half-way.
+//!
+//! Rack `r` is `198.18.r.0/24`: the router at `.1`, nodes from `.11` (at most 64: up to
+//! `.74`), etcd member `i` at `.100+i` (`.101`…`.105`, on rack `(i-1) % racks + 1`), gateway
+//! `g` at `.200+g` (`.201`…`.204`). In l2 mode the upper half (`.128`…) is the pods'.
 
 use crate::LabError;
 use ipnet::Ipv4Net;
@@ -27,8 +31,15 @@ pub const POD_CIDR: &str = "10.244.0.0/16";
 pub const OUTSIDE_SUBNET: &str = "203.0.113.0/24";
 pub const OUTSIDE_CLIENT_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 pub const OUTSIDE_GATEWAY_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
-/// Port of the lab's etcd, on the router's address in rack 1.
+/// Ports of the lab's etcd members, on each member's own address.
 pub const ETCD_CLIENT_PORT: u16 = 2379;
+pub const ETCD_PEER_PORT: u16 = 2380;
+/// etcd member `i` (1-based) is at `.ETCD_HOST_BASE + i` of its rack: `.101`…`.105`, in the
+/// segment's lower half, which nodes (`.11`…`.74`), the router (`.1`) and gateways
+/// (`.201`…`.204`) leave free and l2 mode keeps out of the pods' slices.
+pub const ETCD_HOST_BASE: u8 = 100;
+/// How many members an etcd cluster of the lab may have: odd, so a majority is clear.
+pub const ETCD_MEMBER_COUNTS: [u32; 3] = [1, 3, 5];
 /// The physical network's AS (the router's), and the cluster's (every node and gateway).
 pub const ROUTER_ASN: u32 = 65000;
 pub const CLUSTER_ASN: u32 = 65100;
@@ -98,7 +109,7 @@ impl RouterKind {
 pub enum StoreKind {
     /// One SQLite file in the lab's directory, shared by its agents.
     Sqlite,
-    /// A real etcd server in the router's namespace.
+    /// A real etcd cluster: `etcd_members` members, each in a namespace of its own on a rack.
     Etcd,
 }
 
@@ -133,6 +144,13 @@ pub struct LabSpec {
     /// Seconds the router keeps a stopped agent's routes (BGP graceful restart; 0: off).
     #[serde(default)]
     pub graceful_restart: u16,
+    /// Members of the etcd cluster (1, 3 or 5; more than 1 only with the etcd store).
+    #[serde(default = "one")]
+    pub etcd_members: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl LabSpec {
@@ -155,6 +173,7 @@ impl LabSpec {
             router: RouterKind::Bird,
             ibgp: false,
             graceful_restart: 0,
+            etcd_members: 1,
         }
     }
 
@@ -214,6 +233,15 @@ impl LabSpec {
         }
         if self.gateways > MAX_GATEWAYS {
             return invalid(format!("--gateways {}: at most {MAX_GATEWAYS}", self.gateways));
+        }
+        if !ETCD_MEMBER_COUNTS.contains(&self.etcd_members) {
+            return invalid(format!(
+                "--etcd-members {}: 1, 3 or 5 (an odd number, so that a majority is clear)",
+                self.etcd_members
+            ));
+        }
+        if self.etcd_members > 1 && self.store != StoreKind::Etcd {
+            return invalid(format!("--etcd-members {} needs --store etcd", self.etcd_members));
         }
         if self.lease_ttl < 3 {
             return invalid(format!("lease TTL {} s: at least 3", self.lease_ttl));
@@ -279,6 +307,32 @@ pub struct Gateway {
     pub ip: Ipv4Addr,
 }
 
+/// A member of the lab's etcd cluster: a machine of its own on a rack, like a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EtcdHost {
+    /// `etcd1`, `etcd2`, …: also its name in the etcd cluster.
+    pub name: String,
+    pub rack: u32,
+    pub netns: String,
+    pub ip: Ipv4Addr,
+}
+
+impl EtcdHost {
+    /// `ip:2379`, where clients reach it.
+    pub fn client_endpoint(&self) -> String {
+        format!("{}:{ETCD_CLIENT_PORT}", self.ip)
+    }
+
+    pub fn client_url(&self) -> String {
+        format!("http://{}", self.client_endpoint())
+    }
+
+    /// `http://ip:2380`, where the other members reach it.
+    pub fn peer_url(&self) -> String {
+        format!("http://{}:{ETCD_PEER_PORT}", self.ip)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Pod {
     pub name: String,
@@ -297,6 +351,8 @@ pub struct Topology {
     pub nodes: Vec<Node>,
     pub pods: Vec<Pod>,
     pub gateways: Vec<Gateway>,
+    /// The etcd cluster's members (none with the sqlite store).
+    pub etcd: Vec<EtcdHost>,
     /// The outside client runs the agent as a client.
     pub client: bool,
 }
@@ -309,6 +365,7 @@ pub enum Member<'a> {
     Rack(&'a Rack),
     Node(&'a Node),
     Gateway(&'a Gateway),
+    Etcd(&'a EtcdHost),
     Pod(&'a Pod),
 }
 
@@ -351,10 +408,25 @@ impl Topology {
                 }
             })
             .collect();
+        // etcd members go round the racks too: etcd1 in rack 1, etcd2 in rack 2, ...
+        let etcd_members = if spec.store == StoreKind::Etcd { spec.etcd_members } else { 0 };
+        let etcd = (1..=etcd_members)
+            .map(|i| {
+                let rack = (i - 1) % spec.racks + 1;
+                let name = format!("etcd{i}");
+                EtcdHost {
+                    netns: ns(&name),
+                    name,
+                    rack,
+                    ip: Ipv4Addr::new(198, 18, rack as u8, ETCD_HOST_BASE + i as u8),
+                }
+            })
+            .collect();
         Topology {
             name: spec.name.clone(),
             mode: spec.mode,
             gateways,
+            etcd,
             client: spec.client,
             router_netns: ns("router"),
             outside_netns: ns("outside"),
@@ -383,6 +455,7 @@ impl Topology {
                 .map(Member::Rack)
                 .or_else(|| self.node(name).map(Member::Node))
                 .or_else(|| self.gateways.iter().find(|g| g.name == name).map(Member::Gateway))
+                .or_else(|| self.etcd_member(name).map(Member::Etcd))
                 .or_else(|| self.pods.iter().find(|p| p.name == name).map(Member::Pod)),
         }
     }
@@ -394,16 +467,22 @@ impl Topology {
             Member::Rack(rack) => &rack.netns,
             Member::Node(node) => &node.netns,
             Member::Gateway(gateway) => &gateway.netns,
+            Member::Etcd(etcd) => &etcd.netns,
             Member::Pod(pod) => &pod.netns,
         }
     }
 
-    /// Every namespace of the lab, in the order to remove them: pods, nodes, racks, router,
-    /// outside client.
+    pub fn etcd_member(&self, name: &str) -> Option<&EtcdHost> {
+        self.etcd.iter().find(|e| e.name == name)
+    }
+
+    /// Every namespace of the lab, in the order to remove them: pods, nodes, gateways, etcd
+    /// members, racks, router, outside client.
     pub fn namespaces(&self) -> Vec<String> {
         let mut all: Vec<String> = self.pods.iter().map(|p| p.netns.clone()).collect();
         all.extend(self.nodes.iter().map(|n| n.netns.clone()));
         all.extend(self.gateways.iter().map(|g| g.netns.clone()));
+        all.extend(self.etcd.iter().map(|e| e.netns.clone()));
         all.extend(self.racks.iter().map(|r| r.netns.clone()));
         all.push(self.router_netns.clone());
         all.push(self.outside_netns.clone());
@@ -416,13 +495,21 @@ impl Topology {
         all.extend(self.racks.iter().map(|r| r.name.clone()));
         all.extend(self.nodes.iter().map(|n| n.name.clone()));
         all.extend(self.gateways.iter().map(|g| g.name.clone()));
+        all.extend(self.etcd.iter().map(|e| e.name.clone()));
         all.extend(self.pods.iter().map(|p| p.name.clone()));
         all
     }
 
-    /// Where the agents find the store: the router's address in rack 1, for etcd.
-    pub fn etcd_endpoint(&self) -> String {
-        format!("{}:{ETCD_CLIENT_PORT}", self.racks[0].gateway)
+    /// Where the agents find an etcd store: every member's client endpoint,
+    /// `etcd://198.18.1.101:2379,198.18.2.102:2379,...` (None without etcd).
+    pub fn etcd_url(&self) -> Option<String> {
+        let endpoints: Vec<String> = self.etcd.iter().map(EtcdHost::client_endpoint).collect();
+        (!endpoints.is_empty()).then(|| format!("etcd://{}", endpoints.join(",")))
+    }
+
+    /// etcd's `--initial-cluster`: `etcd1=http://198.18.1.101:2380,...`.
+    pub fn etcd_initial_cluster(&self) -> String {
+        self.etcd.iter().map(|e| format!("{}={}", e.name, e.peer_url())).collect::<Vec<_>>().join(",")
     }
 }
 
@@ -451,7 +538,59 @@ mod tests {
         assert_eq!(topology.pods[2].name, "n2-p1");
         assert_eq!(topology.pods[2].netns, "weftlab-demo.n2-p1");
         assert_eq!(topology.router_netns, "weftlab-demo.router");
-        assert_eq!(topology.etcd_endpoint(), "198.18.1.1:2379");
+        assert!(topology.etcd.is_empty() && topology.etcd_url().is_none(), "no etcd on sqlite");
+    }
+
+    #[test]
+    fn etcd_members_go_round_the_racks_on_addresses_of_their_own() {
+        let spec = LabSpec {
+            store: StoreKind::Etcd,
+            etcd_members: 5,
+            nodes_per_rack: MAX_NODES_PER_RACK,
+            gateways: MAX_GATEWAYS,
+            ..LabSpec::new("demo", Mode::Vxlan)
+        };
+        let topology = Topology::of(&spec);
+        let members: Vec<(&str, u32, String, &str)> = topology
+            .etcd
+            .iter()
+            .map(|e| (e.name.as_str(), e.rack, e.ip.to_string(), e.netns.as_str()))
+            .collect();
+        assert_eq!(
+            members,
+            [
+                ("etcd1", 1, "198.18.1.101".to_string(), "weftlab-demo.etcd1"),
+                ("etcd2", 2, "198.18.2.102".to_string(), "weftlab-demo.etcd2"),
+                ("etcd3", 1, "198.18.1.103".to_string(), "weftlab-demo.etcd3"),
+                ("etcd4", 2, "198.18.2.104".to_string(), "weftlab-demo.etcd4"),
+                ("etcd5", 1, "198.18.1.105".to_string(), "weftlab-demo.etcd5"),
+            ]
+        );
+        // No address of a member is anyone else's, even with the most nodes and gateways.
+        let mut taken: Vec<Ipv4Addr> = topology.nodes.iter().map(|n| n.ip).collect();
+        taken.extend(topology.gateways.iter().map(|g| g.ip));
+        taken.extend(topology.racks.iter().map(|r| r.gateway));
+        assert!(topology.etcd.iter().all(|e| !taken.contains(&e.ip)), "{taken:?}");
+        // ... nor a pod's in l2 mode, whose pods lease the upper half of rack 1.
+        assert!(topology.etcd.iter().all(|e| e.ip.octets()[3] < 128));
+        assert_eq!(
+            topology.etcd_url().unwrap(),
+            "etcd://198.18.1.101:2379,198.18.2.102:2379,198.18.1.103:2379,198.18.2.104:2379,198.18.1.105:2379"
+        );
+        assert!(topology.etcd_initial_cluster().starts_with(
+            "etcd1=http://198.18.1.101:2380,etcd2=http://198.18.2.102:2380,etcd3=http://198.18.1.103:2380"
+        ));
+        // down removes them: they are namespaces of the lab, and members for exec.
+        let namespaces = topology.namespaces();
+        for i in 1..=5 {
+            assert!(namespaces.contains(&format!("weftlab-demo.etcd{i}")), "{namespaces:?}");
+        }
+        assert!(topology.member_names().contains(&"etcd5".to_string()));
+        assert!(matches!(topology.member("etcd2"), Some(Member::Etcd(e)) if e.rack == 2));
+        // One member is a member too, in rack 1, on the same code path.
+        let one = Topology::of(&LabSpec { etcd_members: 1, racks: 1, ..spec });
+        assert_eq!(one.etcd_url().unwrap(), "etcd://198.18.1.101:2379");
+        assert!(one.namespaces().contains(&"weftlab-demo.etcd1".to_string()));
     }
 
     #[test]
@@ -488,6 +627,13 @@ mod tests {
         assert!(spec.validate().unwrap_err().to_string().contains("at most 250 nodes"));
         spec.nodes_per_rack = 2;
         assert!(spec.validate().is_ok());
+        spec.etcd_members = 3;
+        assert!(spec.validate().unwrap_err().to_string().contains("--etcd-members 3 needs --store etcd"));
+        spec.store = StoreKind::Etcd;
+        assert!(spec.validate().is_ok());
+        spec.etcd_members = 2;
+        assert!(spec.validate().unwrap_err().to_string().contains("--etcd-members 2: 1, 3 or 5"));
+        spec.etcd_members = 1;
         assert!(validate_name("-x").is_err() && validate_name(&"a".repeat(25)).is_err());
     }
 }

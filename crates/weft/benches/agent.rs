@@ -59,7 +59,7 @@ fn memory_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// A lab of `nodes` nodes without pods on one rack, on etcd (in the router's namespace).
+/// A lab of `nodes` nodes without pods on one rack, on etcd (one member, etcd1, on the rack).
 fn etcd_lab(nodes: u32, start_agents: bool) -> Lab {
     support::lab::lab(Mode::Vxlan, |spec| {
         spec.racks = 1;

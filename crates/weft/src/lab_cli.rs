@@ -29,6 +29,10 @@ pub enum LabCommand {
         pods_per_node: Option<u32>,
         #[arg(long, value_enum, default_value = "sqlite")]
         store: StoreArg,
+        /// Members of the etcd cluster (with --store etcd): 1, 3 or 5, each a machine of its
+        /// own (etcd1, etcd2, …) on a rack, the store URL listing them all.
+        #[arg(long, default_value_t = 1)]
+        etcd_members: u32,
         /// Seconds an agent's lease lives without renewal.
         #[arg(long, default_value_t = 30)]
         lease_ttl: u64,
@@ -65,8 +69,8 @@ pub enum LabCommand {
         timeout: u64,
     },
     /// Run a command inside a member's network namespace: a pod (n1-p1), a node (n1), a
-    /// rack (rack1), `router` or `outside`. (Only the network namespace: /sys stays the
-    /// machine's, unlike `ip netns exec`.)
+    /// rack (rack1), a gateway (g1), an etcd member (etcd1), `router` or `outside`. (Only the
+    /// network namespace: /sys stays the machine's, unlike `ip netns exec`.)
     Exec {
         /// The lab.
         lab: String,
@@ -167,6 +171,7 @@ pub fn run(command: LabCommand) -> anyhow::Result<()> {
             nodes_per_rack,
             pods_per_node,
             store,
+            etcd_members,
             lease_ttl,
             resync,
             gateways,
@@ -184,6 +189,7 @@ pub fn run(command: LabCommand) -> anyhow::Result<()> {
                     StoreArg::Sqlite => StoreKind::Sqlite,
                     StoreArg::Etcd => StoreKind::Etcd,
                 },
+                etcd_members,
                 lease_ttl,
                 resync,
                 gateways,
@@ -274,8 +280,9 @@ fn up(spec: LabSpec) -> anyhow::Result<Lab> {
         spec.nodes_per_rack,
         spec.pods_per_node,
         match spec.store {
-            StoreKind::Sqlite => "sqlite",
-            StoreKind::Etcd => "etcd",
+            StoreKind::Sqlite => "sqlite".to_string(),
+            StoreKind::Etcd if spec.etcd_members == 1 => "etcd".to_string(),
+            StoreKind::Etcd => format!("etcd ({} members)", spec.etcd_members),
         }
     );
     let started = Instant::now();
