@@ -718,7 +718,12 @@ pub fn write_state_file(dir: &std::path::Path, name: &str, text: &str) -> Result
 pub fn log_report(report: &PassReport) {
     let Some(trigger) = report.trigger else { return };
     if let Some(error) = &report.error {
-        warn!("{trigger:?} pass: {error}");
+        if error.starts_with("store") {
+            // Said once, when it first happened (store_failed).
+            debug!("{trigger:?} pass: {error}");
+        } else {
+            warn!("{trigger:?} pass: {error}");
+        }
     } else if report.reconciled.count() > 0 {
         info!(
             "{trigger:?} pass: {} kernel change(s){}{}, revision {}",
