@@ -577,6 +577,9 @@ impl Agent {
     /// A pass that met a store error: the kernel keeps its state; retried shortly.
     fn failed(&mut self, mut report: PassReport, e: StoreError, doing: &str, started: Instant) -> PassReport {
         self.store_failed(&e, doing);
+        // The watch may be on a connection as dead as this request's, and not know it for a
+        // while (HTTP/2 pings take up to 40 s): watched again from the cache's revision.
+        self.informer.rewatch();
         self.retry_at = Some(Instant::now() + RETRY);
         if let Some(speaker) = &self.speaker {
             if self.config.role == Role::Node && !self.lease_alive() {

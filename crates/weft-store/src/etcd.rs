@@ -39,9 +39,10 @@ const LEASES_PREFIX: &str = "/weft/leases/";
 const PAGE: i64 = 1000;
 /// How long one request may take before the store counts as unavailable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// HTTP/2 keepalive: a ping every so often, and how long its answer may take.
-pub const PING_EVERY: Duration = Duration::from_secs(10);
-pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
+/// HTTP/2 keepalive: a ping every so often, and how long its answer may take (what the
+/// Kubernetes API server uses towards etcd).
+pub const PING_EVERY: Duration = Duration::from_secs(30);
+pub const PING_TIMEOUT: Duration = Duration::from_secs(10);
 /// After this long without a message, a watch asks etcd for a progress notification.
 pub const QUIET: Duration = Duration::from_secs(300);
 

@@ -92,6 +92,13 @@ impl Informer {
         &self.store
     }
 
+    /// Drops the watch; the next poll watches again from the revision the cache is at. For
+    /// a caller that saw the store fail otherwise (a keepalive unanswered): the watch's
+    /// connection may be as dead, without knowing it yet.
+    pub fn rewatch(&mut self) {
+        self.watch = None;
+    }
+
     /// Whether the cache has been filled by a listing.
     pub fn listed(&self) -> bool {
         self.listed

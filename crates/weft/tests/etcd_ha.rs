@@ -178,9 +178,10 @@ fn history_compacted_while_an_agent_is_away_makes_it_list_once_and_converge() {
     let mut lab = etcd_lab(1, 60);
     assert_eq!(lab.status_of("n1").unwrap().store.lists, 1);
     lab.cut("n1", &members(&lab)).unwrap();
-    // Its watch notices the cut (keepalive pings: 10 s, 5 s to answer).
+    // It notices the cut: its lease's keepalive (every 20 s) or the connection's pings (every
+    // 30 s, 10 s to answer) go unanswered.
     wait_for(
-        Duration::from_secs(40),
+        Duration::from_secs(60),
         || lab.status_of("n1").is_some_and(|s| !s.store.connected),
         "n1 to notice it is cut off",
     );

@@ -99,3 +99,37 @@ fn tls_with_a_client_certificate() {
     let plain = weft_store::open(&server.url());
     assert!(plain.and_then(|s| s.list()).is_err());
 }
+
+#[test]
+fn a_quiet_watch_is_told_it_is_current() {
+    // The tests' server sends progress notifications every 5 s.
+    let server = EtcdServer::start();
+    let url = server.url();
+    weft_store::open(&url)
+        .unwrap()
+        .init_network(&NetworkConfig::new("10.244.0.0/16".parse().unwrap()), false)
+        .unwrap();
+    let mut informer = Informer::new(Arc::from(weft_store::open(&url).unwrap()));
+    informer.poll(Duration::ZERO).unwrap();
+    assert!(informer.poll(Duration::from_millis(200)).unwrap().is_empty());
+    // Someone else's write to the same etcd, outside weft's keys: no event for weft.
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let mut other = runtime
+        .block_on(etcd_client::Client::connect([format!("http://{}", server.endpoint())], None))
+        .unwrap();
+    let written =
+        runtime.block_on(other.put("/someone-else/key", "value", None)).unwrap().header().unwrap().revision()
+            as u64;
+    assert!(written > informer.cluster().revision);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while informer.cluster().revision < written {
+        assert!(
+            Instant::now() < deadline,
+            "no progress notification: still at {}",
+            informer.cluster().revision
+        );
+        assert!(informer.poll(Duration::from_millis(500)).unwrap().is_empty(), "no weft change happened");
+    }
+    assert!(informer.stats().progress >= 1);
+    assert_eq!(informer.stats().events, 0);
+}
