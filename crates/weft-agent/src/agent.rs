@@ -601,7 +601,7 @@ impl Agent {
         metrics.store_events.store(stats.events, Ordering::Relaxed);
         metrics.leases.store(self.informer.cluster().leases.len() as u64, Ordering::Relaxed);
         if let Some((_, plan)) = &self.plan {
-            metrics.peers.store(plan.peers.len() as u64, Ordering::Relaxed);
+            metrics.peers.store(plan.peers().len() as u64, Ordering::Relaxed);
             metrics.unreachable_peers.store(plan.unreachable() as u64, Ordering::Relaxed);
         }
         let store_error = report.error.as_ref().is_some_and(|e| e.starts_with("store"));
@@ -671,7 +671,7 @@ impl Agent {
                 .collect(),
             peers: plan
                 .map(|p| {
-                    p.peers
+                    p.peers()
                         .values()
                         .map(|peer| status::PeerStatus {
                             node: peer.node.clone(),

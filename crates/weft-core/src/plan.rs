@@ -130,7 +130,42 @@ pub struct Plan {
     /// MTU for pods, for the node file.
     pub pod_mtu: u32,
     /// Every live peer by name, with the way the plan reaches it.
-    pub peers: BTreeMap<String, PeerPlan>,
+    peers: BTreeMap<String, PeerPlan>,
+    /// How many peers plan each kernel entry (by what identifies it in the kernel), so that a
+    /// departing peer's entry is kept when another still needs it, without a scan.
+    owners: Owners,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Owners {
+    routes: BTreeMap<IpNet, u32>,
+    neighbours: BTreeMap<(String, IpAddr), u32>,
+    fdb: BTreeMap<(String, MacAddr), u32>,
+}
+
+fn count<K: Ord>(map: &mut BTreeMap<K, u32>, key: K, up: bool) {
+    if up {
+        *map.entry(key).or_default() += 1;
+    } else if let std::collections::btree_map::Entry::Occupied(mut entry) = map.entry(key) {
+        *entry.get_mut() -= 1;
+        if *entry.get() == 0 {
+            entry.remove();
+        }
+    }
+}
+
+impl Owners {
+    fn note(&mut self, peer: &PeerPlan, up: bool) {
+        if let Some(route) = &peer.route {
+            count(&mut self.routes, route.destination, up);
+        }
+        if let Some(neighbour) = &peer.neighbour {
+            count(&mut self.neighbours, (neighbour.device.clone(), neighbour.ip), up);
+        }
+        if let Some(fdb) = &peer.fdb {
+            count(&mut self.fdb, (fdb.device.clone(), fdb.mac), up);
+        }
+    }
 }
 
 fn overhead(underlay: IpAddr) -> u32 {
@@ -173,6 +208,7 @@ impl Plan {
             pod_mtu: vxlan.as_ref().map_or(local.uplink_mtu, |device| device.mtu),
             vxlan,
             peers: BTreeMap::new(),
+            owners: Owners::default(),
         }
     }
 
@@ -181,15 +217,16 @@ impl Plan {
     /// changed. A lease that is not a peer's (this node's own, outside the CIDR) plans nothing.
     pub fn set_peer(&mut self, local: &LocalNode, config: &NetworkConfig, lease: &Lease) -> PeerChange {
         let Some(peer) = plan_peer(local, config, self.vxlan.as_ref(), lease) else {
-            return match self.peers.remove(&lease.node) {
-                Some(before) => PeerChange { before: Some(before), after: None },
-                None => PeerChange::default(),
-            };
+            return self.remove_peer(&lease.node);
         };
         match self.peers.get(&lease.node) {
             Some(before) if *before == peer => PeerChange::default(),
             _ => {
+                self.owners.note(&peer, true);
                 let before = self.peers.insert(lease.node.clone(), peer.clone());
+                if let Some(before) = &before {
+                    self.owners.note(before, false);
+                }
                 PeerChange { before, after: Some(peer) }
             }
         }
@@ -197,7 +234,31 @@ impl Plan {
 
     /// Forgets a peer whose lease is gone.
     pub fn remove_peer(&mut self, node: &str) -> PeerChange {
-        PeerChange { before: self.peers.remove(node), after: None }
+        let before = self.peers.remove(node);
+        if let Some(before) = &before {
+            self.owners.note(before, false);
+        }
+        PeerChange { before, after: None }
+    }
+
+    /// Every peer by name.
+    pub fn peers(&self) -> &BTreeMap<String, PeerPlan> {
+        &self.peers
+    }
+
+    /// Whether some peer plans a route to `destination`.
+    pub fn plans_route(&self, destination: &IpNet) -> bool {
+        self.owners.routes.contains_key(destination)
+    }
+
+    /// Whether some peer plans this neighbour entry (by device and address).
+    pub fn plans_neighbour(&self, device: &str, ip: IpAddr) -> bool {
+        self.owners.neighbours.contains_key(&(device.to_string(), ip))
+    }
+
+    /// Whether some peer plans this FDB entry (by device and MAC).
+    pub fn plans_fdb(&self, device: &str, mac: MacAddr) -> bool {
+        self.owners.fdb.contains_key(&(device.to_string(), mac))
     }
 
     /// Every planned route, in order.

@@ -83,32 +83,23 @@ pub fn diff(plan: &Plan, observed: &Observed) -> Changes {
 
 /// What to change for one peer's change, given that the kernel held the plan before it: a
 /// delta pass, which reads nothing from the kernel. An entry the peer no longer needs is
-/// deleted only if no other peer of `plan` (the plan after the change) still plans it.
+/// deleted only if no peer of `plan` (the plan after the change) still plans it.
 pub fn peer_changes(plan: &Plan, change: &PeerChange) -> Changes {
     let mut changes = Changes::default();
     let before = change.before.as_ref();
     let after = change.after.as_ref();
-    let others = || plan.peers.values().filter(|p| Some(&p.node) != after.map(|a| &a.node));
     if let Some(route) = before.and_then(|b| b.route.as_ref()) {
-        let kept = after.and_then(|a| a.route.as_ref()).is_some_and(|r| r.destination == route.destination)
-            || others().any(|p| p.route.as_ref().is_some_and(|r| r.destination == route.destination));
-        if !kept {
+        if !plan.plans_route(&route.destination) {
             changes.delete_routes.push(route.clone());
         }
     }
     if let Some(fdb) = before.and_then(|b| b.fdb.as_ref()) {
-        let same = |f: &PlannedFdb| f.device == fdb.device && f.mac == fdb.mac;
-        if !after.and_then(|a| a.fdb.as_ref()).is_some_and(same)
-            && !others().any(|p| p.fdb.as_ref().is_some_and(same))
-        {
+        if !plan.plans_fdb(&fdb.device, fdb.mac) {
             changes.delete_fdb.push(fdb.clone());
         }
     }
     if let Some(neighbour) = before.and_then(|b| b.neighbour.as_ref()) {
-        let same = |n: &PlannedNeighbour| n.device == neighbour.device && n.ip == neighbour.ip;
-        if !after.and_then(|a| a.neighbour.as_ref()).is_some_and(same)
-            && !others().any(|p| p.neighbour.as_ref().is_some_and(same))
-        {
+        if !plan.plans_neighbour(&neighbour.device, neighbour.ip) {
             changes.delete_neighbours.push(neighbour.clone());
         }
     }
@@ -245,6 +236,25 @@ mod tests {
             assert!(diff(&plan, &kernel).is_empty(), "after {step:?}: {:?}", diff(&plan, &kernel));
         }
         assert_eq!(kernel.routes.len(), 1, "only the moved n3 is left, by route");
+    }
+
+    #[test]
+    fn an_entry_another_peer_still_needs_is_not_deleted() {
+        let config =
+            NetworkConfig { backend: Backend::Vxlan, ..NetworkConfig::new("10.244.0.0/16".parse().unwrap()) };
+        let mut plan = crate::plan::Plan::new(&local(), &config);
+        let mut twin = peer(3);
+        twin.node = "twin".into(); // a second lease on n3's subnet (a bad writer)
+        let mut kernel = Observed::default();
+        for lease in [peer(3), twin] {
+            let change = plan.set_peer(&local(), &config, &lease);
+            apply(&mut kernel, &peer_changes(&plan, &change));
+        }
+        let gone = plan.remove_peer("twin");
+        let changes = peer_changes(&plan, &gone);
+        assert!(changes.delete_routes.is_empty(), "n3 still routes there: {changes:?}");
+        apply(&mut kernel, &changes);
+        assert!(diff(&plan, &kernel).is_empty());
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! keeps alive over a LeaseKeepAlive stream: renewing writes no key, so no watcher hears of
 //! it, and etcd itself removes a dead node's keys when it stops.
 //!
-//! A watch is one gRPC stream on `/weft/` from a revision on, with progress notifications
+//! A watch is one gRPC stream on the leases and the config from a revision on (the range
+//! `/weft/leases/`…`/weft/network`, which leaves the subnet keys out), with progress notifications
 //! (etcd sends them on its own schedule; weft asks for one after [`QUIET`] without news).
 //! Calls require a leader (a member cut off from the others refuses instead of answering
 //! stale), and HTTP/2 keepalive pings find a dead connection within [`PING_EVERY`] +
@@ -31,7 +32,6 @@ use tokio::runtime::{Handle, Runtime};
 use weft_core::lease::Lease;
 use weft_core::network::NetworkConfig;
 
-const PREFIX: &str = "/weft/";
 const NETWORK_KEY: &str = "/weft/network";
 const LEASES_PREFIX: &str = "/weft/leases/";
 /// Leases listed per request: a listing of a big cluster is several small answers (at one
@@ -184,7 +184,9 @@ impl EtcdStore {
     pub fn open_on(url: &EtcdUrl, handle: Handle) -> Result<EtcdStore, StoreError> {
         let mut options = ConnectOptions::new()
             .with_keep_alive(PING_EVERY, PING_TIMEOUT)
-            .with_keep_alive_while_idle(true)
+            // Pinged while a stream (the watch, the keepalives) is open on it; the balanced
+            // channel's other connections, idle, are not: a dead one fails its next request.
+            .with_keep_alive_while_idle(false)
             .with_require_leader(true)
             .with_connect_timeout(REQUEST_TIMEOUT);
         let scheme = match &url.tls {
@@ -313,9 +315,13 @@ impl Store for EtcdStore {
     fn watch(&self, after: Revision) -> Result<Box<dyn Watch>, StoreError> {
         let (sender, receiver) = mpsc::channel();
         let mut client = self.client.clone();
+        // From the first lease key to the network key: the leases and the config, in one
+        // range, and not the subnet keys beside them (which would double every event).
+        let mut end = NETWORK_KEY.as_bytes().to_vec();
+        end.push(0);
         let options =
-            WatchOptions::new().with_prefix().with_start_revision(after as i64 + 1).with_progress_notify();
-        let stream = self.call("watch", client.watch(PREFIX, Some(options)))?;
+            WatchOptions::new().with_range(end).with_start_revision(after as i64 + 1).with_progress_notify();
+        let stream = self.call("watch", client.watch(LEASES_PREFIX, Some(options)))?;
         let task = self.handle.spawn(forward(stream, sender));
         Ok(Box::new(EtcdWatch { receiver, task: task.abort_handle() }))
     }

@@ -161,7 +161,7 @@ fn idle(lab: &Lab, window: Duration) -> Idle {
     let after = counters(lab);
     let seconds = after.at.duration_since(before.at).as_secs_f64();
     Idle {
-        requests_per_s: (after.requests - before.requests) / seconds,
+        requests_per_s: ((after.requests - before.requests) / seconds).max(0.0),
         keepalives_per_s: (after.keepalives - before.keepalives) / seconds,
         bytes_per_s: (after.sent_bytes - before.sent_bytes) / seconds,
         cpu_cores: (after.cpu - before.cpu) / seconds,
@@ -482,7 +482,11 @@ fn main() {
         .enter()
         .unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let admin = session(&lab, &runtime);
+    // The writer's session on a runtime of its own: its acknowledgements do not queue behind
+    // the fleet's watch events.
+    let admin_runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let admin = session(&lab, &admin_runtime);
     let config = NetworkConfig { backend: Backend::Vxlan, ..NetworkConfig::new(CIDR.parse().unwrap()) };
     admin.init_network(&config, true).unwrap();
     println!("fleet benchmark: etcd 3.4, 3 members ({}), {} leases", lab.state.store_url, args.leases);
@@ -628,4 +632,5 @@ fn main() {
         new.peak_rss_kib as f64 / 1024.0
     );
     drop(runtime);
+    drop(admin_runtime);
 }
