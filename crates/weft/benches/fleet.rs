@@ -131,6 +131,8 @@ struct Counters {
     keepalives: f64,
     sent_bytes: f64,
     cpu: f64,
+    /// This process's CPU seconds: the simulated agents'.
+    own_cpu: f64,
 }
 
 fn counters(lab: &Lab) -> Counters {
@@ -143,6 +145,7 @@ fn counters(lab: &Lab) -> Counters {
         keepalives,
         sent_bytes: metric("etcd_network_client_grpc_sent_bytes_total", &[]),
         cpu: lab.etcd_members().iter().filter_map(|m| m.pid).map(cpu_seconds).sum(),
+        own_cpu: cpu_seconds(std::process::id()),
     }
 }
 
@@ -153,6 +156,7 @@ struct Idle {
     keepalives_per_s: f64,
     bytes_per_s: f64,
     cpu_cores: f64,
+    own_cpu_cores: f64,
 }
 
 fn idle(lab: &Lab, window: Duration) -> Idle {
@@ -165,19 +169,44 @@ fn idle(lab: &Lab, window: Duration) -> Idle {
         keepalives_per_s: (after.keepalives - before.keepalives) / seconds,
         bytes_per_s: (after.sent_bytes - before.sent_bytes) / seconds,
         cpu_cores: (after.cpu - before.cpu) / seconds,
+        own_cpu_cores: (after.own_cpu - before.own_cpu) / seconds,
     }
 }
 
-/// Bytes etcd sent beyond its idle traffic while `change` ran and the agents took it in.
-fn bytes_of(lab: &Lab, idle: &Idle, change: impl FnOnce()) -> f64 {
-    // (the agents' passes have their effect within the half second after the change)
+/// What a change cost beyond the idle traffic: bytes etcd sent, etcd's CPU seconds and this
+/// process's (the simulated agents').
+#[derive(Debug, Clone, Copy, Default)]
+struct Cost {
+    bytes: f64,
+    etcd_cpu: f64,
+    agents_cpu: f64,
+}
+
+impl std::ops::AddAssign for Cost {
+    fn add_assign(&mut self, other: Cost) {
+        self.bytes += other.bytes;
+        self.etcd_cpu += other.etcd_cpu;
+        self.agents_cpu += other.agents_cpu;
+    }
+}
+
+fn cost_of(lab: &Lab, idle: &Idle, change: impl FnOnce()) -> Cost {
     let before = counters(lab);
     change();
     // Answers still on their way are counted too.
     std::thread::sleep(Duration::from_millis(500));
     let after = counters(lab);
     let seconds = after.at.duration_since(before.at).as_secs_f64();
-    (after.sent_bytes - before.sent_bytes - idle.bytes_per_s * seconds).max(0.0)
+    Cost {
+        bytes: (after.sent_bytes - before.sent_bytes - idle.bytes_per_s * seconds).max(0.0),
+        etcd_cpu: (after.cpu - before.cpu - idle.cpu_cores * seconds).max(0.0),
+        agents_cpu: (after.own_cpu - before.own_cpu - idle.own_cpu_cores * seconds).max(0.0),
+    }
+}
+
+/// Bytes etcd sent beyond its idle traffic while `change` ran and the agents took it in.
+fn bytes_of(lab: &Lab, idle: &Idle, change: impl FnOnce()) -> f64 {
+    cost_of(lab, idle, change).bytes
 }
 
 /// A store session of its own, on `runtime` (whose threads, made in the router's
@@ -543,12 +572,12 @@ fn main() {
     let mut joins = Vec::new();
     let mut leaves = Vec::new();
     let mut moves = Vec::new();
-    let (mut join_bytes, mut leave_bytes, mut move_bytes) = (0.0, 0.0, 0.0);
+    let (mut join, mut leave, mut moving) = (Cost::default(), Cost::default(), Cost::default());
     for r in 0..args.repeats {
         let name = format!("probe-{r}");
         let probe = lease(&name, args.leases + 20 + r);
         let mut held = None;
-        join_bytes += bytes_of(&lab, &fleet_idle, || {
+        join += cost_of(&lab, &fleet_idle, || {
             let written = Instant::now();
             held = admin.put_lease(&probe, None, TTL).unwrap();
             joins.extend(fleet.converge(args.agents, &name, written, Instant::now()));
@@ -557,13 +586,13 @@ fn main() {
         let mut moved = probe.clone();
         moved.public_ip = "192.0.2.77".parse().unwrap();
         let mut after = None;
-        move_bytes += bytes_of(&lab, &fleet_idle, || {
+        moving += cost_of(&lab, &fleet_idle, || {
             let written = Instant::now();
             after = admin.put_lease(&moved, Some(&held), TTL).unwrap();
             moves.extend(fleet.converge(args.agents, &name, written, Instant::now()));
         });
         assert!(after.is_some());
-        leave_bytes += bytes_of(&lab, &fleet_idle, || {
+        leave += cost_of(&lab, &fleet_idle, || {
             let written = Instant::now();
             admin.delete_lease(&name).unwrap();
             leaves.extend(fleet.converge(args.agents, &name, written, Instant::now()));
@@ -607,9 +636,9 @@ fn main() {
     println!(
         "| a peer changes: bytes etcd sends each agent | {} (public IP) | join {}, public IP {}, leave {} (fleet); {} (one real agent, public IP) |",
         before_or(&|o| kib(o.change_bytes)),
-        kib(per_agent(join_bytes)),
-        kib(per_agent(move_bytes)),
-        kib(per_agent(leave_bytes)),
+        kib(per_agent(join.bytes)),
+        kib(per_agent(moving.bytes)),
+        kib(per_agent(leave.bytes)),
         kib(new.change_bytes)
     );
     for (what, samples) in [("join", &mut joins), ("public IP", &mut moves), ("leave", &mut leaves)] {
@@ -620,6 +649,20 @@ fn main() {
             ms(percentile(samples, 0.99))
         );
     }
+    let per_change = |cost: &Cost| {
+        format!(
+            "etcd {:.0} ms, the agents {:.0} ms ({:.0} µs each)",
+            cost.etcd_cpu * 1000.0 / args.repeats as f64,
+            cost.agents_cpu * 1000.0 / args.repeats as f64,
+            cost.agents_cpu * 1e6 / args.repeats as f64 / args.agents as f64
+        )
+    };
+    println!(
+        "| CPU per change, all told (2 cores here hold etcd and every agent) | – | join: {}; public IP: {}; leave: {} |",
+        per_change(&join),
+        per_change(&moving),
+        per_change(&leave)
+    );
     println!(
         "| memory per simulated agent (cache, plan, in-memory kernel, session) | – | {:.0} KiB |",
         rss_after.saturating_sub(rss_before) as f64 / args.agents as f64
