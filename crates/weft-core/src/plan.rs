@@ -141,6 +141,7 @@ struct Owners {
     routes: BTreeMap<IpNet, u32>,
     neighbours: BTreeMap<(String, IpAddr), u32>,
     fdb: BTreeMap<(String, MacAddr), u32>,
+    unreachable: usize,
 }
 
 fn count<K: Ord>(map: &mut BTreeMap<K, u32>, key: K, up: bool) {
@@ -156,6 +157,13 @@ fn count<K: Ord>(map: &mut BTreeMap<K, u32>, key: K, up: bool) {
 
 impl Owners {
     fn note(&mut self, peer: &PeerPlan, up: bool) {
+        if matches!(peer.path, PeerPath::Unreachable(_)) {
+            if up {
+                self.unreachable += 1;
+            } else {
+                self.unreachable -= 1;
+            }
+        }
         if let Some(route) = &peer.route {
             count(&mut self.routes, route.destination, up);
         }
@@ -283,7 +291,7 @@ impl Plan {
 
     /// Peers the backend cannot reach from here.
     pub fn unreachable(&self) -> usize {
-        self.peers.values().filter(|p| matches!(p.path, PeerPath::Unreachable(_))).count()
+        self.owners.unreachable
     }
 }
 
@@ -518,6 +526,7 @@ pub(crate) mod tests {
             .map(|p| p.node.as_str())
             .collect();
         assert_eq!(unreachable, vec!["n3", "n5"]);
+        assert_eq!(plan.unreachable(), 2);
         assert_eq!(plan.routes().len(), 1);
     }
 

@@ -135,18 +135,25 @@ struct Counters {
     own_cpu: f64,
 }
 
+/// The counters now. The CPU times are read after the members' /metrics (fetching and
+/// parsing them costs this process CPU), or before them with `cpu_first`: a window from one
+/// reading to a `cpu_first` one leaves that cost out.
 fn counters(lab: &Lab) -> Counters {
+    read_counters(lab, false)
+}
+
+fn read_counters(lab: &Lab, cpu_first: bool) -> Counters {
+    let cpu = || -> (f64, f64) {
+        let etcd = lab.etcd_members().iter().filter_map(|m| m.pid).map(cpu_seconds).sum();
+        (etcd, cpu_seconds(std::process::id()))
+    };
+    let early = cpu_first.then(cpu);
     let metric = |name: &str, filter: &[(&str, &str)]| lab.etcd_metric(name, filter).unwrap();
     let all = metric("grpc_server_msg_received_total", &[]);
     let keepalives = metric("grpc_server_msg_received_total", &[("grpc_method", "LeaseKeepAlive")]);
-    Counters {
-        at: Instant::now(),
-        requests: all - keepalives,
-        keepalives,
-        sent_bytes: metric("etcd_network_client_grpc_sent_bytes_total", &[]),
-        cpu: lab.etcd_members().iter().filter_map(|m| m.pid).map(cpu_seconds).sum(),
-        own_cpu: cpu_seconds(std::process::id()),
-    }
+    let sent_bytes = metric("etcd_network_client_grpc_sent_bytes_total", &[]);
+    let (cpu, own_cpu) = early.unwrap_or_else(cpu);
+    Counters { at: Instant::now(), requests: all - keepalives, keepalives, sent_bytes, cpu, own_cpu }
 }
 
 /// Rates between two readings.
@@ -162,7 +169,7 @@ struct Idle {
 fn idle(lab: &Lab, window: Duration) -> Idle {
     let before = counters(lab);
     std::thread::sleep(window);
-    let after = counters(lab);
+    let after = read_counters(lab, true);
     let seconds = after.at.duration_since(before.at).as_secs_f64();
     Idle {
         requests_per_s: ((after.requests - before.requests) / seconds).max(0.0),
@@ -195,7 +202,7 @@ fn cost_of(lab: &Lab, idle: &Idle, change: impl FnOnce()) -> Cost {
     change();
     // Answers still on their way are counted too.
     std::thread::sleep(Duration::from_millis(500));
-    let after = counters(lab);
+    let after = read_counters(lab, true);
     let seconds = after.at.duration_since(before.at).as_secs_f64();
     Cost {
         bytes: (after.sent_bytes - before.sent_bytes - idle.bytes_per_s * seconds).max(0.0),
