@@ -12,22 +12,11 @@
 mod support;
 
 use std::time::{Duration, Instant};
-use support::lab::{ns, wait_for};
+use support::lab::{inside, memory_kib, ns, wait_for};
 use weft_core::lease::{vtep_mac, Lease};
 use weft_core::network::{Backend, NetworkConfig};
 use weft_kernel::{netns, NetNs, Netlink};
 use weft_lab::{Lab, Mode, StoreKind};
-
-/// Runs `f` on a thread inside namespace `ns_name` (the store is reachable from there).
-fn inside<T: Send + 'static>(ns_name: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("{}/{ns_name}", netns::NETNS_RUN_DIR);
-    std::thread::spawn(move || {
-        NetNs::open(path).unwrap().enter().unwrap();
-        f()
-    })
-    .join()
-    .unwrap()
-}
 
 fn synthetic_lease(i: u32) -> Lease {
     let node = format!("peer-{i}");
@@ -47,16 +36,6 @@ fn peer_routes(nl: &mut Netlink) -> usize {
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples.sort();
     samples[((samples.len() - 1) as f64 * p).round() as usize]
-}
-
-fn memory_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 /// A lab of `nodes` nodes without pods on one rack, on etcd (one member, etcd1, on the rack).

@@ -32,7 +32,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Barrier};
 use std::time::{Duration, Instant};
-use support::lab::{ns, wait_for};
+use support::lab::{memory_kib, ns, wait_for};
 use weft_agent::node::Uplink;
 use weft_agent::{Agent, AgentConfig, RecordingKernel, Trigger};
 use weft_core::lease::{vtep_mac, Lease};
@@ -100,16 +100,6 @@ fn ms(d: Duration) -> String {
 
 fn kib(bytes: f64) -> String {
     format!("{:.1} KiB", bytes / 1024.0)
-}
-
-fn memory_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 /// CPU seconds (user + system) of a process.

@@ -8,22 +8,10 @@ mod support;
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
-use support::lab::{ns, wait_for};
+use support::lab::{inside, ns, wait_for};
 use support::ping_while;
 use weft_core::lease::{pick_subnet, vtep_mac, Lease};
-use weft_kernel::{netns, NetNs};
 use weft_lab::{Lab, Mode, StoreKind};
-
-/// Runs `f` in a thread inside the namespace `ns_name`.
-fn inside<T: Send + 'static>(ns_name: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("{}/{ns_name}", netns::NETNS_RUN_DIR);
-    std::thread::spawn(move || {
-        NetNs::open(path).unwrap().enter().unwrap();
-        f()
-    })
-    .join()
-    .unwrap()
-}
 
 fn etcd_lab(nodes_per_rack: u32, lease_ttl: u64) -> Lab {
     support::lab::lab(Mode::Vxlan, |spec| {

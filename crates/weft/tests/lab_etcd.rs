@@ -9,21 +9,10 @@ mod support;
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::lab::{ns, wait_for};
+use support::lab::{inside, ns, wait_for};
 use support::{pings, WEFT};
-use weft_kernel::{netns, NetNs};
+use weft_kernel::netns;
 use weft_lab::{Lab, Mode, StoreKind};
-
-/// Runs `f` in a thread inside the namespace `ns_name`.
-fn inside<T: Send + 'static>(ns_name: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("{}/{ns_name}", netns::NETNS_RUN_DIR);
-    std::thread::spawn(move || {
-        NetNs::open(path).unwrap().enter().unwrap();
-        f()
-    })
-    .join()
-    .unwrap()
-}
 
 /// Whether a TCP connection from `ns_name` to `to` opens within 2 s.
 fn connects(ns_name: &str, to: SocketAddr) -> bool {

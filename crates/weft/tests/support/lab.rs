@@ -75,3 +75,26 @@ pub fn wait_for(timeout: Duration, mut condition: impl FnMut() -> bool, what: &s
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Runs `f` on a thread inside the namespace `ns_name` (a lab member's: its store, its
+/// kernel), and returns what it returns.
+pub fn inside<T: Send + 'static>(ns_name: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("{}/{ns_name}", weft_kernel::netns::NETNS_RUN_DIR);
+    std::thread::spawn(move || {
+        weft_kernel::NetNs::open(path).unwrap().enter().unwrap();
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+/// A field of a process's memory (`VmRSS:`, `VmHWM:`), in KiB.
+pub fn memory_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
