@@ -641,6 +641,12 @@ impl Agent {
                 .ok()
                 .map(|m| std::os::unix::fs::MetadataExt::ino(&m)),
             written_at: weft_core::now(),
+            refresh: match self.config.role {
+                Role::Node => self.config.resync.min(self.config.lease_ttl / 3),
+                _ => self.config.resync,
+            }
+            .as_secs()
+            .max(1),
             lease: self.lease.as_ref().map(|held| status::LeaseStatus {
                 lease: held.lease.clone(),
                 ttl: self.config.lease_ttl.as_secs(),

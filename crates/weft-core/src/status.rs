@@ -48,6 +48,10 @@ pub struct StatusFile {
     pub netns_inode: Option<u64>,
     /// Unix time this file was written.
     pub written_at: u64,
+    /// The agent writes this file at least every so many seconds (its resync interval, or a
+    /// third of its lease's TTL if shorter): an older file means the agent is gone or stuck.
+    #[serde(default)]
+    pub refresh: u64,
     /// The node's lease, while it holds one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<LeaseStatus>,
@@ -142,6 +146,7 @@ mod tests {
             pid: 42,
             netns_inode: Some(4026531840),
             written_at: 1_700_000_000,
+            refresh: 10,
             lease: Some(LeaseStatus {
                 lease: Lease {
                     node: "n1".into(),

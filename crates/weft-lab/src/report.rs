@@ -178,15 +178,27 @@ pub fn render(report: &Report, style: Style) -> String {
             style.dim(NOT_REACHED),
             style.red(BROKEN)
         );
+    } else {
+        let _ = writeln!(
+            out,
+            "  {}\n",
+            style.dim(&format!(
+                "(the grid of who reaches whom is left out: {} destinations are more than {GRID_MAX_COLUMNS} \
+                 columns; --json has every probe)",
+                destinations.len()
+            ))
+        );
     }
+    let digits = report.summary.iter().map(|s| s.probes.to_string().len()).max().unwrap_or(1).max(3);
     let label_width = report.summary.iter().map(|s| s.label.chars().count()).max().unwrap_or(0);
+    let counts = 2 * digits + 1;
     let _ = writeln!(
         out,
         "  {}",
-        style.dim(&format!("{:<label_width$}  {:<7}  {:<8} {:<6}  why", "path", "reached", "promise", ""))
+        style.dim(&format!("{:<label_width$}  {:<counts$}  {:<8} {:<6}  why", "path", "reached", "promise", ""))
     );
     for s in &report.summary {
-        let count = format!("{:>3}/{:<3}", s.reached, s.probes);
+        let count = format!("{:>digits$}/{:<digits$}", s.reached, s.probes);
         let promise = if s.promised { "reach" } else { "no reach" };
         let verdict = if s.holds { style.green("holds ") } else { style.red("BROKEN") };
         let pad = label_width - s.label.chars().count();
@@ -202,7 +214,8 @@ pub fn render(report: &Report, style: Style) -> String {
     if broken.is_empty() {
         let _ = writeln!(out, "\n  {}", style.green(&format!("every promise of {} holds", report.design)));
     } else {
-        let _ = writeln!(out, "\n  {}", style.red(&format!("{} probe(s) broke a promise:", broken.len())));
+        let probes = if broken.len() == 1 { "probe" } else { "probes" };
+        let _ = writeln!(out, "\n  {}", style.red(&format!("{} {probes} broke a promise:", broken.len())));
         for cell in broken {
             let _ = writeln!(
                 out,

@@ -243,6 +243,27 @@ impl LabSpec {
         if self.etcd_members > 1 && self.store != StoreKind::Etcd {
             return invalid(format!("--etcd-members {} needs --store etcd", self.etcd_members));
         }
+        if self.ibgp && !self.router_speaks_bgp() {
+            return invalid(format!(
+                "--ibgp: nothing speaks BGP in {} mode without gateways (use --mode bgp, or --gateways)",
+                self.mode.name()
+            ));
+        }
+        if self.graceful_restart > 0 && !self.router_speaks_bgp() {
+            return invalid(format!(
+                "--graceful-restart: nothing speaks BGP in {} mode without gateways (use --mode bgp, or --gateways)",
+                self.mode.name()
+            ));
+        }
+        if self.router == RouterKind::Frr && !self.router_speaks_bgp() {
+            return invalid(format!(
+                "--router frr: the router speaks BGP only in bgp mode or with --gateways, not in {} mode",
+                self.mode.name()
+            ));
+        }
+        if self.resync == 0 {
+            return invalid("--resync 0: at least 1 s".into());
+        }
         if self.lease_ttl < 3 {
             return invalid(format!("lease TTL {} s: at least 3", self.lease_ttl));
         }

@@ -44,7 +44,7 @@ pub enum StoreError {
     NoNetwork,
     #[error("{nodes} node(s) hold leases under the current network config; changing it would strand them (use --force)")]
     NetworkInUse { nodes: usize },
-    #[error("network config is invalid: {0}")]
+    #[error("network config is invalid")]
     InvalidNetwork(#[from] weft_core::network::NetworkConfigError),
     #[error("no free subnet: all {0} subnets of the cluster CIDR are leased")]
     Exhausted(u128),
@@ -55,7 +55,7 @@ pub enum StoreError {
     /// A watch asked for history the store no longer keeps: list again.
     #[error("the store's history before revision {0} is compacted: list again")]
     Compacted(Revision),
-    #[error("sqlite store: {0}")]
+    #[error("sqlite store")]
     Sqlite(#[from] rusqlite::Error),
 }
 

@@ -10,12 +10,31 @@ use weft_lab::{Lab, LabSpec, Mode, Step, StoreKind, Style};
 
 const DEFAULT_NAME: &str = "lab";
 
+/// Which lab: the first argument (`weft lab check mylab`), or `--name` as before; `lab`
+/// when neither is given.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LabName {
+    /// The lab's name (default: lab).
+    #[arg(value_name = "LAB")]
+    lab: Option<String>,
+    /// The lab's name, as an option (the same as the first argument).
+    #[arg(long = "name", value_name = "LAB", conflicts_with = "lab")]
+    name: Option<String>,
+}
+
+impl LabName {
+    fn get(&self) -> String {
+        self.lab.clone().or_else(|| self.name.clone()).unwrap_or_else(|| DEFAULT_NAME.into())
+    }
+}
+
 #[derive(Subcommand)]
 pub enum LabCommand {
     /// Build a lab: racks, a router, an outside client, nodes running agents, pods.
     Up {
-        #[arg(long, default_value = DEFAULT_NAME)]
-        name: String,
+        #[command(flatten)]
+        name: LabName,
+        /// The design (see `weft network init --help` for the backends).
         #[arg(long, value_enum, default_value = "auto")]
         mode: ModeArg,
         /// Racks (default 2; l2: 1).
@@ -27,17 +46,18 @@ pub enum LabCommand {
         /// Pods per node (default 2).
         #[arg(long)]
         pods_per_node: Option<u32>,
+        /// Where the agents keep leases: an SQLite file in the lab's directory, or a real etcd.
         #[arg(long, value_enum, default_value = "sqlite")]
         store: StoreArg,
         /// Members of the etcd cluster (with --store etcd): 1, 3 or 5, each a machine of its
         /// own (etcd1, etcd2, …) on a rack, the store URL listing them all.
         #[arg(long, default_value_t = 1)]
         etcd_members: u32,
-        /// Seconds an agent's lease lives without renewal.
-        #[arg(long, default_value_t = 30)]
+        /// Seconds an agent's lease lives without renewal (3 to 3600).
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(3..=3600))]
         lease_ttl: u64,
-        /// Seconds between the agents' full resyncs.
-        #[arg(long, default_value_t = 2)]
+        /// Seconds between the agents' full resyncs (1 to 3600).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=3600))]
         resync: u64,
         /// Gateway machines (g1, g2, …) that join the overlay and announce the pod network
         /// to the router by BGP (vxlan and auto modes).
@@ -46,31 +66,34 @@ pub enum LabCommand {
         /// The outside client runs the agent as a client, joining the overlay.
         #[arg(long)]
         client: bool,
-        /// What speaks BGP on the router.
-        #[arg(long, value_enum, default_value = "bird")]
-        router: RouterArg,
-        /// Nodes and gateways in the router's own AS (iBGP) rather than their own (eBGP).
+        /// What speaks BGP on the router (bgp mode, or with --gateways; default bird).
+        #[arg(long, value_enum)]
+        router: Option<RouterArg>,
+        /// Nodes and gateways in the router's own AS (iBGP) rather than their own (eBGP); bgp
+        /// mode or --gateways.
         #[arg(long)]
         ibgp: bool,
-        /// BGP graceful restart: the router keeps a stopped agent's routes this many seconds.
-        #[arg(long, default_value_t = 0)]
-        graceful_restart: u16,
+        /// BGP graceful restart: the router keeps a stopped agent's routes this many seconds
+        /// (1 to 4095; without it, off); bgp mode or --gateways.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=4095))]
+        graceful_restart: Option<u16>,
     },
     /// Probe what reaches what and hold it against what the mode promises (exit 1 if a
     /// promise is broken).
     Check {
-        #[arg(long, default_value = DEFAULT_NAME)]
-        name: String,
+        #[command(flatten)]
+        name: LabName,
         /// The matrix as JSON on stdout.
-        #[arg(long)]
+        #[arg(long, alias = "output-json")]
         json: bool,
-        /// Seconds to wait for each probe's answer.
-        #[arg(long, default_value_t = 3)]
+        /// Seconds to wait for each probe's answer (1 to 60).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=60))]
         timeout: u64,
     },
     /// Run a command inside a member's network namespace: a pod (n1-p1), a node (n1), a
     /// rack (rack1), a gateway (g1), an etcd member (etcd1), `router` or `outside`. (Only the
-    /// network namespace: /sys stays the machine's, unlike `ip netns exec`.)
+    /// network namespace: /sys stays the machine's, unlike `ip netns exec`.) `weft` as the
+    /// command is this weft binary.
     Exec {
         /// The lab.
         lab: String,
@@ -81,9 +104,10 @@ pub enum LabCommand {
     },
     /// Remove a lab (or every lab): processes, namespaces, files. Also after a crash.
     Down {
-        #[arg(long, default_value = DEFAULT_NAME, conflicts_with = "all")]
-        name: String,
-        #[arg(long)]
+        #[command(flatten)]
+        name: LabName,
+        /// Every lab on this machine.
+        #[arg(long, conflicts_with_all = ["lab", "name"])]
         all: bool,
     },
     /// The lab as a picture (racks, router, nodes, pods, tunnels, BGP sessions), with a
@@ -91,8 +115,10 @@ pub enum LabCommand {
     Show {
         /// The lab.
         lab: String,
+        /// Write the picture as a self-contained HTML page (slides for a trace) to this file.
         #[arg(long)]
         html: Option<PathBuf>,
+        /// Write the picture as an SVG drawing to this file.
         #[arg(long)]
         svg: Option<PathBuf>,
         /// Draw the path of a packet: FROM TO (as `weft trace`).
@@ -104,6 +130,63 @@ pub enum LabCommand {
     },
     /// Up, check and down for each mode in turn, on the embedded store.
     Demo,
+    /// The labs on this machine.
+    List {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The agents' view of a lab: each one's lease, peers, store, BGP sessions, whether it
+    /// runs and whether its kernel matches its plan (exit 1 when one does not).
+    Status {
+        /// The lab.
+        lab: String,
+        /// One member (a node, gateway or the outside client): its whole `weft status`.
+        member: Option<String>,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A packet's path hop by hop, from the kernels' own tables (as `weft trace --lab`).
+    Trace {
+        /// The lab.
+        lab: String,
+        /// A member: pod, node, gateway, router or outside.
+        from: String,
+        /// A member or an address.
+        to: String,
+        /// Send a real probe and catch it at every hop.
+        #[arg(long)]
+        verify: bool,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A member's log: an agent's (n1, g1, outside), an etcd member's (etcd1), the router's
+    /// daemon's (bird, zebra, bgpd).
+    Logs {
+        /// The lab.
+        lab: String,
+        member: String,
+        /// Keep printing what it writes, until interrupted.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Stop one agent and start it again (SIGTERM: the kernel keeps its state).
+    Restart {
+        /// The lab.
+        lab: String,
+        /// The node, gateway or outside client whose agent to restart.
+        member: String,
+    },
+    /// Talk to the router's BGP daemon: `weft lab router LAB -- birdc show protocols`, or
+    /// `-- vtysh -c 'show bgp summary'` (the lab's control sockets are filled in).
+    Router {
+        /// The lab.
+        lab: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -140,9 +223,8 @@ pub enum StoreArg {
 }
 
 fn style() -> Style {
-    // SAFETY: isatty only inspects the descriptor.
-    let terminal = unsafe { libc::isatty(libc::STDOUT_FILENO) } == 1;
-    Style { color: terminal && std::env::var_os("NO_COLOR").is_none() }
+    use std::io::IsTerminal;
+    Style { color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() }
 }
 
 fn weft_binary() -> anyhow::Result<PathBuf> {
@@ -157,9 +239,60 @@ fn millis(d: Duration) -> String {
     }
 }
 
+/// `n thing` or `n things`.
+pub fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 fn print_step(step: &Step) {
     let style = style();
     println!("  {} {:<72} {}", style.green("✓"), step.what, style.dim(&millis(step.took)));
+}
+
+fn open(lab: &str) -> anyhow::Result<Lab> {
+    Ok(Lab::open(lab, &weft_binary()?)?)
+}
+
+/// Says on stderr, every second, how long `what` has taken, until dropped (on a terminal;
+/// elsewhere one line at the start).
+struct Progress {
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Progress {
+    fn start(what: String) -> Progress {
+        use std::io::IsTerminal;
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if !std::io::stderr().is_terminal() {
+            eprintln!("{what} …");
+            return Progress { done, thread: None };
+        }
+        let flag = done.clone();
+        let thread = std::thread::spawn(move || {
+            let started = Instant::now();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(200));
+                if started.elapsed() >= Duration::from_secs(1) {
+                    eprint!("\r{what} … {}", millis(started.elapsed()));
+                }
+            }
+            if started.elapsed() >= Duration::from_secs(1) {
+                eprint!("\r\x1b[2K");
+            }
+        });
+        Progress { done, thread: Some(thread) }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 pub fn run(command: LabCommand) -> anyhow::Result<()> {
@@ -180,6 +313,7 @@ pub fn run(command: LabCommand) -> anyhow::Result<()> {
             ibgp,
             graceful_restart,
         } => {
+            let name = name.get();
             let defaults = LabSpec::new(&name, mode.into());
             let spec = LabSpec {
                 racks: racks.unwrap_or(defaults.racks),
@@ -195,22 +329,37 @@ pub fn run(command: LabCommand) -> anyhow::Result<()> {
                 gateways,
                 client,
                 ibgp,
-                graceful_restart,
-                router: match router {
+                graceful_restart: graceful_restart.unwrap_or(0),
+                router: match router.unwrap_or(RouterArg::Bird) {
                     RouterArg::Bird => weft_lab::topology::RouterKind::Bird,
                     RouterArg::Frr => weft_lab::topology::RouterKind::Frr,
                 },
                 ..defaults
             };
+            if router.is_some() && !spec.router_speaks_bgp() {
+                bail!(
+                    "--router: the router speaks BGP only in bgp mode or with --gateways; in {} mode \
+                     without gateways there is nothing for BIRD or FRR to do",
+                    spec.mode.name()
+                );
+            }
+            // Everything refused before anything is printed.
+            spec.validate()?;
+            let has_pods = spec.pods_per_node > 0;
             up(spec)?;
+            let example = if has_pods { "n1-p1 -- ip addr" } else { "n1 -- ip route" };
             println!(
-                "\nNext:  weft lab check --name {name}   ·   weft lab exec {name} n1-p1 -- ip addr   ·   weft lab down --name {name}"
+                "\nNext:  weft lab check {name}   ·   weft lab exec {name} {example}   ·   weft lab status {name}   ·   weft lab down {name}"
             );
             Ok(())
         }
         LabCommand::Check { name, json, timeout } => {
-            let lab = Lab::open(&name, &weft_binary()?)?;
-            let report = lab.check(Duration::from_secs(timeout))?;
+            let name = name.get();
+            let lab = open(&name)?;
+            let report = {
+                let _progress = Progress::start(format!("weft lab check {name}: probing"));
+                lab.check(Duration::from_secs(timeout))?
+            };
             if json {
                 println!("{}", report.to_json());
             } else {
@@ -219,27 +368,30 @@ pub fn run(command: LabCommand) -> anyhow::Result<()> {
             }
             if !report.ok {
                 bail!(
-                    "{} probe(s) of lab {name} broke the promises of {}",
-                    report.broken().count(),
+                    "{} of lab {name} broke the promises of {}",
+                    count(report.broken().count() as u64, "probe", "probes"),
                     report.design
                 );
             }
             Ok(())
         }
         LabCommand::Exec { lab, member, command } => {
-            let lab = Lab::open(&lab, &weft_binary()?)?;
+            let lab = open(&lab)?;
             lab.open_netns(&member)?.enter().with_context(|| format!("enter {member}'s namespace"))?;
-            let error = std::process::Command::new(&command[0]).args(&command[1..]).exec();
+            // `weft` is this weft, on PATH or not.
+            let program = if command[0] == "weft" { weft_binary()? } else { PathBuf::from(&command[0]) };
+            let error = std::process::Command::new(&program).args(&command[1..]).exec();
             Err(error).with_context(|| format!("run {} in {member}", command[0]))
         }
         LabCommand::Down { name, all } => {
             let started = Instant::now();
-            let removed = if all { weft_lab::down::down_all()? } else { weft_lab::down::down_named(&name)? };
+            let removed =
+                if all { weft_lab::down::down_all()? } else { weft_lab::down::down_named(&name.get())? };
             let labs = if removed.labs.is_empty() { "no lab".to_string() } else { removed.labs.join(", ") };
             println!(
-                "removed {labs}: {} namespaces, {} processes, in {}",
-                removed.namespaces,
-                removed.processes,
+                "removed {labs}: {}, {}, in {}",
+                count(removed.namespaces as u64, "namespace", "namespaces"),
+                count(removed.processes as u64, "process", "processes"),
                 millis(started.elapsed())
             );
             Ok(())
@@ -248,7 +400,10 @@ pub fn run(command: LabCommand) -> anyhow::Result<()> {
             if html.is_none() && svg.is_none() {
                 bail!("say where the picture goes: --html FILE and/or --svg FILE");
             }
-            let lab = Lab::open(&lab, &weft_binary()?)?;
+            if verify && trace.is_none() {
+                bail!("--verify sends a probe along a traced path: give --trace FROM TO too");
+            }
+            let lab = open(&lab)?;
             let trace = match trace.as_deref() {
                 Some([from, to]) => Some(lab.trace(from, to, verify)?),
                 _ => None,
@@ -266,19 +421,210 @@ pub fn run(command: LabCommand) -> anyhow::Result<()> {
             Ok(())
         }
         LabCommand::Demo => demo(),
+        LabCommand::List { json } => list(json),
+        LabCommand::Status { lab, member, json } => status(&lab, member.as_deref(), json),
+        LabCommand::Trace { lab, from, to, verify, json } => {
+            crate::trace_cli::run(Some(&lab), None, &[from, to], verify, json)
+        }
+        LabCommand::Logs { lab, member, follow } => logs(&lab, &member, follow),
+        LabCommand::Restart { lab, member } => {
+            let mut lab = open(&lab)?;
+            if !lab.state.agents.contains_key(&member) {
+                bail!(
+                    "{member} runs no agent in lab {}; agents run on {}",
+                    lab.name(),
+                    lab.state.agents.keys().cloned().collect::<Vec<_>>().join(", ")
+                );
+            }
+            let started = Instant::now();
+            lab.stop_agent(&member, libc::SIGTERM);
+            lab.start_agent(&member)?;
+            println!("restarted the agent of {member} in {}", millis(started.elapsed()));
+            Ok(())
+        }
+        LabCommand::Router { lab, command } => router(&lab, &command),
     }
+}
+
+/// `weft lab list`.
+fn list(json: bool) -> anyhow::Result<()> {
+    let mut rows = Vec::new();
+    for name in weft_lab::state::lab_names() {
+        let Ok(state) = weft_lab::state::LabState::load(&name) else { continue };
+        let spec = &state.spec;
+        let running = state.agents.values().filter(|p| weft_lab::process::is_running(p)).count();
+        rows.push(serde_json::json!({
+            "name": name,
+            "mode": spec.mode.name(),
+            "racks": spec.racks,
+            "nodesPerRack": spec.nodes_per_rack,
+            "podsPerNode": spec.pods_per_node,
+            "store": state.store_url,
+            "agents": state.agents.len(),
+            "agentsRunning": running,
+            "createdAt": state.created_at,
+        }));
+    }
+    if json {
+        println!("{}", serde_json::Value::Array(rows));
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!("no lab on this machine (weft lab up NAME, or weft lab demo)");
+        return Ok(());
+    }
+    println!("{:<20} {:<6} {:<18} {:<8} {:<12} store", "lab", "mode", "size", "agents", "age");
+    for row in &rows {
+        let size = format!("{}×{}×{}", row["racks"], row["nodesPerRack"], row["podsPerNode"]);
+        let age = weft_core::now().saturating_sub(row["createdAt"].as_u64().unwrap_or(0));
+        println!(
+            "{:<20} {:<6} {:<18} {:<8} {:<12} {}",
+            row["name"].as_str().unwrap_or("?"),
+            row["mode"].as_str().unwrap_or("?"),
+            size,
+            format!("{}/{}", row["agentsRunning"], row["agents"]),
+            millis(Duration::from_secs(age)),
+            row["store"].as_str().unwrap_or("?")
+        );
+    }
+    Ok(())
+}
+
+/// `weft lab status`: each agent's status file, liveness and kernel check, from inside its
+/// member's namespace.
+fn status(lab: &str, member: Option<&str>, json: bool) -> anyhow::Result<()> {
+    let lab = open(lab)?;
+    let members: Vec<String> = match member {
+        Some(member) => {
+            lab.netns(member)?;
+            vec![member.to_string()]
+        }
+        None => lab.state.agents.keys().cloned().collect(),
+    };
+    if members.is_empty() {
+        bail!("no agent runs in lab {}", lab.name());
+    }
+    let mut reports = Vec::new();
+    for name in &members {
+        let dir = lab.state.node_dir(name);
+        let status = crate::status_cli::read(&dir)?;
+        let liveness = crate::status_cli::Liveness::of(&status);
+        let ns = lab.open_netns(name)?;
+        let checked = {
+            let (status, liveness) = (status.clone(), liveness.clone());
+            ns.run(move || crate::status_cli::check_kernel(&status, &liveness))
+                .map_err(|e| anyhow::anyhow!("enter {name}'s namespace: {e}"))??
+        };
+        reports.push((name.clone(), status, liveness, checked));
+    }
+    let healthy = reports.iter().all(|(_, _, l, k)| l.healthy() && k.matches());
+    if json {
+        let value: Vec<serde_json::Value> = reports
+            .iter()
+            .map(|(name, status, liveness, kernel)| {
+                serde_json::json!({ "member": name, "status": status, "agent": liveness, "kernel": kernel })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else if let [(_, status, liveness, kernel)] = &reports[..] {
+        print!("{}", crate::status_cli::render(status, liveness, kernel));
+    } else {
+        println!(
+            "{:<8} {:<8} {:<18} {:<12} {:<9} {:<10} {:<8} {:<8} bgp",
+            "member", "role", "subnet", "peers", "revision", "last pass", "agent", "kernel"
+        );
+        for (name, status, liveness, kernel) in &reports {
+            let unreachable =
+                status.peers.iter().filter(|p| matches!(p.path, weft_core::plan::PeerPath::Unreachable(_))).count();
+            let peers = if unreachable > 0 {
+                format!("{} ({} unreachable)", status.peers.len(), unreachable)
+            } else {
+                status.peers.len().to_string()
+            };
+            let bgp: Vec<String> = status.bgp.iter().map(|s| format!("{} {}", s.peer, s.state)).collect();
+            println!(
+                "{:<8} {:<8} {:<18} {:<12} {:<9} {:<10} {:<8} {:<8} {}",
+                name,
+                status.role.name(),
+                status.lease.as_ref().map_or("-".to_string(), |l| l.lease.subnet.to_string()),
+                peers,
+                status.store.revision,
+                format!("{} s ago", weft_core::now().saturating_sub(status.last_pass.at)),
+                if liveness.healthy() { "running" } else if liveness.running { "STALE" } else { "GONE" },
+                if kernel.matches() { "matches" } else { "DIFFERS" },
+                if bgp.is_empty() { "-".to_string() } else { bgp.join(", ") }
+            );
+        }
+    }
+    if !healthy {
+        let bad: Vec<&str> =
+            reports.iter().filter(|(_, _, l, k)| !(l.healthy() && k.matches())).map(|(n, ..)| n.as_str()).collect();
+        bail!("not as it should be: {} (weft lab status {} MEMBER says why)", bad.join(", "), lab.name());
+    }
+    Ok(())
+}
+
+/// `weft lab logs`.
+fn logs(lab: &str, member: &str, follow: bool) -> anyhow::Result<()> {
+    use std::io::{Read, Seek, Write};
+    let lab = open(lab)?;
+    let path = lab.state.log_file(member);
+    let mut file = std::fs::File::open(&path).with_context(|| {
+        format!(
+            "read {}: {member} keeps no log in lab {} (agents, etcd members and the router's daemons bird, zebra, bgpd do)",
+            path.display(),
+            lab.name()
+        )
+    })?;
+    let mut stdout = std::io::stdout();
+    let mut buffer = Vec::new();
+    file.read_to_end(&mut buffer)?;
+    stdout.write_all(&buffer)?;
+    if !follow {
+        return Ok(());
+    }
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let position = file.stream_position()?;
+        if std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) < position {
+            file.rewind()?; // truncated: from the start
+        }
+        buffer.clear();
+        file.read_to_end(&mut buffer)?;
+        stdout.write_all(&buffer)?;
+        stdout.flush()?;
+    }
+}
+
+/// `weft lab router`: birdc or vtysh in the router's namespace, on the lab's sockets.
+fn router(lab: &str, command: &[String]) -> anyhow::Result<()> {
+    let lab = open(lab)?;
+    if !lab.state.spec.router_speaks_bgp() {
+        bail!("the router of lab {} speaks no BGP ({} mode, no gateways): nothing to ask", lab.name(), lab.state.spec.mode.name());
+    }
+    let dir = lab.state.dir().join("router");
+    let mut full: Vec<String> = vec![command[0].clone()];
+    match command[0].as_str() {
+        "birdc" => full.extend(["-s".into(), dir.join("bird.ctl").display().to_string()]),
+        "vtysh" => full.extend(["--vty_socket".into(), dir.display().to_string()]),
+        other => bail!("{other}: the router's daemons answer birdc (BIRD) or vtysh (FRR)"),
+    }
+    full.extend(command[1..].iter().cloned());
+    lab.open_netns("router")?.enter().context("enter the router's namespace")?;
+    let error = std::process::Command::new(&full[0]).args(&full[1..]).exec();
+    Err(error).with_context(|| format!("run {}", full[0]))
 }
 
 /// Builds the lab with progress lines; on failure says how to clean up.
 fn up(spec: LabSpec) -> anyhow::Result<Lab> {
     let name = spec.name.clone();
     println!(
-        "{} {name}: {}, {} rack(s) × {} node(s) × {} pod(s), {} store",
+        "{} {name}: {}, {} × {} × {}, {} store",
         style().bold("weft lab up"),
         weft_lab::promise::Design { mode: spec.mode, gateways: spec.gateways, client: spec.client },
-        spec.racks,
-        spec.nodes_per_rack,
-        spec.pods_per_node,
+        count(spec.racks, "rack", "racks"),
+        count(spec.nodes_per_rack, "node", "nodes"),
+        count(spec.pods_per_node, "pod", "pods"),
         match spec.store {
             StoreKind::Sqlite => "sqlite".to_string(),
             StoreKind::Etcd if spec.etcd_members == 1 => "etcd".to_string(),
@@ -288,12 +634,12 @@ fn up(spec: LabSpec) -> anyhow::Result<Lab> {
     let started = Instant::now();
     match Lab::up(spec, &weft_binary()?, &mut print_step) {
         Ok(lab) => {
-            println!("  lab {name} is up in {}", millis(started.elapsed()));
+            println!("  {name} is up in {}", millis(started.elapsed()));
             Ok(lab)
         }
         Err(e @ (weft_lab::LabError::Exists(_) | weft_lab::LabError::Invalid(_))) => Err(e.into()),
         Err(e) => Err(anyhow::Error::new(e).context(format!(
-            "lab up {name} failed; what was built is left for a look, remove it with `weft lab down --name {name}`"
+            "lab up {name} failed; what was built is left for a look, remove it with `weft lab down {name}`"
         ))),
     }
 }
@@ -344,9 +690,9 @@ fn demo() -> anyhow::Result<()> {
         print!("{}", weft_lab::report::render(&report, style));
         let removed = removed?;
         println!(
-            "\n  down: {} namespaces and {} processes removed in {}\n",
-            removed.namespaces,
-            removed.processes,
+            "\n  down: {} and {} removed in {}\n",
+            count(removed.namespaces as u64, "namespace", "namespaces"),
+            count(removed.processes as u64, "process", "processes"),
             millis(down_started.elapsed())
         );
         outcomes.push((title, report.ok, report.broken().count(), started.elapsed()));
@@ -356,7 +702,7 @@ fn demo() -> anyhow::Result<()> {
         let verdict = if *ok {
             style.green("every promise holds")
         } else {
-            style.red(&format!("{broken} probe(s) broke a promise"))
+            style.red(&format!("{} broke a promise", count(*broken as u64, "probe", "probes")))
         };
         println!("  {title:<9} {verdict}  {}", style.dim(&millis(*took)));
     }

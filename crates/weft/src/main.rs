@@ -1,13 +1,14 @@
-//! The one weft binary. With any of the CNI variables set it is the CNI plugin, and does
-//! nothing else first: no argument parsing, no threads, so a pod's ADD costs only what it
-//! must. (Any of them, not only `CNI_COMMAND`: a runtime that forgot `CNI_COMMAND` gets the
-//! spec's error object, not a usage text it cannot read.)
+//! The one weft binary. With `CNI_COMMAND` set (the spec's defining variable) it is the CNI
+//! plugin, and does nothing else first: no argument parsing, no threads, so a pod's ADD costs
+//! only what it must. Otherwise it is the command line: `CNI_PATH` or another CNI variable
+//! left in an operator's environment changes nothing.
 
 mod lab_cli;
+mod status_cli;
 mod trace_cli;
 
-use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use anyhow::{bail, Context};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -16,16 +17,38 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 use weft_core::network::{Backend, NetworkConfig};
-use weft_core::status::{Role, StatusFile, STATUS_FILE_NAME};
+use weft_core::status::Role;
 
 #[derive(Parser)]
-#[command(name = "weft", version, about = "weft: a pod network")]
+#[command(
+    name = "weft",
+    version,
+    about = "weft: a pod network",
+    long_about = "weft: a pod network. Every pod gets an address every other pod reaches: \
+        on one L2 segment (l2), routed between nodes (route), announced to the routers by BGP \
+        (bgp), through a VXLAN overlay (vxlan), or routed within a segment and tunnelled across \
+        (auto).\n\n\
+        One binary: the node agent (`weft agent`), the cluster's config (`weft network init`), \
+        `weft status` and `weft trace` on a node, and the lab (`weft lab demo`). When a container \
+        runtime runs it with CNI_COMMAND set, it is the CNI plugin (spec 0.3.0 to 1.1.0) and \
+        answers on stdout as the spec says; nothing else on its command line is read then."
+)]
 struct Cli {
     /// How much to log (to stderr): error, warn, info, debug or trace.
     #[arg(long, global = true, default_value = "info")]
     log_level: tracing::level_filters::LevelFilter,
+    /// How log lines look: text (time, level, message) or json (one object a line, for
+    /// collectors).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Commands,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -82,13 +105,20 @@ enum Commands {
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..=4095))]
         bgp_graceful_restart: Option<u16>,
     },
-    /// This node's lease, its peers, and whether the kernel holds the planned routes.
+    /// This node's lease, its peers, whether its agent is alive, and whether the kernel of
+    /// the agent's namespace holds the planned routes (exit 1 when not).
     Status {
+        /// The agent's state dir (its --state-dir). In a lab: `weft lab status LAB NODE`.
         #[arg(long, default_value = weft_cni::DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
+        /// Everything as JSON: the status file, the agent's liveness, the kernel check.
+        #[arg(long)]
+        json: bool,
     },
     /// A packet's path hop by hop, from the kernel's own tables: in a lab (FROM TO), or on
-    /// this node (TO, the part of the path the node can see).
+    /// this node (TO, the part of the path the node can see). Exit 0: delivered; 1: a kernel
+    /// stops it, or (--verify) the probe is not seen at every hop; 3: it leaves what the trace
+    /// can see before it is delivered.
     Trace {
         /// The lab: FROM is a member (pod, node, gateway, router, outside), TO a member or an address.
         #[arg(long)]
@@ -101,6 +131,7 @@ enum Commands {
         /// Send a real probe and catch it at every hop (packet sockets).
         #[arg(long)]
         verify: bool,
+        /// The trace as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -109,24 +140,43 @@ enum Commands {
         #[command(subcommand)]
         command: lab_cli::LabCommand,
     },
+    /// weft's version, the commit it was built from, and the target.
+    Version {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A shell completion script on stdout (e.g. `weft completions bash > /etc/bash_completion.d/weft`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// The man page, weft(1), in roff on stdout (e.g. `weft man > weft.1; man ./weft.1`).
+    Man,
 }
 
 #[derive(Subcommand)]
 enum NetworkCommand {
     /// Write the network config into the store.
     Init {
+        /// The cluster's store: sqlite:PATH (created if missing; its directory must exist),
+        /// or etcd://HOST:PORT[,HOST:PORT...][?ca=FILE&cert=FILE&key=FILE].
         #[arg(long)]
         store: String,
-        #[arg(long)]
+        /// The cluster CIDR every pod address comes from, as a network (10.244.0.0/16).
+        #[arg(long, value_parser = parse_network)]
         cidr: ipnet::IpNet,
         /// Prefix length of each node's subnet (default: 24 for IPv4, 64 for IPv6).
         #[arg(long)]
         subnet_len: Option<u8>,
+        /// What carries pod traffic between nodes.
         #[arg(long, value_enum, default_value = "auto")]
         backend: BackendArg,
-        #[arg(long, default_value_t = weft_core::network::DEFAULT_VNI)]
+        /// VXLAN network identifier (1 to 16777215).
+        #[arg(long, default_value_t = weft_core::network::DEFAULT_VNI, value_parser = clap::value_parser!(u32).range(1..=0xff_ffff))]
         vni: u32,
-        #[arg(long, default_value_t = weft_core::network::DEFAULT_VXLAN_PORT)]
+        /// VXLAN's UDP port.
+        #[arg(long, default_value_t = weft_core::network::DEFAULT_VXLAN_PORT, value_parser = clap::value_parser!(u16).range(1..))]
         port: u16,
         /// Change a config that nodes already use.
         #[arg(long)]
@@ -136,43 +186,75 @@ enum NetworkCommand {
         gateway: Option<IpAddr>,
         /// A range of the CIDR never leased to nodes (l2: the router's and nodes' own
         /// addresses). Repeatable.
-        #[arg(long)]
+        #[arg(long, value_parser = parse_network)]
         reserve: Vec<ipnet::IpNet>,
     },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 enum BackendArg {
+    /// Each node routes every other node's pod subnet via that node (host-gw): nodes on one L2 segment.
     Route,
+    /// Pod packets in UDP between nodes (an overlay): nodes need only IP reachability.
     Vxlan,
+    /// route to peers on this node's segment, vxlan to the rest.
     Auto,
+    /// route on the segment; the routers learn each node's subnet by BGP (weft agent --bgp-peer).
     Bgp,
+    /// Pods on the nodes' own segment, its router their gateway (needs --gateway).
     L2,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 enum RoleArg {
+    /// Hosts pods: leases a subnet, writes the node file.
     Node,
+    /// Hosts no pods; joins the overlay and announces the cluster CIDR to the routers by BGP.
     Gateway,
+    /// Hosts no pods; joins the overlay to reach pods directly.
     Client,
 }
 
+/// A network in CIDR notation, with a message that says which part is wrong; host bits set
+/// are refused, not silently cleared.
+fn parse_network(text: &str) -> Result<ipnet::IpNet, String> {
+    let (address, length) =
+        text.split_once('/').ok_or_else(|| format!("{text}: a network with its prefix length, e.g. 10.244.0.0/16"))?;
+    let address: IpAddr = address.parse().map_err(|_| format!("{text}: {address} is not an IPv4 or IPv6 address"))?;
+    let max = if address.is_ipv4() { 32 } else { 128 };
+    let length: u8 = length
+        .parse()
+        .ok()
+        .filter(|l| *l <= max)
+        .ok_or_else(|| format!("{text}: the prefix length {length} is not between 0 and {max}"))?;
+    let network = ipnet::IpNet::new(address, length).expect("length checked");
+    if network.trunc() != network {
+        return Err(format!(
+            "{text}: host bits are set; the network is {} (or give a longer prefix)",
+            network.trunc()
+        ));
+    }
+    Ok(network)
+}
+
 fn main() -> ExitCode {
-    const CNI_VARIABLES: [&str; 6] =
-        ["CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_PATH", "CNI_ARGS"];
-    if CNI_VARIABLES.iter().any(|name| std::env::var_os(name).is_some()) {
+    if std::env::var_os("CNI_COMMAND").is_some() {
         let outcome = weft_cni::run_from_process();
         let mut stdout = std::io::stdout().lock();
         let _ = stdout.write_all(outcome.stdout.as_bytes());
         let _ = stdout.flush();
         return ExitCode::from(outcome.exit_code as u8);
     }
+    // A reader that goes away (`weft … | head -1`) ends the command quietly, as it does any
+    // other command line tool, instead of a panic on the next print.
+    // SAFETY: restores the default disposition of one signal before any thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
-    logging(cli.log_level);
+    logging(cli.log_level, cli.log_format);
     match command(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("weft: {e:#}");
+            eprintln!("weft: {}", describe(&e));
             ExitCode::FAILURE
         }
     }
@@ -199,9 +281,17 @@ fn command(command: Commands) -> anyhow::Result<()> {
             config.port = port;
             config.gateway = gateway;
             config.reserved = reserve;
-            config.validate().with_context(|| {
-                format!("network init: {}", serde_json::to_string(&config).unwrap_or_default())
-            })?;
+            if let Err(e) = config.validate() {
+                use weft_core::network::NetworkConfigError as E;
+                match e {
+                    E::SubnetLen { .. } => bail!("--subnet-len: {e}"),
+                    E::L2Gateway(cidr) => bail!(
+                        "--backend l2 needs the segment's router: pass --gateway with its address in {cidr}"
+                    ),
+                    e => bail!("network init: {e}"),
+                }
+            }
+            check_sqlite_store(&store, true)?;
             weft_store::open(&store)
                 .and_then(|s| s.init_network(&config, force))
                 .with_context(|| format!("network init in {store}"))?;
@@ -245,6 +335,7 @@ fn command(command: Commands) -> anyhow::Result<()> {
                 }),
                 None => None,
             };
+            check_sqlite_store(&store, false)?;
             let metrics_address = match metrics_address.as_str() {
                 "off" => None,
                 address => Some(address.parse().with_context(|| format!("--metrics-address {address}"))?),
@@ -273,7 +364,24 @@ fn command(command: Commands) -> anyhow::Result<()> {
             weft_agent::run(&options, &stop).context("agent")?;
             Ok(())
         }
-        Commands::Status { state_dir } => status(&state_dir),
+        Commands::Status { state_dir, json } => status_cli::run(&state_dir, json),
+        Commands::Version { json } => {
+            let (version, commit, target) = (env!("CARGO_PKG_VERSION"), env!("WEFT_COMMIT"), env!("WEFT_TARGET"));
+            if json {
+                println!("{}", serde_json::json!({ "version": version, "commit": commit, "target": target }));
+            } else {
+                println!("weft {version} (commit {commit}, {target})");
+            }
+            Ok(())
+        }
+        Commands::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "weft", &mut std::io::stdout());
+            Ok(())
+        }
+        Commands::Man => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(())
+        }
         Commands::Lab { command } => lab_cli::run(command),
         Commands::Trace { lab, state_dir, args, verify, json } => {
             trace_cli::run(lab.as_deref(), state_dir.as_deref(), &args, verify, json)
@@ -281,9 +389,40 @@ fn command(command: Commands) -> anyhow::Result<()> {
     }
 }
 
+/// An error and its causes on one line, each said once: libraries often repeat their
+/// source's words in their own message.
+fn describe(error: &anyhow::Error) -> String {
+    let mut said: Vec<String> = Vec::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !said.iter().any(|s| s.contains(&text)) {
+            said.retain(|s| !text.contains(s.as_str()) || text == *s);
+            said.push(text);
+        }
+    }
+    said.join(": ")
+}
+
+/// An `sqlite:` store's file: its directory must exist (a typo must not make a new store
+/// somewhere); an agent needs the file itself, which `weft network init` makes.
+fn check_sqlite_store(store: &str, creating: bool) -> anyhow::Result<()> {
+    let Some(path) = store.strip_prefix("sqlite:").map(std::path::Path::new) else { return Ok(()) };
+    let directory = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    if !directory.is_dir() {
+        bail!("--store {store}: directory {} does not exist", directory.display());
+    }
+    if path.is_dir() {
+        bail!("--store {store}: {} is a directory; name a file in it", path.display());
+    }
+    if !creating && !path.is_file() {
+        bail!("--store {store}: no store there; make it with `weft network init --store {store} --cidr …`");
+    }
+    Ok(())
+}
+
 /// Logs to stderr with time and level; colours only on a terminal. weft's own lines at
 /// `level`; the libraries under it (gRPC, HTTP/2) only their warnings, unless tracing.
-fn logging(level: tracing::level_filters::LevelFilter) {
+fn logging(level: tracing::level_filters::LevelFilter, format: LogFormat) {
     use std::io::IsTerminal;
     use tracing::level_filters::LevelFilter;
     use tracing_subscriber::prelude::*;
@@ -295,105 +434,13 @@ fn logging(level: tracing::level_filters::LevelFilter) {
         .with_target("weft_store", level)
         .with_target("weft_bgp", level)
         .with_target("weft_lab", level);
-    let format = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false);
-    tracing_subscriber::registry().with(format).with(filter).init();
-}
-
-/// Prints what the agent last wrote, then checks the kernel against it.
-fn status(state_dir: &std::path::Path) -> anyhow::Result<()> {
-    let path = state_dir.join(STATUS_FILE_NAME);
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("read {} (is the agent running with this --state-dir?)", path.display()))?;
-    let status = StatusFile::parse(&text).with_context(|| format!("parse {}", path.display()))?;
-    let now = weft_core::now();
-    println!("role      {}", status.role.name());
-    println!("node      {}", status.node);
-    if let Some(held) = &status.lease {
-        println!("subnet    {}", held.lease.subnet);
-        println!("public IP {}", held.lease.public_ip);
-        let expires = held.renewed_at + held.ttl;
-        println!(
-            "lease     {}",
-            if expires > now {
-                format!(
-                    "renewed {} s ago, lives {} s more without renewal",
-                    now.saturating_sub(held.renewed_at),
-                    expires - now
-                )
-            } else {
-                "EXPIRED".into()
-            }
-        );
-    }
-    println!(
-        "store     {} at revision {}{} ({} listing(s), {} watch resume(s), {} event(s))",
-        status.store.url,
-        status.store.revision,
-        if status.store.connected { "" } else { ", NOT CONNECTED" },
-        status.store.lists,
-        status.store.watch_resumes,
-        status.store.events
-    );
-    for session in &status.bgp {
-        println!(
-            "bgp       {} (AS {}): {}{}{}",
-            session.peer,
-            session.asn,
-            session.state,
-            if session.announced.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    ", announcing {}",
-                    session.announced.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
-                )
-            },
-            session.last_error.as_ref().map(|e| format!(" (last error: {e})")).unwrap_or_default()
-        );
-    }
-    let ago = now.saturating_sub(status.last_pass.at);
-    match &status.last_pass.error {
-        Some(error) => println!("last pass failed {ago} s ago: {error}"),
-        None => println!("last pass {ago} s ago"),
-    }
-    println!("\npeers ({}):", status.peers.len());
-    for peer in &status.peers {
-        println!("  {:<20} {:<20} {}", peer.node, peer.subnet.to_string(), peer.path);
-    }
-    // The kernel, read now: does it hold every planned route, and none of weft's others?
-    let mut netlink = weft_kernel::Netlink::open()?;
-    let names: std::collections::HashMap<u32, String> =
-        netlink.links()?.into_iter().map(|link| (link.index, link.name)).collect();
-    let mut held = std::collections::HashSet::new();
-    for v6 in [false, true] {
-        for route in netlink.routes(v6)? {
-            if route.protocol == weft_core::plan::PEER_ROUTE_PROTOCOL {
-                let device = route.oif.and_then(|i| names.get(&i).cloned()).unwrap_or_default();
-                let gateway = route.gateway.map(|g| g.to_string()).unwrap_or_default();
-                held.insert((route.destination.to_string(), gateway, device));
-            }
-        }
-    }
-    let planned: std::collections::HashSet<(String, String, String)> = status
-        .planned_routes
-        .iter()
-        .map(|r| (r.destination.to_string(), r.gateway.to_string(), r.device.clone()))
-        .collect();
-    let missing: Vec<_> = planned.difference(&held).collect();
-    let extra: Vec<_> = held.difference(&planned).collect();
-    if missing.is_empty() && extra.is_empty() {
-        println!("\nkernel matches the plan ({} routes)", planned.len());
-        Ok(())
-    } else {
-        for (destination, gateway, device) in &missing {
-            println!("missing from the kernel: {destination} via {gateway} dev {device}");
-        }
-        for (destination, gateway, device) in &extra {
-            println!("in the kernel, not planned: {destination} via {gateway} dev {device}");
-        }
-        anyhow::bail!("the kernel does not match the plan")
-    }
+    let text = matches!(format, LogFormat::Text).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_target(false)
+    });
+    let json = matches!(format, LogFormat::Json)
+        .then(|| tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).with_target(true));
+    tracing_subscriber::registry().with(text).with(json).with(filter).init();
 }

@@ -28,12 +28,18 @@ pub fn run(
     } else {
         print!("{}", weft_trace::render(&trace));
     }
-    // A packet that leaves what a node can see is no failure; one the kernel stops is.
+    // Exit 0 only for a packet delivered; 1 when a kernel stops it or the probe goes unseen;
+    // 3 when it leaves what this trace can see (a node's trace: the next machine has the rest).
     let stopped = trace.hops.iter().any(|h| matches!(h.fate, weft_trace::Fate::Drop(_)));
+    let delivered = trace.hops.iter().any(|h| matches!(h.fate, weft_trace::Fate::Deliver));
     match (stopped, trace.verified) {
         (true, _) => bail!("the packet does not reach {}", trace.dst),
         (false, Some(false)) => bail!("the probe was not seen at every hop"),
-        _ => Ok(()),
+        _ if delivered => Ok(()),
+        _ => {
+            eprintln!("weft: the packet leaves what this trace can see before it is delivered (exit 3)");
+            std::process::exit(3)
+        }
     }
 }
 
