@@ -100,6 +100,8 @@ pub struct PassReport {
     pub revision: u64,
     /// What went wrong (the kernel keeps what it has).
     pub error: Option<String>,
+    /// The error was the store's: out of reach (the watch is started again).
+    pub store_unreachable: bool,
     pub took: Duration,
 }
 
@@ -128,6 +130,8 @@ pub struct Agent {
     started: bool,
     last_pass: status::PassStatus,
     warned_no_bgp: bool,
+    /// Whether the announcement was withdrawn for a lease that may have lapsed.
+    withdrawn: bool,
     /// The store's last error, said once until it changes.
     last_store_error: Option<String>,
 }
@@ -162,6 +166,7 @@ impl Agent {
             started: false,
             last_pass: status::PassStatus::default(),
             warned_no_bgp: false,
+            withdrawn: false,
             last_store_error: None,
         }
     }
@@ -204,6 +209,7 @@ impl Agent {
     /// Waits for the next thing to do (a store change, a timer, a retry), then makes a pass.
     pub fn step(&mut self, stop: &AtomicBool) -> PassReport {
         loop {
+            self.withdraw_if_lapsed();
             let now = Instant::now();
             if let Some(at) = self.retry_at {
                 // While broken, the store is asked again at the retry only.
@@ -243,6 +249,23 @@ impl Agent {
         }
     }
 
+    /// A node's lease that the store has not confirmed within its TTL may be another node's
+    /// soon: its announcement goes, between passes too (a pass that waits on an unreachable
+    /// store must not keep it up).
+    fn withdraw_if_lapsed(&mut self) {
+        if self.config.role != Role::Node || self.lease.is_none() || self.lease_alive() || self.withdrawn {
+            return;
+        }
+        if let Some(speaker) = &self.speaker {
+            warn!(
+                "the store has not confirmed the lease for {} s: announcing it no more",
+                self.config.lease_ttl.as_secs()
+            );
+            speaker.announce(Vec::new());
+        }
+        self.withdrawn = true;
+    }
+
     fn store_failed(&mut self, e: &StoreError, doing: &str) {
         self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
         self.metrics.healthy.store(false, Ordering::Relaxed);
@@ -258,18 +281,27 @@ impl Agent {
         let started = Instant::now();
         let mut report = PassReport { trigger: Some(trigger), ..PassReport::default() };
         self.retry_at = None;
-        let mut store_error = None;
-        if matches!(trigger, Trigger::Start | Trigger::Retry) {
-            // (Re)fill the cache: lists the first time, else resumes the watch.
+        if trigger == Trigger::Start || !self.informer.listed() {
+            // Without a cache there is nothing to plan from, nor to lease by.
             match self.informer.poll(Duration::ZERO) {
                 Ok(more) => deltas.extend(more),
-                // Without a cache there is nothing to plan from; with one, the pass goes on
-                // from it (the lease may still be kept alive) and the watch is tried again.
-                Err(e) if !self.informer.listed() => return self.failed(report, e, "list", started),
-                Err(e) => store_error = Some(e),
+                Err(e) => return self.failed(report, e, "list", started),
             }
         }
         self.started = true;
+        // The lease first: on a retry, keeping it alive must not wait behind a watch that
+        // takes its time to come back.
+        if let Err(e) = self.keep_lease(trigger, &mut report) {
+            return self.failed(report, e, "lease", started);
+        }
+        let mut store_error = None;
+        if trigger == Trigger::Retry {
+            // The watch again, from the revision the cache is at.
+            match self.informer.poll(Duration::ZERO) {
+                Ok(more) => deltas.extend(more),
+                Err(e) => store_error = Some(e),
+            }
+        }
         if store_error.is_none() {
             self.last_store_error = None;
         }
@@ -279,10 +311,8 @@ impl Agent {
             self.next_resync = Instant::now() + self.config.resync;
         }
         self.apply_deltas(&deltas, &mut report);
-        if let Err(e) = self.keep_lease(trigger, &mut report) {
-            return self.failed(report, e, "lease", started);
-        }
         if let Some(e) = store_error {
+            // The kernel keeps what the cache says; the watch is tried again shortly.
             return self.failed(report, e, "watch", started);
         }
         let Some((config, _)) = self.plan.as_ref() else {
@@ -320,7 +350,7 @@ impl Agent {
                     };
                     if !change.is_empty() {
                         report.peers_changed.push(node.clone());
-                        self.pending.push(change);
+                        self.queue(change);
                     }
                 }
             }
@@ -339,6 +369,25 @@ impl Agent {
         let cluster = self.informer.cluster();
         cluster.revision >= held.version
             && cluster.leases.get(&self.config.node).is_none_or(|seen| seen.version != held.version)
+    }
+
+    /// Queues a peer's change for the next reconcile, merged with one queued before for the
+    /// same peer (its first `before`, its last `after`): the kernel holds the first's before.
+    fn queue(&mut self, change: PeerChange) {
+        let node = change.before.as_ref().or(change.after.as_ref()).map(|p| p.node.clone());
+        let queued = self
+            .pending
+            .iter()
+            .position(|p| p.before.as_ref().or(p.after.as_ref()).map(|p| &p.node) == node.as_ref());
+        match queued {
+            Some(index) => {
+                self.pending[index].after = change.after;
+                if self.pending[index].before == self.pending[index].after {
+                    self.pending.remove(index);
+                }
+            }
+            None => self.pending.push(change),
+        }
     }
 
     /// Plans everything again from the cache (a new config, a new subnet of our own, a new
@@ -360,13 +409,19 @@ impl Agent {
         if self.config.role != Role::Node {
             return Ok(());
         }
-        let Some(config) = self.informer.cluster().network.clone() else { return Ok(()) };
         let due = Instant::now() >= self.next_renew;
+        if due {
+            // Due again a third of the TTL on, whatever comes of it (a failure sets it due at
+            // the retry): a pass that cannot renew must not make the next one due at once.
+            self.next_renew = Instant::now() + (self.config.lease_ttl / 3).max(Duration::from_secs(1));
+        }
         let mut lost = self.lease.is_none() || self.own_lease_changed();
         if let Some(held) = self.lease.clone().filter(|_| due && !lost) {
+            // The lease lives from when the store was asked, not from its answer.
+            let asked = (Instant::now(), weft_core::now());
             match self.informer.store().keep_alive(&held) {
                 Ok(Some(_)) => {
-                    self.renewed(report, LeaseEvent::Renewed);
+                    self.renewed(report, LeaseEvent::Renewed, asked);
                 }
                 Ok(None) => {
                     warn!("the lease on {} is gone from the store; leasing again", held.lease.subnet);
@@ -374,10 +429,14 @@ impl Agent {
                 }
                 Err(e) => {
                     report.lease = LeaseEvent::RenewFailed(e.to_string());
+                    self.next_renew = Instant::now();
                     return Err(e);
                 }
             }
         }
+        // Without a network config (gone, or unreadable) there is nothing to lease under; the
+        // lease held is kept alive meanwhile.
+        let Some(config) = self.informer.cluster().network.clone() else { return Ok(()) };
         // A lease of another backend than the network's, or that no longer fits: again.
         let stale = self.lease.as_ref().is_some_and(|held| {
             held.lease.backend != config.backend
@@ -403,6 +462,7 @@ impl Agent {
             invalid: Vec::new(),
             revision: cluster.revision,
         };
+        let asked = (Instant::now(), weft_core::now());
         let held = acquire_with(self.informer.store().as_ref(), &request, Some(cached))?;
         let subnet = held.lease.subnet;
         let changed_subnet = self.lease.as_ref().map(|l| l.lease.subnet) != Some(subnet);
@@ -411,7 +471,7 @@ impl Agent {
             _ => info!("leased {subnet}"),
         }
         self.lease = Some(held);
-        self.renewed(report, LeaseEvent::Acquired(subnet));
+        self.renewed(report, LeaseEvent::Acquired(subnet), asked);
         if changed_subnet {
             self.replan();
             report.full = true;
@@ -419,9 +479,9 @@ impl Agent {
         Ok(())
     }
 
-    fn renewed(&mut self, report: &mut PassReport, event: LeaseEvent) {
+    fn renewed(&mut self, report: &mut PassReport, event: LeaseEvent, asked: (Instant, u64)) {
         let renew_every = (self.config.lease_ttl / 3).max(Duration::from_secs(1));
-        self.renewed_at = Some((Instant::now(), weft_core::now()));
+        self.renewed_at = Some(asked);
         self.next_renew = Instant::now() + renew_every;
         report.lease = event;
     }
@@ -571,22 +631,21 @@ impl Agent {
             Some(ipnet::IpNet::V4(v4)) => vec![v4],
             _ => Vec::new(),
         };
+        self.withdrawn = prefixes.is_empty();
         speaker.announce(prefixes);
     }
 
     /// A pass that met a store error: the kernel keeps its state; retried shortly.
     fn failed(&mut self, mut report: PassReport, e: StoreError, doing: &str, started: Instant) -> PassReport {
         self.store_failed(&e, doing);
-        // The watch may be on a connection as dead as this request's, and not know it for a
-        // while (HTTP/2 pings take up to 40 s): watched again from the cache's revision.
-        self.informer.rewatch();
-        self.retry_at = Some(Instant::now() + RETRY);
-        if let Some(speaker) = &self.speaker {
-            if self.config.role == Role::Node && !self.lease_alive() {
-                // A lease that lapsed may be another node's soon: stop announcing it.
-                speaker.announce(Vec::new());
-            }
+        report.store_unreachable = matches!(e, StoreError::Unavailable(_));
+        if report.store_unreachable {
+            // The watch may be on a connection as dead as this request's, and not know it for
+            // a while (HTTP/2 pings take up to 40 s): watched again from the cache's revision.
+            self.informer.rewatch();
         }
+        self.retry_at = Some(Instant::now() + RETRY);
+        self.withdraw_if_lapsed();
         report.error = Some(format!("store: {e}"));
         self.finish(report, started)
     }
@@ -604,7 +663,7 @@ impl Agent {
             metrics.peers.store(plan.peers().len() as u64, Ordering::Relaxed);
             metrics.unreachable_peers.store(plan.unreachable() as u64, Ordering::Relaxed);
         }
-        let store_error = report.error.as_ref().is_some_and(|e| e.starts_with("store"));
+        let store_error = report.store_unreachable;
         if !store_error {
             let micros = report.took.as_micros() as u64;
             metrics.reconciles.fetch_add(1, Ordering::Relaxed);
@@ -727,7 +786,7 @@ pub fn write_state_file(dir: &std::path::Path, name: &str, text: &str) -> Result
 pub fn log_report(report: &PassReport) {
     let Some(trigger) = report.trigger else { return };
     if let Some(error) = &report.error {
-        if error.starts_with("store") {
+        if report.store_unreachable {
             // Said once, when it first happened (store_failed).
             debug!("{trigger:?} pass: {error}");
         } else {

@@ -209,3 +209,202 @@ fn a_kernel_that_refuses_a_delta_gets_a_full_pass() {
     assert!(report.full && report.error.is_none(), "fell back to a full pass: {report:?}");
     assert_eq!(routes(&mut agent), vec!["10.244.103.0/24"]);
 }
+
+/// A store that can be out of reach, or whose watch says what a test tells it.
+struct Flaky {
+    inner: SqliteStore,
+    down: Arc<std::sync::atomic::AtomicBool>,
+    inject: Arc<std::sync::Mutex<Vec<weft_store::Event>>>,
+}
+
+struct FlakyWatch {
+    inner: Box<dyn weft_store::Watch>,
+    down: Arc<std::sync::atomic::AtomicBool>,
+    inject: Arc<std::sync::Mutex<Vec<weft_store::Event>>>,
+}
+
+fn unreachable() -> weft_store::StoreError {
+    weft_store::StoreError::Unavailable("out of reach (the test says so)".into())
+}
+
+impl weft_store::Watch for FlakyWatch {
+    fn next(&mut self, timeout: Duration) -> Result<Option<weft_store::WatchBatch>, weft_store::StoreError> {
+        if self.down.load(std::sync::atomic::Ordering::Relaxed) {
+            std::thread::sleep(timeout.min(Duration::from_millis(50)));
+            return Err(unreachable());
+        }
+        let injected: Vec<_> = std::mem::take(&mut *self.inject.lock().unwrap());
+        if !injected.is_empty() {
+            return Ok(Some(weft_store::WatchBatch { events: injected, revision: 0 }));
+        }
+        self.inner.next(timeout)
+    }
+}
+
+impl Store for Flaky {
+    fn network(&self) -> Result<Option<NetworkConfig>, weft_store::StoreError> {
+        self.check()?;
+        self.inner.network()
+    }
+    fn init_network(&self, config: &NetworkConfig, force: bool) -> Result<(), weft_store::StoreError> {
+        self.check()?;
+        self.inner.init_network(config, force)
+    }
+    fn list(&self) -> Result<weft_store::Snapshot, weft_store::StoreError> {
+        self.check()?;
+        self.inner.list()
+    }
+    fn watch(&self, after: u64) -> Result<Box<dyn weft_store::Watch>, weft_store::StoreError> {
+        self.check()?;
+        Ok(Box::new(FlakyWatch {
+            inner: self.inner.watch(after)?,
+            down: self.down.clone(),
+            inject: self.inject.clone(),
+        }))
+    }
+    fn put_lease(
+        &self,
+        lease: &Lease,
+        expected: Option<&weft_store::StoredLease>,
+        ttl: Duration,
+    ) -> Result<Option<weft_store::StoredLease>, weft_store::StoreError> {
+        self.check()?;
+        self.inner.put_lease(lease, expected, ttl)
+    }
+    fn keep_alive(&self, held: &weft_store::StoredLease) -> Result<Option<Duration>, weft_store::StoreError> {
+        self.check()?;
+        self.inner.keep_alive(held)
+    }
+    fn delete_lease(&self, node: &str) -> Result<(), weft_store::StoreError> {
+        self.check()?;
+        self.inner.delete_lease(node)
+    }
+    fn compact(&self, revision: u64) -> Result<(), weft_store::StoreError> {
+        self.inner.compact(revision)
+    }
+    fn describe(&self) -> String {
+        "flaky".into()
+    }
+}
+
+impl Flaky {
+    fn check(&self) -> Result<(), weft_store::StoreError> {
+        if self.down.load(std::sync::atomic::Ordering::Relaxed) {
+            Err(unreachable())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl World {
+    /// An agent on a flaky handle of this world's store; the handle's switches.
+    #[allow(clippy::type_complexity)]
+    fn flaky_agent(
+        &self,
+        name: &str,
+        kernel: RecordingKernel,
+    ) -> (Agent, Arc<std::sync::atomic::AtomicBool>, Arc<std::sync::Mutex<Vec<weft_store::Event>>>) {
+        let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let inject = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let store = Flaky {
+            inner: SqliteStore::open(&self.path).unwrap(),
+            down: down.clone(),
+            inject: inject.clone(),
+        };
+        let config = AgentConfig {
+            role: Role::Node,
+            node: name.into(),
+            state_dir: None,
+            // renewals due often, so that a spin would show
+            lease_ttl: Duration::from_secs(3),
+            resync: Duration::from_secs(3600),
+            masquerade: true,
+            public_ip: None,
+            local_asn: None,
+        };
+        let agent = Agent::new(config, Arc::new(store), Box::new(kernel), uplink(), None, Default::default());
+        (agent, down, inject)
+    }
+}
+
+/// Passes the agent makes within `within`.
+fn passes_within(agent: &mut Agent, within: Duration) -> Vec<PassReport> {
+    let stop = AtomicBool::new(false);
+    let deadline = std::time::Instant::now() + within;
+    let mut reports = Vec::new();
+    while std::time::Instant::now() < deadline {
+        let report = agent.step(&stop);
+        if report.trigger.is_some() {
+            reports.push(report);
+        }
+    }
+    reports
+}
+
+#[test]
+fn without_a_network_config_the_agent_keeps_its_lease_and_waits_without_spinning() {
+    let world = World::new();
+    world.peer(1);
+    let (mut agent, _, inject) = world.flaky_agent("n1", kernel());
+    let stop = AtomicBool::new(false);
+    agent.step(&stop);
+    let config = world.store().network().unwrap().unwrap();
+    // The config goes (deleted, or no longer readable).
+    inject.lock().unwrap().push(weft_store::Event::Network(None));
+    let reports = passes_within(&mut agent, Duration::from_secs(3));
+    assert!(reports.len() < 10, "{} passes in 3 s: a spin", reports.len());
+    assert!(agent.plan().is_none(), "nothing planned without a config");
+    assert!(reports.iter().any(|r| r.lease == LeaseEvent::Renewed), "the lease is still kept alive");
+    // It comes back: planned again.
+    inject.lock().unwrap().push(weft_store::Event::Network(Some(config)));
+    passes_within(&mut agent, Duration::from_millis(600));
+    assert!(agent.plan().is_some_and(|p| p.peers().contains_key("peer1")));
+}
+
+#[test]
+fn a_peer_that_comes_and_goes_in_one_batch_leaves_nothing_behind() {
+    let world = World::new();
+    let (mut agent, _, inject) = world.flaky_agent("n1", kernel());
+    let stop = AtomicBool::new(false);
+    agent.step(&stop);
+    let visitor = Lease {
+        node: "visitor".into(),
+        subnet: "10.244.200.0/24".parse().unwrap(),
+        public_ip: "198.51.100.200".parse().unwrap(),
+        backend: Backend::Vxlan,
+        vtep_mac: Some(vtep_mac("visitor")),
+    };
+    let held = weft_store::StoredLease { lease: visitor, version: 1, liveness: 1 };
+    inject
+        .lock()
+        .unwrap()
+        .extend([weft_store::Event::LeasePut(held), weft_store::Event::LeaseDeleted("visitor".into())]);
+    let report = next_store_pass(&mut agent);
+    assert_eq!(report.reconciled.count(), 0, "nothing to do: {report:?}");
+    assert!(routes(&mut agent).is_empty());
+}
+
+#[test]
+fn an_unreachable_store_leaves_the_kernel_as_it_is_and_the_agent_catches_up() {
+    let world = World::new();
+    world.peer(1);
+    let (mut agent, down, _) = world.flaky_agent("n1", kernel());
+    let stop = AtomicBool::new(false);
+    agent.step(&stop);
+    let before = agent.kernel().observe(Some("weft.1")).unwrap();
+    down.store(true, std::sync::atomic::Ordering::Relaxed);
+    world.peer(2); // a change it cannot hear of yet
+    let reports = passes_within(&mut agent, Duration::from_secs(3));
+    assert!(reports.iter().any(|r| r.store_unreachable), "{reports:?}");
+    assert!(reports.len() < 10, "retries a second apart: {}", reports.len());
+    assert_eq!(agent.kernel().observe(Some("weft.1")).unwrap(), before, "the kernel untouched");
+    assert!(!agent.status(false).store.connected);
+    down.store(false, std::sync::atomic::Ordering::Relaxed);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !routes(&mut agent).contains(&"10.244.102.0/24".to_string()) {
+        assert!(std::time::Instant::now() < deadline, "never caught up");
+        agent.step(&stop);
+    }
+    assert_eq!(agent.informer_stats().lists, 1, "caught up by the watch, not a listing");
+}

@@ -195,7 +195,10 @@ pub fn render(report: &Report, style: Style) -> String {
     let _ = writeln!(
         out,
         "  {}",
-        style.dim(&format!("{:<label_width$}  {:<counts$}  {:<8} {:<6}  why", "path", "reached", "promise", ""))
+        style.dim(&format!(
+            "{:<label_width$}  {:<counts$}  {:<8} {:<6}  why",
+            "path", "reached", "promise", ""
+        ))
     );
     for s in &report.summary {
         let count = format!("{:>digits$}/{:<digits$}", s.reached, s.probes);

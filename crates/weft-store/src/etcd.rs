@@ -9,7 +9,7 @@
 //!
 //! A watch is one gRPC stream on the leases and the config from a revision on (the range
 //! `/weft/leases/`…`/weft/network`, which leaves the subnet keys out), with progress notifications
-//! (etcd sends them on its own schedule; weft asks for one after [`QUIET`] without news).
+//! (etcd sends them on its own schedule, `--experimental-watch-progress-notify-interval`).
 //! Calls require a leader (a member cut off from the others refuses instead of answering
 //! stale), and HTTP/2 keepalive pings find a dead connection within [`PING_EVERY`] +
 //! [`PING_TIMEOUT`]; the balanced channel then uses another member.
@@ -39,12 +39,12 @@ const LEASES_PREFIX: &str = "/weft/leases/";
 const PAGE: i64 = 1000;
 /// How long one request may take before the store counts as unavailable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// The pause before a request that found no member is tried again.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// HTTP/2 keepalive: a ping every so often, and how long its answer may take (what the
 /// Kubernetes API server uses towards etcd).
 pub const PING_EVERY: Duration = Duration::from_secs(30);
 pub const PING_TIMEOUT: Duration = Duration::from_secs(10);
-/// After this long without a message, a watch asks etcd for a progress notification.
-pub const QUIET: Duration = Duration::from_secs(300);
 
 /// TLS to etcd: the CA that signed its certificate, and this client's certificate and key
 /// when etcd asks for one (`--client-cert-auth`).
@@ -108,6 +108,15 @@ fn from_etcd(e: etcd_client::Error) -> StoreError {
             StoreError::Compacted(0)
         }
         _ => unavailable(e),
+    }
+}
+
+/// A failure for want of a member (none reachable yet, or no leader): worth trying again.
+fn transient(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(status) => status.code() == tonic::Code::Unavailable,
+        etcd_client::Error::TransportError(_) => true,
+        _ => false,
     }
 }
 
@@ -209,7 +218,41 @@ impl EtcdStore {
         })
     }
 
-    /// Runs one request, within [`REQUEST_TIMEOUT`].
+    /// Runs a request within [`REQUEST_TIMEOUT`], again (after a pause) while it fails for
+    /// want of a member: a fresh client may first try a member that is down, or one that is
+    /// electing a leader, before the balanced channel learns to use the others. For reads,
+    /// compare-and-swap transactions and lease grants: a repeat of one that did land is
+    /// harmless.
+    fn retry<T, Fut>(&self, what: &str, request: impl Fn(Client) -> Fut) -> Result<T, StoreError>
+    where
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        self.handle.block_on(async {
+            let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+            loop {
+                match tokio::time::timeout_at(deadline, request(self.client.clone())).await {
+                    Ok(Ok(value)) => return Ok(value),
+                    Ok(Err(e)) if transient(&e) && tokio::time::Instant::now() + RETRY_PAUSE < deadline => {
+                        tokio::time::sleep(RETRY_PAUSE).await;
+                    }
+                    Ok(Err(e)) => {
+                        return Err(match from_etcd(e) {
+                            StoreError::Unavailable(e) => StoreError::Unavailable(format!("{what}: {e}")),
+                            other => other,
+                        })
+                    }
+                    Err(_) => {
+                        return Err(unavailable(format!(
+                            "{what}: no answer within {} s",
+                            REQUEST_TIMEOUT.as_secs()
+                        )))
+                    }
+                }
+            }
+        })
+    }
+
+    /// Runs one request, within [`REQUEST_TIMEOUT`] (a stream's: not repeated).
     fn call<T>(
         &self,
         what: &str,
@@ -229,45 +272,57 @@ impl EtcdStore {
         })
     }
 
-    fn count_leases(&self) -> Result<usize, StoreError> {
-        let mut kv = self.client.kv_client();
-        let reply = self.call(
-            "count leases",
-            kv.get(LEASES_PREFIX, Some(GetOptions::new().with_prefix().with_count_only())),
-        )?;
-        Ok(reply.count() as usize)
+    /// How many leases there are, and the revision that is true at.
+    fn count_leases(&self) -> Result<(usize, i64), StoreError> {
+        let reply = self.retry("count leases", |mut c| async move {
+            c.get(LEASES_PREFIX, Some(GetOptions::new().with_prefix().with_count_only())).await
+        })?;
+        Ok((reply.count() as usize, reply.header().map_or(0, |h| h.revision())))
     }
 }
 
 impl Store for EtcdStore {
     fn network(&self) -> Result<Option<NetworkConfig>, StoreError> {
-        let mut kv = self.client.kv_client();
-        let reply = self.call("read the network config", kv.get(NETWORK_KEY, None))?;
+        let reply =
+            self.retry("read the network config", |mut c| async move { c.get(NETWORK_KEY, None).await })?;
         reply.kvs().first().map(|kv| network(kv.value())).transpose()
     }
 
     fn init_network(&self, config: &NetworkConfig, force: bool) -> Result<(), StoreError> {
         config.validate()?;
-        let mut kv = self.client.kv_client();
-        let reply = self.call("read the network config", kv.get(NETWORK_KEY, None))?;
+        let reply =
+            self.retry("read the network config", |mut c| async move { c.get(NETWORK_KEY, None).await })?;
         let current = reply.kvs().first().cloned();
+        // Only if nobody changed it meanwhile.
+        let mut unchanged = vec![match &current {
+            Some(kv) => Compare::mod_revision(NETWORK_KEY, CompareOp::Equal, kv.mod_revision()),
+            None => Compare::create_revision(NETWORK_KEY, CompareOp::Equal, 0),
+        }];
         if let Some(current) = &current {
             if network(current.value()).ok().as_ref() == Some(config) {
                 return Ok(());
             }
-            let nodes = self.count_leases()?;
+            let (nodes, counted_at) = self.count_leases()?;
             if nodes > 0 && !force {
                 return Err(StoreError::NetworkInUse { nodes });
             }
+            if !force {
+                // And no node leased since it was counted (every lease key older than that).
+                unchanged.push(
+                    Compare::create_revision(LEASES_PREFIX, CompareOp::Less, counted_at + 1)
+                        .with_range(prefix_end(LEASES_PREFIX)),
+                );
+            }
         }
         let text = serde_json::to_string(config).expect("config serialises");
-        // Only if nobody changed it meanwhile.
-        let unchanged = match &current {
-            Some(kv) => Compare::mod_revision(NETWORK_KEY, CompareOp::Equal, kv.mod_revision()),
-            None => Compare::create_revision(NETWORK_KEY, CompareOp::Equal, 0),
-        };
-        let txn = Txn::new().when([unchanged]).and_then([TxnOp::put(NETWORK_KEY, text, None)]);
-        if self.call("write the network config", kv.txn(txn))?.succeeded() {
+        let txn = Txn::new().when(unchanged).and_then([TxnOp::put(NETWORK_KEY, text, None)]);
+        if self
+            .retry("write the network config", |mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })?
+            .succeeded()
+        {
             Ok(())
         } else {
             Err(StoreError::Contended(1))
@@ -275,7 +330,6 @@ impl Store for EtcdStore {
     }
 
     fn list(&self) -> Result<Snapshot, StoreError> {
-        let mut kv = self.client.kv_client();
         let mut snapshot = Snapshot::default();
         let end = prefix_end(LEASES_PREFIX);
         let mut from = LEASES_PREFIX.as_bytes().to_vec();
@@ -285,7 +339,10 @@ impl Store for EtcdStore {
                 // The later pages at the first one's revision: one consistent picture.
                 options = options.with_revision(snapshot.revision as i64);
             }
-            let reply = self.call("list the leases", kv.get(from.clone(), Some(options)))?;
+            let reply = self.retry("list the leases", |mut c| {
+                let (from, options) = (from.clone(), options.clone());
+                async move { c.get(from, Some(options)).await }
+            })?;
             if snapshot.revision == 0 {
                 snapshot.revision = reply.header().map_or(0, |h| h.revision() as u64);
             }
@@ -304,24 +361,29 @@ impl Store for EtcdStore {
                 _ => break,
             }
         }
-        let reply = self.call(
-            "read the network config",
-            kv.get(NETWORK_KEY, Some(GetOptions::new().with_revision(snapshot.revision as i64))),
-        )?;
-        snapshot.network = reply.kvs().first().map(|kv| network(kv.value())).transpose()?;
+        let revision = snapshot.revision as i64;
+        let reply = self.retry("read the network config", |mut c| async move {
+            c.get(NETWORK_KEY, Some(GetOptions::new().with_revision(revision))).await
+        })?;
+        // A config that does not parse is as good as none (as the watch says it): nothing is
+        // planned from it, and `weft network init` can write a good one.
+        snapshot.network =
+            reply.kvs().first().and_then(|kv| network(kv.value()).map_err(|e| tracing::error!("{e}")).ok());
         Ok(snapshot)
     }
 
     fn watch(&self, after: Revision) -> Result<Box<dyn Watch>, StoreError> {
         let (sender, receiver) = mpsc::channel();
-        let mut client = self.client.clone();
         // From the first lease key to the network key: the leases and the config, in one
         // range, and not the subnet keys beside them (which would double every event).
         let mut end = NETWORK_KEY.as_bytes().to_vec();
         end.push(0);
         let options =
             WatchOptions::new().with_range(end).with_start_revision(after as i64 + 1).with_progress_notify();
-        let stream = self.call("watch", client.watch(LEASES_PREFIX, Some(options)))?;
+        let stream = self.retry("watch", |mut c| {
+            let options = options.clone();
+            async move { c.watch(LEASES_PREFIX, Some(options)).await }
+        })?;
         let task = self.handle.spawn(forward(stream, sender));
         Ok(Box::new(EtcdWatch { receiver, task: task.abort_handle() }))
     }
@@ -332,7 +394,6 @@ impl Store for EtcdStore {
         expected: Option<&StoredLease>,
         ttl: Duration,
     ) -> Result<Option<StoredLease>, StoreError> {
-        let mut client = self.client.clone();
         let node_key = lease_key(&lease.node);
         let subnet = subnet_key(&lease.subnet);
         let keeps_subnet = expected.is_some_and(|e| e.lease.subnet == lease.subnet);
@@ -344,9 +405,11 @@ impl Store for EtcdStore {
             true => Compare::value(subnet.as_str(), CompareOp::Equal, lease.node.as_str()),
             false => Compare::create_revision(subnet.as_str(), CompareOp::Equal, 0),
         });
-        let granted = self.call("grant a lease", client.lease_grant(ttl.as_secs().max(1) as i64, None))?;
+        let seconds = ttl.as_secs().max(1) as i64;
+        let granted =
+            self.retry("grant a lease", |mut c| async move { c.lease_grant(seconds, None).await })?;
         let id = granted.id();
-        let text = serde_json::to_string(lease).expect("lease serialises");
+        let text = crate::lease_json(lease);
         let with_lease = || Some(PutOptions::new().with_lease(id));
         let mut success = vec![
             TxnOp::put(node_key.as_str(), text, with_lease()),
@@ -355,17 +418,23 @@ impl Store for EtcdStore {
         if let Some(old) = expected.filter(|e| e.lease.subnet != lease.subnet) {
             success.push(TxnOp::delete(subnet_key(&old.lease.subnet), None));
         }
-        let reply = self.call("write the lease", client.txn(Txn::new().when(compare).and_then(success)))?;
+        let txn = Txn::new().when(compare).and_then(success);
+        let reply = self.retry("write the lease", |mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })?;
         if reply.succeeded() {
             if let Some(old) = expected.filter(|e| e.liveness != 0 && e.liveness != id) {
                 // The replaced lease's keys moved to the new one: the old keeps nothing alive.
-                let _ = self.call("revoke the replaced lease", client.lease_revoke(old.liveness));
+                let old = old.liveness;
+                let _ =
+                    self.retry("revoke the replaced lease", |mut c| async move { c.lease_revoke(old).await });
             }
             let version = reply.header().map_or(0, |h| h.revision() as u64);
             return Ok(Some(StoredLease { lease: lease.clone(), version, liveness: id }));
         }
         // Lost: the etcd lease holds nothing; it would expire anyway.
-        let _ = self.call("revoke an unused lease", client.lease_revoke(id));
+        let _ = self.retry("revoke an unused lease", |mut c| async move { c.lease_revoke(id).await });
         Ok(None)
     }
 
@@ -400,18 +469,25 @@ impl Store for EtcdStore {
     }
 
     fn delete_lease(&self, node: &str) -> Result<(), StoreError> {
-        let mut client = self.client.clone();
         let key = lease_key(node);
-        let reply = self.call("read the lease", client.get(key.as_str(), None))?;
+        let reply = self.retry("read the lease", |mut c| {
+            let key = key.clone();
+            async move { c.get(key, None).await }
+        })?;
         let Some(kv) = reply.kvs().first() else { return Ok(()) };
         let mut success = vec![TxnOp::delete(key.as_str(), None)];
         if let Some(Ok(held)) = stored(kv) {
             success.push(TxnOp::delete(subnet_key(&held.lease.subnet), None));
         }
         let unchanged = Compare::mod_revision(key.as_str(), CompareOp::Equal, kv.mod_revision());
-        self.call("delete the lease", client.txn(Txn::new().when([unchanged]).and_then(success)))?;
+        let txn = Txn::new().when([unchanged]).and_then(success);
+        self.retry("delete the lease", |mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })?;
         if kv.lease() != 0 {
-            let _ = self.call("revoke the lease", client.lease_revoke(kv.lease()));
+            let id = kv.lease();
+            let _ = self.retry("revoke the lease", |mut c| async move { c.lease_revoke(id).await });
         }
         Ok(())
     }
@@ -456,17 +532,10 @@ impl Watch for EtcdWatch {
 /// the receiver is gone.
 async fn forward(mut stream: etcd_client::WatchStream, sender: mpsc::Sender<Result<WatchBatch, StoreError>>) {
     let ended = loop {
-        let message = match tokio::time::timeout(QUIET, stream.message()).await {
-            Ok(message) => message,
-            Err(_) => {
-                // Quiet for long: ask where the watch stands (an answer is a message).
-                if let Err(e) = stream.request_progress().await {
-                    break unavailable(format!("watch: {e}"));
-                }
-                continue;
-            }
-        };
-        let response = match message {
+        // (No progress is asked for: etcd 3.4.23 answers a request with the current revision
+        // even to a watcher that has not caught up, etcd#15220. Its own periodic
+        // notifications go only to watchers that have.)
+        let response = match stream.message().await {
             Ok(Some(response)) => response,
             Ok(None) => break unavailable("watch: the stream ended"),
             Err(e) => break unavailable(format!("watch: {e}")),

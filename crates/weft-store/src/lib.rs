@@ -165,6 +165,16 @@ pub fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
     Err(StoreError::Url(url.to_string()))
 }
 
+/// A lease as the stores write it: with `"expiresAt"` at the largest time there is, so that
+/// agents of the release before this one (41a29d1), which need the field, read the leases of
+/// upgraded nodes during a rolling upgrade. Nothing reads its value: in etcd the etcd lease
+/// decides what is alive (for those agents too); in SQLite, a column.
+pub(crate) fn lease_json(lease: &Lease) -> String {
+    let mut value = serde_json::to_value(lease).expect("a lease serialises");
+    value["expiresAt"] = serde_json::Value::from(u64::MAX);
+    value.to_string()
+}
+
 /// What a node asks for.
 #[derive(Debug, Clone)]
 pub struct LeaseRequest<'a> {
@@ -196,6 +206,12 @@ pub fn acquire_with(
             Some(snapshot) => snapshot,
             None => store.list()?,
         };
+        if snapshot.invalid.iter().any(|i| i.node == request.node) {
+            // Our key holds what no lease is (a bad writer, a downgrade): cleared first,
+            // then leased as if new.
+            store.delete_lease(request.node)?;
+            continue;
+        }
         let config = snapshot.network.ok_or(StoreError::NoNetwork)?;
         let leases = &snapshot.leases;
         let own = leases.iter().find(|l| l.lease.node == request.node);
@@ -240,4 +256,38 @@ pub fn acquire_with(
         }
     }
     Err(StoreError::Contended(ATTEMPTS))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lease as weft 41a29d1 read it (its fields as they were, all required).
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    #[allow(dead_code)]
+    struct PreviousLease {
+        node: String,
+        subnet: ipnet::IpNet,
+        public_ip: IpAddr,
+        backend: weft_core::network::Backend,
+        #[serde(default)]
+        vtep_mac: Option<weft_core::lease::MacAddr>,
+        expires_at: u64,
+    }
+
+    #[test]
+    fn the_previous_release_reads_what_this_one_writes() {
+        let lease = Lease {
+            node: "n1".into(),
+            subnet: "10.244.1.0/24".parse().unwrap(),
+            public_ip: "192.0.2.11".parse().unwrap(),
+            backend: weft_core::network::Backend::Vxlan,
+            vtep_mac: Some(vtep_mac("n1")),
+        };
+        let text = lease_json(&lease);
+        let previous: PreviousLease = serde_json::from_str(&text).expect("41a29d1's agents read it");
+        assert_eq!((previous.node.as_str(), previous.expires_at), ("n1", u64::MAX));
+        assert_eq!(serde_json::from_str::<Lease>(&text).unwrap(), lease, "and this one reads it back");
+    }
 }

@@ -74,8 +74,13 @@ fn meta_number(connection: &Connection, key: &str) -> Result<u64, StoreError> {
     meta(connection, key)?.unwrap_or_default().parse().map_err(corrupt)
 }
 
+/// The network config; one that does not parse is as good as none (and said in the log).
 fn network_in(connection: &Connection) -> Result<Option<NetworkConfig>, StoreError> {
-    meta(connection, NETWORK_KEY)?.map(|t| serde_json::from_str(&t).map_err(corrupt)).transpose()
+    Ok(meta(connection, NETWORK_KEY)?.and_then(|t| {
+        serde_json::from_str(&t)
+            .map_err(|e| tracing::error!("{}", corrupt(format!("the network config: {e}"))))
+            .ok()
+    }))
 }
 
 /// Records a change: the next revision, and its row in the log. Returns the revision.
@@ -93,6 +98,8 @@ fn log(connection: &Connection, key: &str, value: Option<&str>) -> Result<Revisi
 }
 
 fn compact_in(connection: &Connection, revision: Revision) -> Result<(), StoreError> {
+    // Not past the present: a watcher from now on must not be told its history is gone.
+    let revision = revision.min(meta_number(connection, "revision")?);
     connection.execute("DELETE FROM changes WHERE revision <= ?1", [revision as i64])?;
     connection.execute(
         "UPDATE meta SET value = MAX(CAST(value AS INTEGER), ?1) WHERE key = 'compacted'",
@@ -238,7 +245,7 @@ impl Store for SqliteStore {
             if holder.is_some_and(|holder| holder != lease.node) {
                 return Ok(None);
             }
-            let text = serde_json::to_string(lease).expect("lease serialises");
+            let text = crate::lease_json(lease);
             let key = format!("{LEASE_KEY_PREFIX}{}", lease.node);
             let version = log(tx, &key, Some(&text))?;
             // The holder's token is the revision it was written at: a later write replaces it.
@@ -344,7 +351,7 @@ impl SqliteWatch {
             for row in rows {
                 let (version, key, value) = row?;
                 let event = if key == NETWORK_KEY {
-                    Event::Network(value.map(|t| serde_json::from_str(&t).map_err(corrupt)).transpose()?)
+                    Event::Network(value.and_then(|t| serde_json::from_str(&t).ok()))
                 } else if let Some(node) = key.strip_prefix(LEASE_KEY_PREFIX) {
                     match value {
                         None => Event::LeaseDeleted(node.to_string()),

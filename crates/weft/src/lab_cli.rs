@@ -534,8 +534,11 @@ fn status(lab: &str, member: Option<&str>, json: bool) -> anyhow::Result<()> {
             "member", "role", "subnet", "peers", "revision", "last pass", "agent", "kernel"
         );
         for (name, status, liveness, kernel) in &reports {
-            let unreachable =
-                status.peers.iter().filter(|p| matches!(p.path, weft_core::plan::PeerPath::Unreachable(_))).count();
+            let unreachable = status
+                .peers
+                .iter()
+                .filter(|p| matches!(p.path, weft_core::plan::PeerPath::Unreachable(_)))
+                .count();
             let peers = if unreachable > 0 {
                 format!("{} ({} unreachable)", status.peers.len(), unreachable)
             } else {
@@ -550,15 +553,24 @@ fn status(lab: &str, member: Option<&str>, json: bool) -> anyhow::Result<()> {
                 peers,
                 status.store.revision,
                 format!("{} s ago", weft_core::now().saturating_sub(status.last_pass.at)),
-                if liveness.healthy() { "running" } else if liveness.running { "STALE" } else { "GONE" },
+                if liveness.healthy() {
+                    "running"
+                } else if liveness.running {
+                    "STALE"
+                } else {
+                    "GONE"
+                },
                 if kernel.matches() { "matches" } else { "DIFFERS" },
                 if bgp.is_empty() { "-".to_string() } else { bgp.join(", ") }
             );
         }
     }
     if !healthy {
-        let bad: Vec<&str> =
-            reports.iter().filter(|(_, _, l, k)| !(l.healthy() && k.matches())).map(|(n, ..)| n.as_str()).collect();
+        let bad: Vec<&str> = reports
+            .iter()
+            .filter(|(_, _, l, k)| !(l.healthy() && k.matches()))
+            .map(|(n, ..)| n.as_str())
+            .collect();
         bail!("not as it should be: {} (weft lab status {} MEMBER says why)", bad.join(", "), lab.name());
     }
     Ok(())
@@ -600,7 +612,11 @@ fn logs(lab: &str, member: &str, follow: bool) -> anyhow::Result<()> {
 fn router(lab: &str, command: &[String]) -> anyhow::Result<()> {
     let lab = open(lab)?;
     if !lab.state.spec.router_speaks_bgp() {
-        bail!("the router of lab {} speaks no BGP ({} mode, no gateways): nothing to ask", lab.name(), lab.state.spec.mode.name());
+        bail!(
+            "the router of lab {} speaks no BGP ({} mode, no gateways): nothing to ask",
+            lab.name(),
+            lab.state.spec.mode.name()
+        );
     }
     let dir = lab.state.dir().join("router");
     let mut full: Vec<String> = vec![command[0].clone()];

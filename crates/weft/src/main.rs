@@ -218,9 +218,11 @@ enum RoleArg {
 /// A network in CIDR notation, with a message that says which part is wrong; host bits set
 /// are refused, not silently cleared.
 fn parse_network(text: &str) -> Result<ipnet::IpNet, String> {
-    let (address, length) =
-        text.split_once('/').ok_or_else(|| format!("{text}: a network with its prefix length, e.g. 10.244.0.0/16"))?;
-    let address: IpAddr = address.parse().map_err(|_| format!("{text}: {address} is not an IPv4 or IPv6 address"))?;
+    let (address, length) = text
+        .split_once('/')
+        .ok_or_else(|| format!("{text}: a network with its prefix length, e.g. 10.244.0.0/16"))?;
+    let address: IpAddr =
+        address.parse().map_err(|_| format!("{text}: {address} is not an IPv4 or IPv6 address"))?;
     let max = if address.is_ipv4() { 32 } else { 128 };
     let length: u8 = length
         .parse()
@@ -366,7 +368,8 @@ fn command(command: Commands) -> anyhow::Result<()> {
         }
         Commands::Status { state_dir, json } => status_cli::run(&state_dir, json),
         Commands::Version { json } => {
-            let (version, commit, target) = (env!("CARGO_PKG_VERSION"), env!("WEFT_COMMIT"), env!("WEFT_TARGET"));
+            let (version, commit, target) =
+                (env!("CARGO_PKG_VERSION"), env!("WEFT_COMMIT"), env!("WEFT_TARGET"));
             if json {
                 println!("{}", serde_json::json!({ "version": version, "commit": commit, "target": target }));
             } else {

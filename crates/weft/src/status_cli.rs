@@ -39,7 +39,9 @@ impl Liveness {
                 "STALE: last pass {} s ago (it writes every {} s); agent pid {} is running but not passing",
                 self.age, status.refresh, status.pid
             ),
-            (false, _) => format!("STALE: last pass {} s ago, agent pid {} not running", self.age, status.pid),
+            (false, _) => {
+                format!("STALE: last pass {} s ago, agent pid {} not running", self.age, status.pid)
+            }
         }
     }
 }
@@ -141,7 +143,10 @@ pub fn run(state_dir: &Path, json: bool) -> anyhow::Result<()> {
     let liveness = Liveness::of(&status);
     let kernel = check_kernel(&status, &liveness)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&Report { status: &status, agent: &liveness, kernel: &kernel })?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&Report { status: &status, agent: &liveness, kernel: &kernel })?
+        );
     } else {
         print!("{}", render(&status, &liveness, &kernel));
     }
@@ -205,7 +210,11 @@ pub fn render(status: &StatusFile, liveness: &Liveness, kernel: &KernelCheck) ->
             session.asn,
             session.local_asn,
             session.state,
-            if announced.is_empty() { String::new() } else { format!(", announcing {}", announced.join(", ")) },
+            if announced.is_empty() {
+                String::new()
+            } else {
+                format!(", announcing {}", announced.join(", "))
+            },
             session.last_error.as_ref().map(|e| format!(" (last error: {e})")).unwrap_or_default()
         );
     }
@@ -215,7 +224,11 @@ pub fn render(status: &StatusFile, liveness: &Liveness, kernel: &KernelCheck) ->
             let _ = writeln!(out, "last pass {ago} s ago, failed: {error}");
         }
         None => {
-            let _ = writeln!(out, "last pass {ago} s ago, {}", plural(status.last_pass.changes, "change", "changes"));
+            let _ = writeln!(
+                out,
+                "last pass {ago} s ago, {}",
+                plural(status.last_pass.changes, "change", "changes")
+            );
         }
     }
     let _ = writeln!(out, "\npeers ({}):", status.peers.len());

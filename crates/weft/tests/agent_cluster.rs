@@ -203,7 +203,7 @@ fn masquerade_metrics_status_and_a_restart_that_loses_no_packet() {
         (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned())
     };
     let (ok, text) = status(&lab);
-    assert!(ok && text.contains("kernel matches the plan (2 routes)") && text.contains("n2"), "{text}");
+    assert!(ok && text.contains("kernel    matches the plan (2 routes)") && text.contains("n2"), "{text}");
 
     // A restart loses no packet: pings every 10 ms across the tunnel while the agent stops
     // and starts again.

@@ -141,7 +141,7 @@ fn a_client_reaches_pods_over_the_overlay_where_the_router_cannot() {
     assert_eq!(client_routes.matches("dev weft.1 proto 88 onlink").count(), 4, "{client_routes}");
     let status = weft_status(&lab, "outside");
     assert!(
-        status.contains("role      client") && !status.contains("subnet"),
+        status.contains("node      outside (client)") && !status.contains("subnet"),
         "a client leases nothing: {status}"
     );
 }
@@ -166,8 +166,10 @@ fn gateway_failover_gap(router: RouterKind) -> Duration {
         Duration::from_secs(10),
         || {
             let status = weft_status(&lab, "g1");
-            status.contains("role      gateway")
-                && status.contains("bgp       198.18.1.1 (AS 65000): established, announcing 10.244.0.0/16")
+            status.contains("node      g1 (gateway)")
+                && status.contains(
+                    "bgp       198.18.1.1 (AS 65000, ours 65100): established, announcing 10.244.0.0/16",
+                )
         },
         "weft status to show g1's announcement",
     );

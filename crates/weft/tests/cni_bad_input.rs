@@ -55,11 +55,6 @@ const CASES: &[(&str, u64, Setup)] = &[
         set(&mut inv, "CNI_NETNS", None);
         inv
     }),
-    ("missing CNI_COMMAND", 4, |node, ns| {
-        let mut inv = standard(node, ns, subnet());
-        set(&mut inv, "CNI_COMMAND", None);
-        inv
-    }),
     ("unsupported cniVersion", 1, |node, ns| {
         let mut inv = standard(node, ns, subnet());
         inv.stdin = inv.stdin.replace("\"1.0.0\"", "\"0.2.0\"");
