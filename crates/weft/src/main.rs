@@ -75,11 +75,11 @@ enum Commands {
         /// Where the node file for the CNI plugin goes.
         #[arg(long, default_value = weft_cni::DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
-        /// Seconds a lease lives without renewal (renewed every third of it; at least 3).
-        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(3..))]
+        /// Seconds a lease lives without renewal (renewed every third of it; 3 to 86400).
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(3..=86400))]
         lease_ttl: u64,
-        /// Seconds between full resyncs that repair drift.
-        #[arg(long, default_value_t = 10)]
+        /// Seconds between full passes that repair drift from the cache (1 to 3600).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
         resync: u64,
         /// Do not SNAT pods' traffic that leaves the cluster CIDR.
         #[arg(long)]
@@ -97,8 +97,8 @@ enum Commands {
         /// A router to announce to: IP[:ASN] (without ASN: iBGP, our own AS). Repeatable.
         #[arg(long, requires = "asn")]
         bgp_peer: Vec<String>,
-        /// BGP hold time offered to peers, in seconds (0, or at least 3).
-        #[arg(long, default_value_t = 9)]
+        /// BGP hold time offered to peers, in seconds (0: no keepalives, or 3 to 65535).
+        #[arg(long, default_value_t = 9, requires = "asn")]
         bgp_hold_time: u16,
         /// Graceful restart: peers keep this node's routes this many seconds after the agent
         /// stops, so a restart loses no traffic (without it, stopping withdraws them).
