@@ -236,13 +236,21 @@ fn a_lab_through_its_commands_and_weft_status_that_cannot_lie() {
         (Some(true), Some(0))
     );
 
-    // a closed pipe after a lab command
-    let piped = Command::new("sh")
-        .arg("-c")
-        .arg(format!("{WEFT} lab exec {name} n1 -- ip addr | head -1"))
-        .output()
-        .unwrap();
-    assert!(!stderr(&piped).contains("panicked"), "{}", stderr(&piped));
+    // a closed pipe after each lab command
+    for command in [
+        format!("lab exec {name} n1 -- ip addr"),
+        format!("lab check {name}"),
+        format!("lab status {name}"),
+        format!("lab status {name} n1 --json"),
+        format!("lab list"),
+        format!("lab logs {name} n1"),
+        format!("lab trace {name} n1-p1 n2-p1"),
+        format!("status --state-dir {dir}"),
+    ] {
+        let piped = Command::new("sh").arg("-c").arg(format!("{WEFT} {command} | head -1")).output().unwrap();
+        assert!(!stderr(&piped).contains("panicked"), "{command}: {}", stderr(&piped));
+        assert_eq!(stdout(&piped).lines().count(), 1, "{command}");
+    }
 
     // logs, trace, the router's daemon
     let logs = stdout(&weft(&["lab", "logs", &name, "n1"]));
