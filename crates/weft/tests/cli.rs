@@ -242,7 +242,7 @@ fn a_lab_through_its_commands_and_weft_status_that_cannot_lie() {
         format!("lab check {name}"),
         format!("lab status {name}"),
         format!("lab status {name} n1 --json"),
-        format!("lab list"),
+        "lab list".to_string(),
         format!("lab logs {name} n1"),
         format!("lab trace {name} n1-p1 n2-p1"),
         format!("status --state-dir {dir}"),
