@@ -21,6 +21,8 @@ use crate::kernel::{Kernel, KernelError};
 use crate::metrics::Metrics;
 use crate::node::Uplink;
 use crate::reconcile::{self, Reconciled};
+use ipnet::IpNet;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +34,7 @@ use weft_core::network::{Backend, NetworkConfig};
 use weft_core::node::{NodeFile, NodeSubnet, NODE_FILE_NAME};
 use weft_core::plan::{LocalNode, PeerChange, Plan};
 use weft_core::status::{self, Role, StatusFile};
+use weft_core::trust::{self, Distrust};
 use weft_store::{acquire_with, Delta, Informer, LeaseRequest, Store, StoreError, StoredLease};
 
 /// How long to wait before asking an unavailable store again.
@@ -119,6 +122,12 @@ pub struct Agent {
     plan: Option<(NetworkConfig, Plan)>,
     /// Peers changed since the last reconcile.
     pending: Vec<PeerChange>,
+    /// The subnet of every lease believed, by whom and since which revision; and the other
+    /// way round.
+    holders: HashMap<IpNet, (String, u64)>,
+    held: HashMap<String, IpNet>,
+    /// Leases not believed, and why.
+    rejected: BTreeMap<String, Distrust>,
     /// Whether the next pass must read the whole kernel.
     needs_full: bool,
     node_file: Option<NodeFile>,
@@ -159,6 +168,9 @@ impl Agent {
             renewed_at: None,
             plan: None,
             pending: Vec::new(),
+            holders: HashMap::new(),
+            held: HashMap::new(),
+            rejected: BTreeMap::new(),
             needs_full: true,
             node_file: None,
             masqueraded: None,
@@ -183,6 +195,11 @@ impl Agent {
     /// The plan, once the network config is known.
     pub fn plan(&self) -> Option<&Plan> {
         self.plan.as_ref().map(|(_, plan)| plan)
+    }
+
+    /// Leases in the store not believed, and why.
+    pub fn rejected(&self) -> &BTreeMap<String, Distrust> {
+        &self.rejected
     }
 
     /// This node's lease, while it holds one.
@@ -339,26 +356,101 @@ impl Agent {
         for delta in deltas {
             match delta {
                 Delta::Network { .. } => replan = true,
-                // Our own lease is never a peer (the planner leaves it out); keep_lease looks at it.
-                Delta::Lease { node, .. } if *node == self.config.node => {}
-                Delta::Lease { node, after, .. } => {
-                    let Some((config, plan)) = &mut self.plan else { continue };
-                    let local = local_node(&self.config, &self.uplink, self.lease.as_ref());
-                    let change = match after {
-                        Some(lease) => plan.set_peer(&local, config, lease),
-                        None => plan.remove_peer(node),
-                    };
-                    if !change.is_empty() {
-                        report.peers_changed.push(node.clone());
+                Delta::Lease { node, .. } if self.plan.is_some() && !replan => {
+                    for (peer, change) in self.reconsider(node) {
+                        report.peers_changed.push(peer);
                         self.queue(change);
                     }
                 }
+                Delta::Lease { .. } => {}
             }
         }
         if replan {
             self.replan();
             report.full = true;
         }
+    }
+
+    /// Judges `node`'s lease as the cache has it now, and plans (or unplans) it: a lease that
+    /// fails [`trust::check`] or claims a subnet an older lease holds is named, not planned.
+    /// Returns the peers' changes (a lease that goes may let one that waited in).
+    fn reconsider(&mut self, node: &str) -> Vec<(String, PeerChange)> {
+        let Some((config, plan)) = &mut self.plan else { return Vec::new() };
+        let cluster = self.informer.cluster();
+        let local = local_node(&self.config, &self.uplink, self.lease.as_ref());
+        let mut changes = Vec::new();
+        let mut freed = Vec::new();
+        let mut queue = vec![node.to_string()];
+        while let Some(node) = queue.pop() {
+            if let Some(subnet) = self.held.remove(&node) {
+                self.holders.remove(&subnet);
+                freed.push(subnet);
+            }
+            let verdict = match (cluster.leases.get(&node), cluster.invalid.get(&node)) {
+                (Some(stored), _) => match trust::check(&stored.lease, config) {
+                    Err(why) => Err(why),
+                    Ok(()) => match self.holders.get(&stored.lease.subnet) {
+                        Some((holder, created))
+                            if (*created, holder.as_str()) < (stored.created, node.as_str()) =>
+                        {
+                            Err(Distrust::Overlaps { subnet: stored.lease.subnet, holder: holder.clone() })
+                        }
+                        Some((newer, _)) => {
+                            // This one is older: the newer claim gives way.
+                            let newer = newer.clone();
+                            queue.push(newer);
+                            Ok(Some(stored))
+                        }
+                        None => Ok(Some(stored)),
+                    },
+                },
+                (None, Some(error)) => Err(Distrust::Unreadable(error.clone())),
+                // Gone.
+                (None, None) => Ok(None),
+            };
+            let change = match verdict {
+                Ok(None) => {
+                    self.rejected.remove(&node);
+                    plan.remove_peer(&node)
+                }
+                Ok(Some(stored)) => {
+                    if let Some((evicted, _)) =
+                        self.holders.insert(stored.lease.subnet, (node.clone(), stored.created))
+                    {
+                        self.held.remove(&evicted);
+                    }
+                    self.held.insert(node.clone(), stored.lease.subnet);
+                    if self.rejected.remove(&node).is_some() {
+                        info!("the lease of {node} is believed now");
+                    }
+                    plan.set_peer(&local, config, &stored.lease)
+                }
+                Err(why) => {
+                    if self.rejected.get(&node) != Some(&why) {
+                        warn!("ignoring the lease of {node}: {why}");
+                        self.rejected.insert(node.clone(), why);
+                    }
+                    plan.remove_peer(&node)
+                }
+            };
+            if !change.is_empty() {
+                changes.push((node.clone(), change));
+            }
+            // A subnet given up may let a lease in that waited for it.
+            for subnet in freed.drain(..) {
+                if self.holders.contains_key(&subnet) {
+                    continue;
+                }
+                let waiting: Vec<String> = self
+                    .rejected
+                    .iter()
+                    .filter(|(_, why)| matches!(why, Distrust::Overlaps { subnet: s, .. } if *s == subnet))
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                queue.extend(waiting);
+            }
+        }
+        changes
     }
 
     /// Whether the store no longer holds this node's lease as the node wrote it: gone
@@ -394,12 +486,24 @@ impl Agent {
     /// uplink). The next reconcile reads the whole kernel.
     fn replan(&mut self) {
         let cluster = self.informer.cluster();
+        let local = local_node(&self.config, &self.uplink, self.lease.as_ref());
         self.plan = cluster.network.clone().map(|config| {
-            let local = local_node(&self.config, &self.uplink, self.lease.as_ref());
-            let leases: Vec<Lease> = cluster.leases.values().map(|l| l.lease.clone()).collect();
-            let plan = weft_core::plan::plan(&local, &config, &leases);
+            let plan = weft_core::plan::Plan::new(&local, &config);
             (config, plan)
         });
+        self.holders.clear();
+        self.held.clear();
+        // Oldest first, so that of two claims on one subnet the older is taken without a
+        // change of mind; then the keys that hold no lease, to be named.
+        let mut nodes: Vec<(u64, String)> =
+            cluster.leases.values().map(|l| (l.created, l.lease.node.clone())).collect();
+        nodes.sort();
+        nodes.extend(cluster.invalid.keys().map(|n| (0, n.clone())));
+        self.rejected
+            .retain(|node, _| cluster.leases.contains_key(node) || cluster.invalid.contains_key(node));
+        for (_, node) in nodes {
+            self.reconsider(&node);
+        }
         self.pending.clear();
         self.needs_full = true;
     }
@@ -659,6 +763,7 @@ impl Agent {
         metrics.store_watch_resumes.store(stats.resumes, Ordering::Relaxed);
         metrics.store_events.store(stats.events, Ordering::Relaxed);
         metrics.leases.store(self.informer.cluster().leases.len() as u64, Ordering::Relaxed);
+        metrics.leases_rejected.store(self.rejected.len() as u64, Ordering::Relaxed);
         if let Some((_, plan)) = &self.plan {
             metrics.peers.store(plan.peers().len() as u64, Ordering::Relaxed);
             metrics.unreachable_peers.store(plan.unreachable() as u64, Ordering::Relaxed);
@@ -746,6 +851,11 @@ impl Agent {
                         .collect()
                 })
                 .unwrap_or_default(),
+            rejected: self
+                .rejected
+                .iter()
+                .map(|(node, why)| status::RejectedLease { node: node.clone(), reason: why.to_string() })
+                .collect(),
             planned_routes: plan.map(|p| p.routes()).unwrap_or_default(),
             last_pass: self.last_pass.clone(),
         }

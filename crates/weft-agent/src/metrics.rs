@@ -10,6 +10,7 @@ use std::time::Duration;
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub leases: AtomicU64,
+    pub leases_rejected: AtomicU64,
     pub peers: AtomicU64,
     pub unreachable_peers: AtomicU64,
     pub reconciles: AtomicU64,
@@ -34,6 +35,12 @@ impl Metrics {
             text += &format!("# HELP weft_{name} {help}\n# TYPE weft_{name} {kind}\nweft_{name} {value}\n");
         };
         metric("leases", "gauge", "Live leases in the store.", get(&self.leases).to_string());
+        metric(
+            "leases_rejected",
+            "gauge",
+            "Leases in the store not believed (outside the CIDR, overlapping an older one, a bad address or name, unreadable): never programmed.",
+            get(&self.leases_rejected).to_string(),
+        );
         metric(
             "peers",
             "gauge",

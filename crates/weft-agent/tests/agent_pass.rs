@@ -375,7 +375,7 @@ fn a_peer_that_comes_and_goes_in_one_batch_leaves_nothing_behind() {
         backend: Backend::Vxlan,
         vtep_mac: Some(vtep_mac("visitor")),
     };
-    let held = weft_store::StoredLease { lease: visitor, version: 1, liveness: 1 };
+    let held = weft_store::StoredLease { lease: visitor, version: 1, created: 1, liveness: 1 };
     inject
         .lock()
         .unwrap()

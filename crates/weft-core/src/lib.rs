@@ -9,6 +9,7 @@
 //! - [`plan`]: the planner: this node and the leases → the kernel state the node should hold.
 //! - [`reconcile`]: the difference between a plan and the kernel's state.
 //! - [`status`]: the status file, the agent's word on how things stand.
+//! - [`trust`]: what a lease read from the store must be before anything is planned from it.
 
 pub mod addr;
 pub mod alloc;
@@ -19,6 +20,7 @@ pub mod node;
 pub mod plan;
 pub mod reconcile;
 pub mod status;
+pub mod trust;
 
 pub use node::{AttachMode, NodeFile, NodeSubnet};
 

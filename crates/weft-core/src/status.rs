@@ -60,6 +60,9 @@ pub struct StatusFile {
     pub bgp: Vec<BgpSessionStatus>,
     /// Every peer, in name order, with the way the plan reaches it.
     pub peers: Vec<PeerStatus>,
+    /// Leases in the store that are not believed (and so not programmed), and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<RejectedLease>,
     pub planned_routes: Vec<PlannedRoute>,
     pub last_pass: PassStatus,
 }
@@ -111,6 +114,13 @@ pub struct PeerStatus {
     pub node: String,
     pub subnet: IpNet,
     pub path: PeerPath,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RejectedLease {
+    pub node: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -169,6 +179,10 @@ mod tests {
                 node: "n2".into(),
                 subnet: "10.244.2.0/24".parse().unwrap(),
                 path: PeerPath::Unreachable("no VTEP MAC".into()),
+            }],
+            rejected: vec![RejectedLease {
+                node: "n9".into(),
+                reason: "subnet 10.99.0.0/24 is outside the cluster CIDR".into(),
             }],
             planned_routes: Vec::new(),
             last_pass: PassStatus { at: 1_700_000_000, changes: 3, error: None },

@@ -162,9 +162,12 @@ fn lease_key(node: &str) -> String {
 fn stored(kv: &KeyValue) -> Option<Result<StoredLease, InvalidLease>> {
     let node = std::str::from_utf8(kv.key()).ok()?.strip_prefix(LEASES_PREFIX)?.to_string();
     Some(match serde_json::from_slice::<Lease>(kv.value()) {
-        Ok(lease) if lease.node == node => {
-            Ok(StoredLease { lease, version: kv.mod_revision() as u64, liveness: kv.lease() })
-        }
+        Ok(lease) if lease.node == node => Ok(StoredLease {
+            lease,
+            version: kv.mod_revision() as u64,
+            created: kv.create_revision() as u64,
+            liveness: kv.lease(),
+        }),
         Ok(lease) => Err(InvalidLease { node, error: format!("it names node {:?}", lease.node) }),
         Err(e) => Err(InvalidLease { node, error: e.to_string() }),
     })
@@ -431,7 +434,8 @@ impl Store for EtcdStore {
                     self.retry("revoke the replaced lease", |mut c| async move { c.lease_revoke(old).await });
             }
             let version = reply.header().map_or(0, |h| h.revision() as u64);
-            return Ok(Some(StoredLease { lease: lease.clone(), version, liveness: id }));
+            let created = expected.map_or(version, |e| e.created);
+            return Ok(Some(StoredLease { lease: lease.clone(), version, created, liveness: id }));
         }
         // Lost: the etcd lease holds nothing; it would expire anyway.
         let _ = self.retry("revoke an unused lease", |mut c| async move { c.lease_revoke(id).await });

@@ -65,6 +65,9 @@ pub struct StoredLease {
     pub lease: Lease,
     /// The revision the lease's value was last written at: compare-and-swap compares it.
     pub version: Revision,
+    /// The revision the node's lease was first written at (kept while it is rewritten): of
+    /// two leases that claim one subnet, the older is believed.
+    pub created: Revision,
     /// What keeps the lease alive: its etcd lease ID; in SQLite, its holder's token.
     pub liveness: i64,
 }
@@ -75,6 +78,12 @@ pub struct StoredLease {
 pub struct InvalidLease {
     pub node: String,
     pub error: String,
+}
+
+impl std::fmt::Display for InvalidLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.node, self.error)
+    }
 }
 
 /// Everything, at one revision.

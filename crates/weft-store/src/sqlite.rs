@@ -32,6 +32,7 @@ const SCHEMA: &str = "
         subnet TEXT NOT NULL UNIQUE,
         lease TEXT NOT NULL,
         version INTEGER NOT NULL,
+        created INTEGER NOT NULL,
         token INTEGER NOT NULL,
         ttl INTEGER NOT NULL,
         expires_at INTEGER NOT NULL
@@ -40,7 +41,8 @@ const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS changes (
         revision INTEGER PRIMARY KEY,
         key TEXT NOT NULL,
-        value TEXT
+        value TEXT,
+        created INTEGER
     );
     INSERT OR IGNORE INTO meta (key, value) VALUES ('revision', '0');
     INSERT OR IGNORE INTO meta (key, value) VALUES ('compacted', '0');
@@ -85,11 +87,22 @@ fn network_in(connection: &Connection) -> Result<Option<NetworkConfig>, StoreErr
 
 /// Records a change: the next revision, and its row in the log. Returns the revision.
 fn log(connection: &Connection, key: &str, value: Option<&str>) -> Result<Revision, StoreError> {
+    log_created(connection, key, value, None)
+}
+
+/// [`log`], with the revision a lease was first written at (none: this write's).
+fn log_created(
+    connection: &Connection,
+    key: &str,
+    value: Option<&str>,
+    created: Option<Revision>,
+) -> Result<Revision, StoreError> {
     connection.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'revision'", [])?;
     let revision = meta_number(connection, "revision")?;
+    let created = value.map(|_| created.unwrap_or(revision) as i64);
     connection.execute(
-        "INSERT INTO changes (revision, key, value) VALUES (?1, ?2, ?3)",
-        params![revision as i64, key, value],
+        "INSERT INTO changes (revision, key, value, created) VALUES (?1, ?2, ?3, ?4)",
+        params![revision as i64, key, value, created],
     )?;
     if revision % 256 == 0 && revision > LOG_KEPT {
         compact_in(connection, revision - LOG_KEPT)?;
@@ -122,10 +135,16 @@ fn expire(connection: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn stored(node: &str, text: &str, version: i64, token: i64) -> Result<StoredLease, InvalidLease> {
+fn stored(
+    node: &str,
+    text: &str,
+    version: i64,
+    created: i64,
+    token: i64,
+) -> Result<StoredLease, InvalidLease> {
     match serde_json::from_str::<Lease>(text) {
         Ok(lease) if lease.node == node => {
-            Ok(StoredLease { lease, version: version as u64, liveness: token })
+            Ok(StoredLease { lease, version: version as u64, created: created as u64, liveness: token })
         }
         Ok(lease) => {
             Err(InvalidLease { node: node.into(), error: format!("it names node {:?}", lease.node) })
@@ -203,14 +222,21 @@ impl Store for SqliteStore {
             revision: meta_number(&tx, "revision")?,
             ..Snapshot::default()
         };
-        let mut statement =
-            tx.prepare("SELECT node, lease, version, token FROM leases WHERE expires_at > ?1 ORDER BY node")?;
+        let mut statement = tx.prepare(
+            "SELECT node, lease, version, created, token FROM leases WHERE expires_at > ?1 ORDER BY node",
+        )?;
         let rows = statement.query_map([weft_core::now() as i64], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
         })?;
         for row in rows {
-            let (node, text, version, token) = row?;
-            match stored(&node, &text, version, token) {
+            let (node, text, version, created, token) = row?;
+            match stored(&node, &text, version, created, token) {
                 Ok(lease) => snapshot.leases.push(lease),
                 Err(invalid) => snapshot.invalid.push(invalid),
             }
@@ -247,24 +273,27 @@ impl Store for SqliteStore {
             }
             let text = crate::lease_json(lease);
             let key = format!("{LEASE_KEY_PREFIX}{}", lease.node);
-            let version = log(tx, &key, Some(&text))?;
+            let created = expected.map(|e| e.created);
+            let version = log_created(tx, &key, Some(&text), created)?;
+            let created = created.unwrap_or(version);
             // The holder's token is the revision it was written at: a later write replaces it.
             let token = version as i64;
             let ttl = ttl.as_secs().max(1) as i64;
             tx.execute(
-                "INSERT OR REPLACE INTO leases (node, subnet, lease, version, token, ttl, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT OR REPLACE INTO leases (node, subnet, lease, version, created, token, ttl, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     lease.node,
                     lease.subnet.to_string(),
                     text,
                     version as i64,
+                    created as i64,
                     token,
                     ttl,
                     weft_core::now() as i64 + ttl
                 ],
             )?;
-            Ok(Some(StoredLease { lease: lease.clone(), version, liveness: token }))
+            Ok(Some(StoredLease { lease: lease.clone(), version, created, liveness: token }))
         })
     }
 
@@ -343,19 +372,25 @@ impl SqliteWatch {
         let mut batch = WatchBatch { events: Vec::new(), revision };
         {
             let mut statement = tx.prepare_cached(
-                "SELECT revision, key, value FROM changes WHERE revision > ?1 AND revision <= ?2 ORDER BY revision",
+                "SELECT revision, key, value, created FROM changes WHERE revision > ?1 AND revision <= ?2 ORDER BY revision",
             )?;
             let rows = statement.query_map(params![self.after as i64, revision as i64], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?))
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                ))
             })?;
             for row in rows {
-                let (version, key, value) = row?;
+                let (version, key, value, created) = row?;
                 let event = if key == NETWORK_KEY {
                     Event::Network(value.and_then(|t| serde_json::from_str(&t).ok()))
                 } else if let Some(node) = key.strip_prefix(LEASE_KEY_PREFIX) {
                     match value {
                         None => Event::LeaseDeleted(node.to_string()),
-                        Some(text) => match stored(node, &text, version, version) {
+                        Some(text) => match stored(node, &text, version, created.unwrap_or(version), version)
+                        {
                             Ok(lease) => Event::LeasePut(lease),
                             Err(invalid) => Event::LeaseInvalid(invalid),
                         },

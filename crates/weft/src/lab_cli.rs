@@ -539,11 +539,13 @@ fn status(lab: &str, member: Option<&str>, json: bool) -> anyhow::Result<()> {
                 .iter()
                 .filter(|p| matches!(p.path, weft_core::plan::PeerPath::Unreachable(_)))
                 .count();
-            let peers = if unreachable > 0 {
-                format!("{} ({} unreachable)", status.peers.len(), unreachable)
-            } else {
-                status.peers.len().to_string()
-            };
+            let mut peers = status.peers.len().to_string();
+            if unreachable > 0 {
+                peers += &format!(" ({unreachable} unreachable)");
+            }
+            if !status.rejected.is_empty() {
+                peers += &format!(" ({} leases not believed)", status.rejected.len());
+            }
             let bgp: Vec<String> = status.bgp.iter().map(|s| format!("{} {}", s.peer, s.state)).collect();
             println!(
                 "{:<8} {:<8} {:<18} {:<12} {:<9} {:<10} {:<8} {:<8} {}",

@@ -236,6 +236,12 @@ pub fn render(status: &StatusFile, liveness: &Liveness, kernel: &KernelCheck) ->
     for peer in &status.peers {
         let _ = writeln!(out, "  {:<width$}  {:<20} {}", peer.node, peer.subnet.to_string(), peer.path);
     }
+    if !status.rejected.is_empty() {
+        let _ = writeln!(out, "\nleases not believed ({}), never programmed:", status.rejected.len());
+        for rejected in &status.rejected {
+            let _ = writeln!(out, "  {:<width$}  {}", rejected.node, rejected.reason);
+        }
+    }
     let _ = writeln!(out);
     match (&kernel.checked, &kernel.refused) {
         (_, Some(why)) => {

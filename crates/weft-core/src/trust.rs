@@ -1,0 +1,184 @@
+//! What a lease read from the store must be before anything is planned from it. The store
+//! is not trusted blindly: another writer (a bug, an old agent, someone with access to the
+//! store) may have written a lease that would route a cluster's pods, or the underlay, to the
+//! wrong place. A lease that fails is ignored and named, never programmed.
+
+use crate::lease::{Lease, MacAddr};
+use crate::network::NetworkConfig;
+use ipnet::IpNet;
+use std::fmt;
+use std::net::IpAddr;
+
+/// Why a lease is not believed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Distrust {
+    /// The key holds no lease: its value does not parse (an unknown backend, say).
+    Unreadable(String),
+    BadName,
+    SubnetOutsideCidr {
+        subnet: IpNet,
+        cidr: IpNet,
+    },
+    SubnetLength {
+        subnet: IpNet,
+        length: u8,
+    },
+    /// Another lease, older, claims an overlapping subnet.
+    Overlaps {
+        subnet: IpNet,
+        holder: String,
+    },
+    PublicIpInPodNetwork {
+        ip: IpAddr,
+        cidr: IpNet,
+    },
+    PublicIpNotUnicast(IpAddr),
+    VtepMac(MacAddr),
+}
+
+impl fmt::Display for Distrust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Distrust::Unreadable(why) => write!(f, "not a lease: {why}"),
+            Distrust::BadName => {
+                f.write_str("the node's name is not a DNS name (lower-case letters, digits, '-' and '.')")
+            }
+            Distrust::SubnetOutsideCidr { subnet, cidr } => {
+                write!(f, "subnet {subnet} is outside the cluster CIDR {cidr}")
+            }
+            Distrust::SubnetLength { subnet, length } => {
+                write!(f, "subnet {subnet} is not a /{length}, the length the network gives nodes")
+            }
+            Distrust::Overlaps { subnet, holder } => {
+                write!(f, "subnet {subnet} overlaps the lease of {holder}, which is older")
+            }
+            Distrust::PublicIpInPodNetwork { ip, cidr } => {
+                write!(f, "public IP {ip} is inside the pod network {cidr}")
+            }
+            Distrust::PublicIpNotUnicast(ip) => write!(f, "public IP {ip} is not a unicast address"),
+            Distrust::VtepMac(mac) => write!(f, "VTEP MAC {mac} is not a unicast Ethernet address"),
+        }
+    }
+}
+
+/// A node name as Kubernetes takes it (a DNS-1123 subdomain): 1 to 253 characters, lower-case
+/// letters, digits, '-' and '.', starting and ending with a letter or digit.
+pub fn valid_node_name(name: &str) -> bool {
+    let alphanumeric = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    !name.is_empty()
+        && name.len() <= 253
+        && name.chars().all(|c| alphanumeric(c) || c == '-' || c == '.')
+        && name.starts_with(alphanumeric)
+        && name.ends_with(alphanumeric)
+}
+
+fn unicast(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            !(v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast() || v4.is_loopback())
+        }
+        IpAddr::V6(v6) => !(v6.is_unspecified() || v6.is_multicast() || v6.is_loopback()),
+    }
+}
+
+/// Checks what one lease says on its own against the network config (whether another lease
+/// claims its subnet is the caller's to judge, with [`Distrust::Overlaps`]).
+pub fn check(lease: &Lease, config: &NetworkConfig) -> Result<(), Distrust> {
+    if !valid_node_name(&lease.node) {
+        return Err(Distrust::BadName);
+    }
+    if !config.cidr.contains(&lease.subnet) {
+        return Err(Distrust::SubnetOutsideCidr { subnet: lease.subnet, cidr: config.cidr });
+    }
+    if lease.subnet.prefix_len() != config.subnet_len || lease.subnet.trunc() != lease.subnet {
+        return Err(Distrust::SubnetLength { subnet: lease.subnet, length: config.subnet_len });
+    }
+    if !unicast(lease.public_ip) {
+        return Err(Distrust::PublicIpNotUnicast(lease.public_ip));
+    }
+    // (In l2 the CIDR is the nodes' own segment: there only a pod subnet may not hold it.)
+    let pods = if config.backend == crate::network::Backend::L2 { lease.subnet } else { config.cidr };
+    if pods.contains(&lease.public_ip) {
+        return Err(Distrust::PublicIpInPodNetwork { ip: lease.public_ip, cidr: pods });
+    }
+    if let Some(mac) = lease.vtep_mac {
+        if mac.0[0] & 1 == 1 || mac.0 == [0; 6] {
+            return Err(Distrust::VtepMac(mac));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lease::vtep_mac;
+    use crate::network::Backend;
+
+    fn good() -> Lease {
+        Lease {
+            node: "node-1.rack-a".into(),
+            subnet: "10.244.1.0/24".parse().unwrap(),
+            public_ip: "192.0.2.11".parse().unwrap(),
+            backend: Backend::Vxlan,
+            vtep_mac: Some(vtep_mac("node-1.rack-a")),
+        }
+    }
+
+    #[test]
+    fn each_thing_a_lease_may_lie_about() {
+        let config = NetworkConfig::new("10.244.0.0/16".parse().unwrap());
+        assert_eq!(check(&good(), &config), Ok(()));
+        type Edit = Box<dyn Fn(&mut Lease)>;
+        let cases: Vec<(&str, Edit, &str)> = vec![
+            (
+                "outside the CIDR",
+                Box::new(|l| l.subnet = "10.99.1.0/24".parse().unwrap()),
+                "outside the cluster CIDR",
+            ),
+            ("a /16", Box::new(|l| l.subnet = "10.244.0.0/16".parse().unwrap()), "is not a /24"),
+            ("host bits", Box::new(|l| l.subnet = "10.244.1.7/24".parse().unwrap()), "is not a /24"),
+            (
+                "public IP among pods",
+                Box::new(|l| l.public_ip = "10.244.9.9".parse().unwrap()),
+                "inside the pod network",
+            ),
+            (
+                "multicast public IP",
+                Box::new(|l| l.public_ip = "224.0.0.5".parse().unwrap()),
+                "not a unicast address",
+            ),
+            (
+                "loopback public IP",
+                Box::new(|l| l.public_ip = "127.0.0.1".parse().unwrap()),
+                "not a unicast address",
+            ),
+            (
+                "multicast MAC",
+                Box::new(|l| l.vtep_mac = Some("01:00:5e:00:00:01".parse().unwrap())),
+                "VTEP MAC",
+            ),
+            ("zero MAC", Box::new(|l| l.vtep_mac = Some("00:00:00:00:00:00".parse().unwrap())), "VTEP MAC"),
+            ("a path for a name", Box::new(|l| l.node = "../etc".into()), "DNS name"),
+            ("upper case", Box::new(|l| l.node = "Node-1".into()), "DNS name"),
+            ("empty name", Box::new(|l| l.node = String::new()), "DNS name"),
+        ];
+        for (what, edit, says) in cases {
+            let mut lease = good();
+            edit(&mut lease);
+            let verdict = check(&lease, &config).expect_err(what);
+            assert!(verdict.to_string().contains(says), "{what}: {verdict}");
+        }
+    }
+
+    #[test]
+    fn names_as_kubernetes_takes_them() {
+        for name in ["n1", "node-1", "ip-10-0-0-1.ec2.internal", "a"] {
+            assert!(valid_node_name(name), "{name}");
+        }
+        for name in ["-n1", "n1-", "N1", "n_1", "n 1", "n1/x", ""] {
+            assert!(!valid_node_name(name), "{name}");
+        }
+        assert!(!valid_node_name(&"a".repeat(254)));
+    }
+}
