@@ -228,13 +228,15 @@ enum Layer {
     Sessions,
     Boxes,
     Path,
+    /// Lines from a badge moved aside to its hop's place, under every badge.
+    Leaders,
     Badges,
     Legend,
 }
 
 #[derive(Default)]
 struct Canvas {
-    layers: [String; 8],
+    layers: [String; 9],
     texts: Vec<Rect>,
     marks: BTreeSet<&'static str>,
 }
@@ -990,6 +992,8 @@ pub fn draw(scene: &Scene, arrangement: Arrangement) -> Drawing {
         for (n, _) in &anchors {
             c.mark(badge_colour(&trace.hops[*n]).1);
         }
+        // Badges that meet at one place are set aside, a thin line back to their place.
+        c.mark("hop-leader");
         c.mark("current");
     }
     for s in &segments {
@@ -1007,18 +1011,21 @@ pub fn draw(scene: &Scene, arrangement: Arrangement) -> Drawing {
             let area = Rect::around(at, BADGE_R);
             taken.push(area);
             let (colour, _) = badge_colour(hop);
-            let mut markup =
-                format!(r#"<g class="hop" data-hop="{}" data-place="{}">"#, n + 1, escape(&hop.place));
             if at.distance(a.point) > BADGE_R + 2.0 {
-                let _ = write!(
-                    markup,
-                    r#"<path class="leader" d="M{} L{}" stroke="{colour}" stroke-width="1.5"/><circle cx="{}" cy="{}" r="3" fill="{colour}"/>"#,
-                    pt(a.point),
-                    pt(at),
-                    num(a.point.x),
-                    num(a.point.y)
+                c.push(
+                    Layer::Leaders,
+                    &format!(
+                        r#"<g class="leader" data-hop="{}"><path d="M{} L{}" stroke="{colour}" stroke-width="1.5"/><circle cx="{}" cy="{}" r="3" fill="{colour}"/></g>"#,
+                        n + 1,
+                        pt(a.point),
+                        pt(at),
+                        num(a.point.x),
+                        num(a.point.y)
+                    ),
                 );
             }
+            let mut markup =
+                format!(r#"<g class="hop" data-hop="{}" data-place="{}">"#, n + 1, escape(&hop.place));
             let _ = write!(
                 markup,
                 r#"<circle class="disc" cx="{}" cy="{}" r="{BADGE_R}" fill="{colour}" stroke="white" stroke-width="1.5"/><text x="{}" y="{}" text-anchor="middle" fill="white" font-weight="bold" font-size="13">{}</text><title>{}</title></g>"#,
@@ -1301,7 +1308,7 @@ fn hop_summary(hop: &Hop) -> String {
 
 /// Every kind of line and mark the picture may draw, with what it means, in the legend's
 /// order. The legend shows those the drawing has.
-pub const LEGEND: [(&str, &str); 19] = [
+pub const LEGEND: [(&str, &str); 20] = [
     ("router", "router"),
     ("outside", "outside client"),
     ("store", "store"),
@@ -1320,6 +1327,7 @@ pub const LEGEND: [(&str, &str); 19] = [
     ("hop", "hop n of the trace"),
     ("hop-overlay", "hop n, the packet encapsulated"),
     ("hop-stop", "hop n: the packet stops, or the probe was not seen"),
+    ("hop-leader", "a badge set aside, and where its hop is"),
     ("current", "the hop and step on the slide shown"),
 ];
 
@@ -1385,6 +1393,17 @@ fn legend(c: &mut Canvas, l: &Layout, arrangement: Arrangement) -> f64 {
                     + &stroke("white", 2.5, r#" stroke-dasharray="7 5""#)
             }
             "current" => stroke(HALO, 14.0, r#" stroke-linecap="round""#) + &stroke(PLAIN, 4.0, ""),
+            "hop-leader" => format!(
+                r#"<path d="M{},{} L{},{}" stroke="{PLAIN}" stroke-width="1.5"/><circle cx="{}" cy="{}" r="3" fill="{PLAIN}"/><circle cx="{}" cy="{}" r="6" fill="{PLAIN}"/>"#,
+                num(gx + 4.0),
+                num(gy + 4.0),
+                num(gx + GLYPH - 8.0),
+                num(gy - 3.0),
+                num(gx + 4.0),
+                num(gy + 4.0),
+                num(gx + GLYPH - 8.0),
+                num(gy - 3.0)
+            ),
             _ => String::new(),
         };
         c.push(Layer::Legend, &glyph);
@@ -1804,6 +1823,7 @@ mod tests {
                 "path-overlay",
                 "hop",
                 "hop-overlay",
+                "hop-leader",
                 "current",
             ] {
                 assert!(picture.marks.contains(expected), "{arrangement:?}: {expected}");

@@ -237,8 +237,17 @@ fn the_picture_shows_every_machine_and_the_traced_path_in_a_real_browser() {
         );
         assert_eq!(dom.matches("class=\"slide current\"").count(), 1, "{title}: the first slide shows");
         assert!(dom.contains(&format!("hop 1 of {hops}")) && dom.contains("probe seen here"), "{title}");
-        let mut legend =
-            vec!["cable", "segment", "uplink", "tunnel", "path-plain", "path-overlay", "hop", "current"];
+        let mut legend = vec![
+            "cable",
+            "segment",
+            "uplink",
+            "tunnel",
+            "path-plain",
+            "path-overlay",
+            "hop",
+            "hop-leader",
+            "current",
+        ];
         if gateways > 0 {
             assert_eq!(
                 dom.matches("class=\"bgp\"").count(),
