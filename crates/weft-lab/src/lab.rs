@@ -956,10 +956,16 @@ impl Lab {
     fn router_box(&self, topology: &Topology) -> crate::picture::RouterBox {
         use crate::picture::{NextHop, PodRoute, RouterBox};
         let speaks = self.state.spec.router_speaks_bgp();
+        // The pods' network: l2 mode's pods live on rack 1's own segment.
+        let pods: ipnet::IpNet = if self.state.spec.mode == Mode::L2 {
+            ipnet::IpNet::V4(topology.racks[0].subnet)
+        } else {
+            POD_CIDR.parse().expect("a network")
+        };
         let mut router = RouterBox {
             asn: speaks.then_some(ROUTER_ASN),
             daemon: speaks.then(|| self.state.spec.router.name().to_string()),
-            pod_network: POD_CIDR.to_string(),
+            pod_network: pods.to_string(),
             ..Default::default()
         };
         let read = || {
@@ -997,7 +1003,6 @@ impl Lab {
                 .find(|(_, ip)| std::net::IpAddr::V4(*ip) == address)
                 .map(|(name, _)| name.clone())
         };
-        let pods: ipnet::IpNet = POD_CIDR.parse().expect("a network");
         router.routes = routes
             .iter()
             .filter(|r| r.table == weft_kernel::netlink::MAIN_TABLE && pods.contains(&r.destination))
@@ -1012,7 +1017,7 @@ impl Lab {
                     next_hops: hops
                         .into_iter()
                         .map(|(gateway, oif)| NextHop {
-                            address: gateway.map_or("(direct)".to_string(), |g| g.to_string()),
+                            address: gateway.map(|g| g.to_string()),
                             member: gateway.and_then(member_at),
                             interface: oif.and_then(name_of),
                         })

@@ -52,7 +52,8 @@ pub struct RackBox {
 /// One next hop of a route the router holds.
 #[derive(Debug, Clone, Serialize)]
 pub struct NextHop {
-    pub address: String,
+    /// The gateway; none for a route straight onto the interface's segment.
+    pub address: Option<String>,
     /// The lab member with that address, if one has it.
     pub member: Option<String>,
     /// The router's interface it goes out of.
@@ -190,6 +191,9 @@ const POD_INSET: f64 = 12.0;
 const FLOOR: f64 = 30.0;
 const BADGE_R: f64 = 11.5;
 const MIN_MACHINE_W: f64 = 200.0;
+/// In the narrow arrangement, a machine's uplink is on its left edge this far down: above its
+/// first line of text.
+const NARROW_UPLINK: f64 = 8.0;
 
 const FONT_FAMILY: &str = "DejaVu Sans, Verdana, sans-serif";
 
@@ -419,7 +423,10 @@ fn router_lines(router: &RouterBox) -> Vec<Line> {
     }];
     lines.extend(router.interfaces.iter().map(|(name, address)| plain(format!("{name}  {address}"))));
     let hop = |h: &NextHop| {
-        let mut text = format!("via {}", h.address);
+        let mut text = match &h.address {
+            Some(address) => format!("via {address}"),
+            None => "directly".to_string(),
+        };
         if let Some(member) = &h.member {
             text += &format!(" ({member})");
         }
@@ -515,7 +522,7 @@ impl Layout {
         let (_, r) = self.machine(name)?;
         Some(match self.arrangement {
             Arrangement::Wide => Point::new(r.x + r.w / 2.0, r.y),
-            Arrangement::Narrow => Point::new(r.x, r.y + 17.0),
+            Arrangement::Narrow => Point::new(r.x, r.y + NARROW_UPLINK),
         })
     }
 
@@ -708,7 +715,7 @@ fn narrow(
     let outside_rect = Rect::new(machine_x, router_rect.bottom() + 30.0, machine_w, outside.1);
     let store_rect = Rect::new(machine_x, outside_rect.bottom() + 16.0, machine_w, store.1);
     let mut ports = HashMap::new();
-    let outside_uplink = Point::new(outside_rect.x, outside_rect.y + 17.0);
+    let outside_uplink = Point::new(outside_rect.x, outside_rect.y + NARROW_UPLINK);
     let out_lane = lane(scene.racks.len());
     ports.insert(
         "outside".to_string(),
@@ -732,7 +739,7 @@ fn narrow(
         while let Some(machine) = machines.next_if(|m| m.rack == r) {
             let h = machine.height();
             placed.push((machine, Rect::new(machine_x, my, machine_w, h)));
-            last_uplink = my + 17.0;
+            last_uplink = my + NARROW_UPLINK;
             my += h + 14.0;
         }
         let bottom = my + 2.0;
@@ -1163,10 +1170,11 @@ fn anchor(l: &Layout, hop: &Hop) -> Option<Anchor> {
     }
     if place == "outside" {
         let body = Point::new(l.outside.right() - 20.0, l.outside.y + 17.0);
-        return Some(match (ingress, egress) {
-            (_, Some(_)) => at(l.outside_uplink),
-            _ => Anchor { point: body, entry: vec![l.outside_uplink], exit: Vec::new() },
-        });
+        let way = match l.arrangement {
+            Arrangement::Wide => vec![Point::new(body.x, l.outside_uplink.y)],
+            Arrangement::Narrow => top_way(&l.outside, body),
+        };
+        return Some(on_machine(ingress, egress, body, l.outside_uplink, way, None));
     }
     if let Some((_, bus)) = rack_named(l, place) {
         let port = |name: &str| if name == "router" { Some(bus.junction) } else { l.bus_point(name) };
@@ -1188,14 +1196,41 @@ fn anchor(l: &Layout, hop: &Hop) -> Option<Anchor> {
     }
     let (_, r) = l.machine(place)?;
     let uplink = l.uplink(place)?;
-    let bus = l.bus_point(place)?;
     let body = Point::new(r.right() - 20.0, r.y + 17.0);
-    Some(match (ingress == Some("eth0"), egress == Some("eth0")) {
-        (true, true) => Anchor { point: uplink, entry: vec![bus], exit: vec![bus] },
-        (false, true) => Anchor { point: uplink, entry: Vec::new(), exit: vec![bus] },
-        (true, false) => Anchor { point: body, entry: vec![bus, uplink], exit: Vec::new() },
+    let way = match l.arrangement {
+        Arrangement::Wide => vec![Point::new(body.x, r.y)],
+        Arrangement::Narrow => top_way(r, body),
+    };
+    Some(on_machine(ingress, egress, body, uplink, way, l.bus_point(place)))
+}
+
+/// From a narrow arrangement's machine's body point to its uplink: up, and along the top of
+/// the box, above its text.
+fn top_way(r: &Rect, body: Point) -> Vec<Point> {
+    vec![Point::new(body.x, r.y + 3.0), Point::new(r.x, r.y + 3.0)]
+}
+
+/// A hop on a machine: at its uplink when the packet leaves (or arrives and leaves) by eth0,
+/// else at its body point, right of its name; `way` runs from the body point to the uplink
+/// clear of the text, `bus` is where the machine's drop meets its rack's bus.
+fn on_machine(
+    ingress: Option<&str>,
+    egress: Option<&str>,
+    body: Point,
+    uplink: Point,
+    way: Vec<Point>,
+    bus: Option<Point>,
+) -> Anchor {
+    let bus: Vec<Point> = bus.into_iter().collect();
+    match (ingress == Some("eth0"), egress == Some("eth0")) {
+        (true, true) => Anchor { point: uplink, entry: bus.clone(), exit: bus },
+        (false, true) => Anchor { point: uplink, entry: [vec![body], way].concat(), exit: bus },
+        (true, false) => {
+            let back: Vec<Point> = way.into_iter().rev().collect();
+            Anchor { point: body, entry: [bus, vec![uplink], back].concat(), exit: Vec::new() }
+        }
         (false, false) => at(body),
-    })
+    }
 }
 
 fn rack_named<'a>(l: &'a Layout, name: &str) -> Option<&'a (Rect, Bus)> {
@@ -1236,7 +1271,7 @@ fn steps(trace: &Trace, anchors: &[(usize, Anchor)]) -> Vec<Segment> {
                 *lane += 1;
                 let (dx, dy) = (q.x - p.x, q.y - p.y);
                 let length = (dx * dx + dy * dy).sqrt().max(1e-9);
-                (-dy / length * shift, dx / length * shift)
+                (dy / length * shift, -dx / length * shift)
             })
             .collect();
         // A corner moves with the stretches either side of it that moved.
@@ -1479,6 +1514,7 @@ pub fn html(scene: &Scene) -> String {
 body {{ font-family: {FONT_FAMILY}; margin: 0; padding: 10px 12px; color: #212529; }}
 #controls .hint {{ color: #495057; font-size: clamp(13px, 0.9vw, 16px); }}
 .picture svg.picture {{ display: block; width: 100%; height: auto; }}
+.picture svg.wide {{ max-height: 80vh; }}
 .picture svg.narrow {{ display: none; max-width: {narrow_max}px; margin: 0 auto; }}
 @media (max-width: {breakpoint}px) {{
   .picture svg.wide {{ display: none; }}
@@ -1689,7 +1725,7 @@ mod tests {
             }
         }
         let next_hop = |address: &str, member: &str, interface: &str| NextHop {
-            address: address.into(),
+            address: Some(address.into()),
             member: Some(member.into()),
             interface: Some(interface.into()),
         };
@@ -1990,6 +2026,62 @@ mod tests {
                 picture.segments[2].points.contains(&up),
                 "{arrangement:?}: hop 3 → 4 enters g1 by its uplink"
             );
+        }
+    }
+
+    #[test]
+    fn the_path_crosses_no_text() {
+        // Through a gateway, and from a pod through its node's uplink across racks, and from
+        // the client's agent into the overlay.
+        let mut scene = scene();
+        let mut across = through_a_gateway();
+        across.hops = vec![
+            hop("n1-p1", None, Some("eth0"), false),
+            hop("n1", Some("wv1"), Some("weft.1"), false),
+            hop("n1", None, Some("eth0"), true),
+            hop("rack1", Some("n1"), Some("router"), true),
+            hop("router", Some("rack1"), Some("rack2"), true),
+            hop("rack2", Some("router"), Some("n4"), true),
+            hop("n4", Some("eth0"), Some("wv2"), true),
+            hop("n4-p2", Some("eth0"), None, false),
+        ];
+        let mut client = through_a_gateway();
+        client.hops = vec![
+            hop("outside", None, Some("weft.1"), false),
+            hop("outside", None, Some("eth0"), true),
+            hop("router", Some("outside"), Some("rack1"), true),
+            hop("rack1", Some("router"), Some("n2"), true),
+            hop("n2", Some("eth0"), Some("wv1"), true),
+            hop("n2-p1", Some("eth0"), None, false),
+        ];
+        scene.client = true;
+        for trace in [through_a_gateway(), across, client] {
+            scene.trace = Some(trace);
+            for arrangement in BOTH {
+                let picture = draw(&scene, arrangement);
+                assert!(picture.segments.len() + 1 >= scene.trace.as_ref().unwrap().hops.len());
+                for s in &picture.segments {
+                    for edge in s.points.windows(2) {
+                        let length = edge[0].distance(edge[1]);
+                        for i in 0..=(length as usize) {
+                            let t = if length > 0.0 { i as f64 / length } else { 0.0 };
+                            let p = Point::new(
+                                edge[0].x + t * (edge[1].x - edge[0].x),
+                                edge[0].y + t * (edge[1].y - edge[0].y),
+                            );
+                            // The line is 4 wide (a pipe 8): half of it either side.
+                            let line = Rect::around(p, if s.overlay { 4.0 } else { 2.0 });
+                            let hit = picture.texts.iter().find(|t| t.intersects(&line));
+                            assert!(
+                                hit.is_none(),
+                                "{arrangement:?}: step {}→{} at {p:?} crosses text {hit:?}",
+                                s.hop,
+                                s.to
+                            );
+                        }
+                    }
+                }
+            }
         }
     }
 
