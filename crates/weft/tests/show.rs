@@ -47,6 +47,7 @@ const PROBE: &str = r#"<script>
     arrangement: svg.dataset.arrangement,
     width: svg.getBoundingClientRect().width,
     units: svg.viewBox.baseVal.width,
+    scale: svg.getScreenCTM().a,
     badges: Array.from(svg.querySelectorAll('g.hop')).map(g => ({ hop: Number(g.dataset.hop), box: box(g.querySelector('.disc')) })),
     texts: Array.from(svg.querySelectorAll('text')).filter(t => !t.closest('g.hop')).map(t => ({ text: t.textContent, box: box(t) })),
     uplinks: Object.fromEntries(Array.from(svg.querySelectorAll('rect.uplink')).map(u => [u.dataset.name, [Number(u.dataset.x), Number(u.dataset.y)]])),
@@ -176,11 +177,17 @@ fn check_layout(title: &str, size: &str, probe: &Value, hops: usize, legend: &[&
     }
 }
 
-/// The drawing's width in CSS pixels, its arrangement, and its text's size in pixels.
-fn extent(probe: &Value) -> (f64, String, f64) {
-    let width = probe["width"].as_f64().unwrap();
-    let font = 14.0 * width / probe["units"].as_f64().unwrap();
-    (width, probe["arrangement"].as_str().unwrap().to_string(), font)
+/// The width of the SVG element and of the drawing in it (which may be less, to fit the
+/// window's height), in CSS pixels, its arrangement, and its text's size in pixels.
+fn extent(probe: &Value) -> (f64, f64, String, f64) {
+    let scale = probe["scale"].as_f64().unwrap();
+    let drawing = scale * probe["units"].as_f64().unwrap();
+    (
+        probe["width"].as_f64().unwrap(),
+        drawing,
+        probe["arrangement"].as_str().unwrap().to_string(),
+        14.0 * scale,
+    )
 }
 
 #[test]
@@ -291,24 +298,25 @@ fn the_picture_shows_every_machine_and_the_traced_path_in_a_real_browser() {
         )
         .unwrap();
         let mut desktop = Vec::new();
-        for (w, h) in [(1920, 1080), (1600, 1000)] {
+        // Two windows of one shape: the drawing scales with them, by width or (a tall
+        // drawing) by height alike.
+        for (w, h) in [(1920, 1200), (1600, 1000)] {
             let size = format!("{w}×{h}");
             let probe = probe_result(&self::dom(&[&format!("--window-size={w},{h}")], &url(&probed)));
             check_layout(title, &size, &probe, hops, &legend);
-            let (width, arrangement, font) = extent(&probe);
+            let (element, drawing, arrangement, font) = extent(&probe);
             assert_eq!(arrangement, "wide", "{title} at {size}");
             assert!(
-                (width - (w as f64 - 24.0)).abs() < 2.0,
-                "{title} at {size}: fills the window ({width} px)"
+                (element - (w as f64 - 24.0)).abs() < 2.0,
+                "{title} at {size}: fills the window ({element} px)"
             );
+            assert!(drawing > 0.75 * element, "{title} at {size}: the drawing is {drawing} px of {element}");
             assert!(font >= 10.0, "{title} at {size}: text of {font:.1} px");
-            println!("{title} at {size}: {width:.0} px wide, text {font:.1} px");
-            desktop.push(width);
+            println!("{title} at {size}: {drawing:.0} px wide, text {font:.1} px");
+            desktop.push(drawing);
         }
-        assert!(
-            (desktop[1] / desktop[0] - 1576.0 / 1896.0).abs() < 0.01,
-            "{title}: the width follows the window"
-        );
+        let ratio = desktop[1] / desktop[0];
+        assert!((ratio - 1576.0 / 1896.0).abs() < 0.02, "{title}: the width follows the window ({ratio})");
         let frame = pictures.join(format!("weft-lab-{title}-phone.html"));
         std::fs::write(&frame, phone_frame(&probed)).unwrap();
         let probe = probe_result(&self::dom(
@@ -316,7 +324,7 @@ fn the_picture_shows_every_machine_and_the_traced_path_in_a_real_browser() {
             &url(&frame),
         ));
         check_layout(title, "390×844", &probe, hops, &legend);
-        let (width, arrangement, font) = extent(&probe);
+        let (width, _, arrangement, font) = extent(&probe);
         assert_eq!(arrangement, "narrow", "{title} on a phone: one column");
         assert!(width > 340.0 && width <= 390.0, "{title} on a phone: {width} px");
         assert!(font >= 11.0, "{title} on a phone: text of {font:.1} px");
