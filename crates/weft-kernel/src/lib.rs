@@ -14,7 +14,7 @@ pub mod netns;
 pub mod sysctl;
 
 pub use error::{Error, Result};
-pub use netlink::{Batch, Link, LinkKind, Netlink, Route, RouteScope, VethSpec, VxlanSpec};
+pub use netlink::{Batch, Link, LinkKind, Netlink, NextHop, Route, RouteScope, VethSpec, VxlanSpec};
 pub use netns::NetNs;
 
 /// An Ethernet address.

@@ -848,9 +848,10 @@ impl Lab {
     }
 
     /// The lab as a picture shows it: the topology with what the agents report now (subnets,
-    /// tunnels, BGP sessions), and a traced path if given.
+    /// tunnels, BGP sessions), what the router's kernel holds, the store (and etcd's leader),
+    /// and a traced path if given. The one place the picture's live state is read.
     pub fn scene(&self, trace: Option<weft_trace::Trace>) -> crate::picture::Scene {
-        use crate::picture::{NodeBox, PodBox, RackBox, Scene};
+        use crate::picture::{BgpSession, EtcdBox, NodeBox, PodBox, RackBox, Scene, StoreBox};
         let topology = self.topology();
         let subnet_of = |node: &str| {
             std::fs::read_to_string(self.state.node_dir(node).join("node.json"))
@@ -859,6 +860,7 @@ impl Lab {
                 .and_then(|file| file.subnets.first().map(|s| s.subnet.to_string()))
                 .unwrap_or_else(|| "(no lease)".into())
         };
+        let leader = if self.state.spec.store == StoreKind::Etcd { self.etcd_leader().ok() } else { None };
         let racks = topology
             .racks
             .iter()
@@ -891,7 +893,17 @@ impl Lab {
                     pods: Vec::new(),
                     gateway: true,
                 }));
-                RackBox { name: rack.name.clone(), subnet: rack.subnet.to_string(), nodes }
+                let etcd = topology
+                    .etcd
+                    .iter()
+                    .filter(|e| e.rack == rack.number)
+                    .map(|e| EtcdBox {
+                        name: e.name.clone(),
+                        address: e.ip.to_string(),
+                        leader: leader.as_deref() == Some(e.name.as_str()),
+                    })
+                    .collect();
+                RackBox { name: rack.name.clone(), subnet: rack.subnet.to_string(), nodes, etcd }
             })
             .collect();
         let mut tunnels: Vec<(String, String)> = Vec::new();
@@ -910,18 +922,116 @@ impl Lab {
                 }
             }
             if let Some(session) = status.bgp.first() {
-                bgp.push((member.clone(), session.state.clone()));
+                bgp.push(BgpSession {
+                    machine: member.clone(),
+                    asn: session.local_asn,
+                    peer_asn: session.asn,
+                    state: session.state.clone(),
+                });
             }
         }
+        let store = match self.state.spec.store {
+            StoreKind::Sqlite => {
+                StoreBox::Sqlite { path: self.state.store_url.trim_start_matches("sqlite:").to_string() }
+            }
+            StoreKind::Etcd => StoreBox::Etcd { members: topology.etcd.len(), leader },
+        };
         Scene {
             lab: self.name().to_string(),
             design: Design::of(&topology).to_string(),
             racks,
+            router: self.router_box(&topology),
             outside: OUTSIDE_CLIENT_IP.to_string(),
             client: topology.client,
+            store,
             tunnels,
             bgp,
             trace,
         }
+    }
+
+    /// The router as its kernel has it: interfaces and their addresses, and every route into
+    /// the pods' network with all its next hops (several when BGP learned one route from
+    /// several gateways: ECMP). Its AS and BGP daemon from the lab's spec.
+    fn router_box(&self, topology: &Topology) -> crate::picture::RouterBox {
+        use crate::picture::{NextHop, PodRoute, RouterBox};
+        let speaks = self.state.spec.router_speaks_bgp();
+        // The pods' network: l2 mode's pods live on rack 1's own segment.
+        let pods: ipnet::IpNet = if self.state.spec.mode == Mode::L2 {
+            ipnet::IpNet::V4(topology.racks[0].subnet)
+        } else {
+            POD_CIDR.parse().expect("a network")
+        };
+        let mut router = RouterBox {
+            asn: speaks.then_some(ROUTER_ASN),
+            daemon: speaks.then(|| self.state.spec.router.name().to_string()),
+            pod_network: pods.to_string(),
+            ..Default::default()
+        };
+        let read = || {
+            let ns = open_namespace(&topology.router_netns).map_err(|e| e.to_string())?;
+            let mut netlink = weft_kernel::Netlink::open_in(&ns).map_err(|e| e.to_string())?;
+            let links = netlink.links().map_err(|e| e.to_string())?;
+            let addresses = netlink.addresses().map_err(|e| e.to_string())?;
+            let routes = netlink.routes(false).map_err(|e| e.to_string())?;
+            Ok::<_, String>((links, addresses, routes))
+        };
+        let (links, addresses, routes) = match read() {
+            Ok(read) => read,
+            Err(e) => {
+                router.unread = Some(format!("its kernel was not read: {e}"));
+                return router;
+            }
+        };
+        let name_of = |index: u32| links.iter().find(|l| l.index == index).map(|l| l.name.clone());
+        // Racks first, in order, then the rest (the outside).
+        let mut interfaces: Vec<(String, String)> = addresses
+            .iter()
+            .filter(|(_, net)| !net.addr().is_loopback() && !is_link_local(net.addr()))
+            .filter_map(|(index, net)| Some((name_of(*index)?, net.to_string())))
+            .collect();
+        let rank = |name: &str| topology.racks.iter().position(|r| r.name == name).unwrap_or(usize::MAX);
+        interfaces.sort_by(|a, b| (rank(&a.0), &a.0).cmp(&(rank(&b.0), &b.0)));
+        router.interfaces = interfaces;
+        let member_at = |address: std::net::IpAddr| {
+            topology
+                .nodes
+                .iter()
+                .map(|n| (&n.name, n.ip))
+                .chain(topology.gateways.iter().map(|g| (&g.name, g.ip)))
+                .chain(topology.etcd.iter().map(|e| (&e.name, e.ip)))
+                .find(|(_, ip)| std::net::IpAddr::V4(*ip) == address)
+                .map(|(name, _)| name.clone())
+        };
+        router.routes = routes
+            .iter()
+            .filter(|r| r.table == weft_kernel::netlink::MAIN_TABLE && pods.contains(&r.destination))
+            .map(|r| {
+                let hops: Vec<(Option<std::net::IpAddr>, Option<u32>)> = if r.multipath.is_empty() {
+                    vec![(r.gateway, r.oif)]
+                } else {
+                    r.multipath.iter().map(|h| (h.gateway, Some(h.oif))).collect()
+                };
+                PodRoute {
+                    destination: r.destination.to_string(),
+                    next_hops: hops
+                        .into_iter()
+                        .map(|(gateway, oif)| NextHop {
+                            address: gateway.map(|g| g.to_string()),
+                            member: gateway.and_then(member_at),
+                            interface: oif.and_then(name_of),
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        router
+    }
+}
+
+fn is_link_local(address: std::net::IpAddr) -> bool {
+    match address {
+        std::net::IpAddr::V4(v4) => v4.is_link_local(),
+        std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
     }
 }

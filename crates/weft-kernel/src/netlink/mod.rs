@@ -13,7 +13,7 @@ mod routes;
 
 pub use links::{Link, LinkKind, VethSpec, VxlanInfo, VxlanSpec};
 pub use lookup::{Lookup, Neighbour, Verdict};
-pub use routes::{Route, RouteScope, MAIN_TABLE, WEFT_ROUTE_PROTOCOL};
+pub use routes::{NextHop, Route, RouteScope, MAIN_TABLE, WEFT_ROUTE_PROTOCOL};
 
 use crate::{Error, NetNs, Result};
 use netlink_packet_core::{

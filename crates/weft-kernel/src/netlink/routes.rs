@@ -36,6 +36,16 @@ pub struct Route {
     pub table: u32,
     pub protocol: u8,
     pub metric: Option<u32>,
+    /// The next hops of a multipath (ECMP) route, as the kernel reports them; empty for a
+    /// route with one next hop (`gateway`, `oif`). Read only: weft installs no such route.
+    pub multipath: Vec<NextHop>,
+}
+
+/// One next hop of a multipath route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextHop {
+    pub gateway: Option<IpAddr>,
+    pub oif: u32,
 }
 
 impl Route {
@@ -50,6 +60,7 @@ impl Route {
             table: MAIN_TABLE,
             protocol: WEFT_ROUTE_PROTOCOL,
             metric: None,
+            multipath: Vec::new(),
         }
     }
 
@@ -185,6 +196,7 @@ pub(super) fn parse_route(message: &RouteMessage) -> Option<Route> {
         table: u32::from(header.table),
         protocol: u8::from(header.protocol),
         metric: None,
+        multipath: Vec::new(),
     };
     for attribute in &message.attributes {
         match attribute {
@@ -193,6 +205,18 @@ pub(super) fn parse_route(message: &RouteMessage) -> Option<Route> {
             RouteAttribute::Oif(oif) => route.oif = Some(*oif),
             RouteAttribute::Table(table) => route.table = *table,
             RouteAttribute::Priority(metric) => route.metric = Some(*metric),
+            RouteAttribute::MultiPath(hops) => {
+                route.multipath = hops
+                    .iter()
+                    .map(|hop| NextHop {
+                        gateway: hop.attributes.iter().find_map(|a| match a {
+                            RouteAttribute::Gateway(address) => route_address(address),
+                            _ => None,
+                        }),
+                        oif: hop.interface_index,
+                    })
+                    .collect();
+            }
             _ => {}
         }
     }
@@ -201,4 +225,36 @@ pub(super) fn parse_route(message: &RouteMessage) -> Option<Route> {
     route.destination =
         IpNet::new(destination.unwrap_or(unspecified), header.destination_prefix_length).ok()?;
     Some(route)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_route::route::RouteNextHop;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn a_multipath_route_keeps_every_next_hop() {
+        let hop = |last: u8, oif: u32| {
+            let mut hop = RouteNextHop::default();
+            hop.interface_index = oif;
+            hop.attributes =
+                vec![RouteAttribute::Gateway(RouteAddress::Inet(Ipv4Addr::new(198, 18, last, 200 + last)))];
+            hop
+        };
+        let mut message = RouteMessage::default();
+        message.header.address_family = AddressFamily::Inet;
+        message.header.destination_prefix_length = 16;
+        message.header.kind = RouteType::Unicast;
+        message.attributes = vec![
+            RouteAttribute::Destination(RouteAddress::Inet(Ipv4Addr::new(10, 244, 0, 0))),
+            RouteAttribute::MultiPath(vec![hop(1, 3), hop(2, 4)]),
+        ];
+        let route = parse_route(&message).unwrap();
+        assert_eq!(route.destination.to_string(), "10.244.0.0/16");
+        assert_eq!(route.gateway, None);
+        let hops: Vec<(String, u32)> =
+            route.multipath.iter().map(|h| (h.gateway.unwrap().to_string(), h.oif)).collect();
+        assert_eq!(hops, [("198.18.1.201".to_string(), 3), ("198.18.2.202".to_string(), 4)]);
+    }
 }
