@@ -3,7 +3,9 @@
 //! must. (Any of them, not only `CNI_COMMAND`: a runtime that forgot `CNI_COMMAND` gets the
 //! spec's error object, not a usage text it cannot read.)
 
+mod install_cni;
 mod lab_cli;
+mod pods;
 mod trace_cli;
 
 use anyhow::Context;
@@ -61,7 +63,7 @@ enum Commands {
         /// Do not SNAT pods' traffic that leaves the cluster CIDR.
         #[arg(long)]
         no_masquerade: bool,
-        /// Where to serve /metrics and /healthz ("off": nowhere).
+        /// Where to serve /metrics, /healthz and /readyz ("off": nowhere).
         #[arg(long, default_value = "127.0.0.1:9473")]
         metrics_address: String,
         /// node: hosts pods; gateway: forwards between the physical network and the overlay,
@@ -81,11 +83,43 @@ enum Commands {
         /// stops, so a restart loses no traffic (without it, stopping withdraws them).
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..=4095))]
         bgp_graceful_restart: Option<u16>,
+        /// Write the CNI network config list into this directory (the runtime's, e.g.
+        /// /etc/cni/net.d) once this node can wire pods: a lease held, the node file written.
+        /// The node turns Ready then. Never removed.
+        #[arg(long)]
+        cni_conf_dir: Option<PathBuf>,
+        /// The list to write there (default: weft then portmap, as 10-weft.conflist).
+        #[arg(long, requires = "cni_conf_dir")]
+        cni_conflist: Option<PathBuf>,
+    },
+    /// Install the CNI plugin on this node: this binary into the CNI bin dir, atomically, and
+    /// with --conf-dir the network config list (a DaemonSet leaves the list to the agent's
+    /// --cni-conf-dir, so that the node turns Ready only once pods can be wired).
+    InstallCni {
+        /// The runtime's CNI bin dir (e.g. /opt/cni/bin).
+        #[arg(long)]
+        bin_dir: PathBuf,
+        /// Write the network config list into this directory too (e.g. /etc/cni/net.d).
+        #[arg(long)]
+        conf_dir: Option<PathBuf>,
+        /// The list to write (default: weft then portmap, as 10-weft.conflist).
+        #[arg(long, requires = "conf_dir")]
+        conflist: Option<PathBuf>,
+        /// The agent's state dir, named in the default list when it is not /run/weft.
+        #[arg(long, default_value = weft_cni::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        /// Another plugin binary to install beside weft, when the bin dir has none of that
+        /// name (the image's portmap, for nodes without the reference plugins). Repeatable.
+        #[arg(long)]
+        plugin: Vec<PathBuf>,
     },
     /// This node's lease, its peers, and whether the kernel holds the planned routes.
     Status {
         #[arg(long, default_value = weft_cni::DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
+        /// The CNI plugin's IPAM store (its `dataDir`), to list this node's pods.
+        #[arg(long, default_value = weft_cni::DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
     },
     /// A packet's path hop by hop, from the kernel's own tables: in a lab (FROM TO), or on
     /// this node (TO, the part of the path the node can see).
@@ -157,6 +191,14 @@ enum RoleArg {
     Client,
 }
 
+fn role_name(role: RoleArg) -> &'static str {
+    match role {
+        RoleArg::Node => "node",
+        RoleArg::Gateway => "gateway",
+        RoleArg::Client => "client",
+    }
+}
+
 fn main() -> ExitCode {
     const CNI_VARIABLES: [&str; 6] =
         ["CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_PATH", "CNI_ARGS"];
@@ -223,7 +265,16 @@ fn command(command: Commands) -> anyhow::Result<()> {
             bgp_peer,
             bgp_hold_time,
             bgp_graceful_restart,
+            cni_conf_dir,
+            cni_conflist,
         } => {
+            if cni_conf_dir.is_some() && !matches!(role, RoleArg::Node) {
+                anyhow::bail!("--cni-conf-dir: only a node hosts pods (this is a {})", role_name(role));
+            }
+            let cni_conflist = cni_conf_dir
+                .as_deref()
+                .map(|dir| install_cni::conflist(dir, cni_conflist.as_deref(), &state_dir))
+                .transpose()?;
             if bgp_hold_time == 1 || bgp_hold_time == 2 {
                 anyhow::bail!("--bgp-hold-time {bgp_hold_time}: 0, or at least 3 (RFC 4271)");
             }
@@ -269,11 +320,15 @@ fn command(command: Commands) -> anyhow::Result<()> {
                 resync: Duration::from_secs(resync),
                 masquerade: !no_masquerade,
                 metrics_address,
+                cni_conflist,
             };
             weft_agent::run(&options, &stop).context("agent")?;
             Ok(())
         }
-        Commands::Status { state_dir } => status(&state_dir),
+        Commands::InstallCni { bin_dir, conf_dir, conflist, state_dir, plugin } => {
+            install_cni::run(&bin_dir, conf_dir.as_deref(), conflist.as_deref(), &state_dir, &plugin)
+        }
+        Commands::Status { state_dir, data_dir } => status(&state_dir, &data_dir),
         Commands::Lab { command } => lab_cli::run(command),
         Commands::Trace { lab, state_dir, args, verify, json } => {
             trace_cli::run(lab.as_deref(), state_dir.as_deref(), &args, verify, json)
@@ -303,7 +358,7 @@ fn logging(level: tracing::level_filters::LevelFilter) {
 }
 
 /// Prints what the agent last wrote, then checks the kernel against it.
-fn status(state_dir: &std::path::Path) -> anyhow::Result<()> {
+fn status(state_dir: &std::path::Path, data_dir: &std::path::Path) -> anyhow::Result<()> {
     let path = state_dir.join(STATUS_FILE_NAME);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("read {} (is the agent running with this --state-dir?)", path.display()))?;
@@ -363,6 +418,7 @@ fn status(state_dir: &std::path::Path) -> anyhow::Result<()> {
     for peer in &status.peers {
         println!("  {:<20} {:<20} {}", peer.node, peer.subnet.to_string(), peer.path);
     }
+    pods::print(data_dir);
     // The kernel, read now: does it hold every planned route, and none of weft's others?
     let mut netlink = weft_kernel::Netlink::open()?;
     let names: std::collections::HashMap<u32, String> =

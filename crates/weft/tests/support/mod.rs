@@ -6,6 +6,7 @@
 //! never touches the root namespace and leaves nothing behind.
 #![allow(dead_code)]
 
+pub mod agent;
 pub mod etcd;
 pub mod lab;
 
