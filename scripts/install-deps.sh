@@ -16,6 +16,11 @@ packages=(
   frr                           # FRR, the other BGP router the lab and tests peer with
   chromium                      # headless, the picture tests open weft lab show's pages in it
   protobuf-compiler             # protoc: etcd-client compiles etcd's gRPC protos at build time
+  containerd                    # the CRI test: a real containerd (CRI plugin built in) plays the runtime
+  runc                          # containerd's OCI runtime, which starts the pods' pause containers
+  gcc                           # the CRI test builds its pause image's static binary (and rustc links with it)
+  libc6-dev                     # libc.a, for that static binary
+  python3-venv                  # the manifests' validator (kubernetes-validate) lives in a venv
 )
 
 missing=()

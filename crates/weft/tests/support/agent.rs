@@ -15,6 +15,8 @@ pub struct NodeAgent {
     pub store: String,
     /// The CNI conf dir the agent writes its list into, if any.
     pub cni_conf_dir: Option<PathBuf>,
+    /// The list it writes there (`--cni-conflist`; else weft's default).
+    pub cni_conflist: Option<PathBuf>,
     pub log: PathBuf,
     ns_path: PathBuf,
 }
@@ -28,6 +30,7 @@ impl NodeAgent {
             child: None,
             store: format!("sqlite:{}", node.data_dir.path().join("store.db").display()),
             cni_conf_dir: cni_conf_dir.map(Path::to_path_buf),
+            cni_conflist: None,
             log: node.data_dir.path().join("agent.log"),
             ns_path: node.ns.path().to_path_buf(),
         }
@@ -62,6 +65,9 @@ impl NodeAgent {
             .arg(format!("127.0.0.1:{METRICS_PORT}"));
         if let Some(dir) = &self.cni_conf_dir {
             command.arg("--cni-conf-dir").arg(dir);
+        }
+        if let Some(file) = &self.cni_conflist {
+            command.arg("--cni-conflist").arg(file);
         }
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         command.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod cri;
 pub mod etcd;
 pub mod lab;
 
