@@ -33,3 +33,13 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# The manifests' schema check (crates/weft/tests/deploy.rs): kubernetes-validate from PyPI,
+# pinned, with the Kubernetes API schemas it ships (offline), in a venv of its own.
+KUBERNETES_VALIDATE_VERSION=1.37.0
+venv=/opt/weft-tests/venv
+if ! "$venv/bin/kubernetes-validate" --version 2>/dev/null | grep -qF "$KUBERNETES_VALIDATE_VERSION"; then
+  echo "installing: kubernetes-validate $KUBERNETES_VALIDATE_VERSION (in $venv)"
+  /usr/bin/python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+fi

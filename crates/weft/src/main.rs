@@ -3,6 +3,8 @@
 //! must. (Any of them, not only `CNI_COMMAND`: a runtime that forgot `CNI_COMMAND` gets the
 //! spec's error object, not a usage text it cannot read.)
 
+#[cfg(test)]
+mod deploy_check;
 mod install_cni;
 mod lab_cli;
 mod pods;
@@ -91,6 +93,10 @@ enum Commands {
         /// The list to write there (default: weft then portmap, as 10-weft.conflist).
         #[arg(long, requires = "cni_conf_dir")]
         cni_conflist: Option<PathBuf>,
+        /// Where to write sysctls (rp_filter on the VXLAN device): a container without
+        /// privileges has /proc/sys read-only and mounts the host's /proc/sys/net elsewhere.
+        #[arg(long, default_value = "/proc/sys")]
+        proc_sys: PathBuf,
     },
     /// Install the CNI plugin on this node: this binary into the CNI bin dir, atomically, and
     /// with --conf-dir the network config list (a DaemonSet leaves the list to the agent's
@@ -267,7 +273,9 @@ fn command(command: Commands) -> anyhow::Result<()> {
             bgp_graceful_restart,
             cni_conf_dir,
             cni_conflist,
+            proc_sys,
         } => {
+            weft_kernel::sysctl::set_root(proc_sys);
             if cni_conf_dir.is_some() && !matches!(role, RoleArg::Node) {
                 anyhow::bail!("--cni-conf-dir: only a node hosts pods (this is a {})", role_name(role));
             }
