@@ -250,6 +250,13 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
             assert!(Instant::now() < deadline, "containerd did not start:\n{}", self.log_text());
             std::thread::sleep(Duration::from_millis(20));
         }
+        // The socket answers before the CRI plugin has loaded its state ("server is not
+        // initialized yet"): wait for a status, as the kubelet does.
+        let mut cri = self.client();
+        while cri.network_ready().1.starts_with("no status") {
+            assert!(Instant::now() < deadline, "the CRI never answered:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Stops containerd with SIGTERM, as systemd does; its shims, and so the pods, run on.
@@ -397,8 +404,11 @@ impl Cri {
     /// `NetworkReady` condition (true once it loaded a CNI config), and its reason.
     pub fn network_ready(&mut self) -> (bool, String) {
         let pods = &mut self.pods;
-        let status =
-            self.runtime.block_on(pods.status(StatusRequest { verbose: false })).unwrap().into_inner();
+        let status = match self.runtime.block_on(pods.status(StatusRequest { verbose: false })) {
+            Ok(status) => status.into_inner(),
+            // Right after a start, the CRI says "server is not initialized yet" for a moment.
+            Err(e) => return (false, format!("no status: {e}")),
+        };
         let condition = status
             .status
             .unwrap_or_default()
