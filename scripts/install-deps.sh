@@ -16,6 +16,11 @@ packages=(
   frr                           # FRR, the other BGP router the lab and tests peer with
   chromium                      # headless, the picture tests open weft lab show's pages in it
   protobuf-compiler             # protoc: etcd-client compiles etcd's gRPC protos at build time
+  containerd                    # the CRI test: a real containerd (CRI plugin built in) plays the runtime
+  runc                          # containerd's OCI runtime, which starts the pods' pause containers
+  gcc                           # the CRI test builds its pause image's static binary (and rustc links with it)
+  libc6-dev                     # libc.a, for that static binary
+  python3-venv                  # the manifests' validator (kubernetes-validate) lives in a venv
 )
 
 missing=()
@@ -27,4 +32,14 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The manifests' schema check (crates/weft/tests/deploy.rs): kubernetes-validate from PyPI,
+# pinned, with the Kubernetes API schemas it ships (offline), in a venv of its own.
+KUBERNETES_VALIDATE_VERSION=1.37.0
+venv=/opt/weft-tests/venv
+if ! "$venv/bin/kubernetes-validate" --version 2>/dev/null | grep -qF "$KUBERNETES_VALIDATE_VERSION"; then
+  echo "installing: kubernetes-validate $KUBERNETES_VALIDATE_VERSION (in $venv)"
+  /usr/bin/python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
 fi

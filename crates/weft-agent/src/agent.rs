@@ -7,7 +7,7 @@
 //!
 //! 1. keep the lease alive when due, or lease again when it was lost;
 //! 2. apply the store's changes to the plan, peer by peer;
-//! 3. write the node file when it changes;
+//! 3. write the node file when it changes, then (once) the CNI network config list;
 //! 4. masquerade (re-asserted on the resync timer);
 //! 5. reconcile: the changed peers only, or everything (start, resync, config change, after
 //!    a failure);
@@ -57,6 +57,9 @@ pub struct AgentConfig {
     pub public_ip: Option<IpAddr>,
     /// Our AS, when a BGP speaker runs: for the status.
     pub local_asn: Option<u32>,
+    /// The CNI network config list to write for the node's runtime once pods can be wired
+    /// (a lease held, the node file written); never removed.
+    pub cni_conflist: Option<crate::install::CniConflist>,
 }
 
 /// Why a pass ran.
@@ -131,6 +134,8 @@ pub struct Agent {
     /// Whether the next pass must read the whole kernel.
     needs_full: bool,
     node_file: Option<NodeFile>,
+    /// Whether the CNI config list is in place (written, or found as it should be).
+    conflist_written: bool,
     masqueraded: Option<(ipnet::IpNet, Instant)>,
     next_resync: Instant,
     next_renew: Instant,
@@ -173,6 +178,7 @@ impl Agent {
             rejected: BTreeMap::new(),
             needs_full: true,
             node_file: None,
+            conflist_written: false,
             masqueraded: None,
             retry_at: None,
             started: false,
@@ -344,6 +350,7 @@ impl Agent {
             return self.finish(report, started);
         }
         self.write_node_file(&config);
+        self.write_conflist();
         self.masquerade(&config, report.full || self.needs_full);
         self.reconcile(&config, &mut report);
         self.announce(&config, report.error.is_none());
@@ -630,6 +637,40 @@ impl Agent {
         self.node_file = Some(wanted);
     }
 
+    /// Writes the CNI config list once the node file is on disk: from then on the runtime
+    /// may send pods, and the plugin finds their subnet. Never removed (a restarting agent
+    /// leaves the node Ready: its pods keep running and new ones are wired from the node
+    /// file); rewritten only if someone changed it.
+    fn write_conflist(&mut self) {
+        let Some(conflist) = &self.config.cni_conflist else { return };
+        if self.conflist_written || self.node_file.is_none() {
+            return;
+        }
+        match conflist.write() {
+            Ok(wrote) => {
+                if wrote {
+                    info!("wrote the CNI network config {}", conflist.path().display());
+                }
+                self.conflist_written = true;
+            }
+            Err(e) => error!("write the CNI network config {}: {e}", conflist.path().display()),
+        }
+    }
+
+    /// Whether this machine can do its job now: a node can wire pods (it holds a lease as far
+    /// as it knows, the node file and any CNI config are written); a gateway or client has
+    /// planned and reconciled the overlay.
+    fn ready(&self, report: &PassReport) -> bool {
+        match self.config.role {
+            Role::Node => {
+                self.lease_alive()
+                    && self.node_file.is_some()
+                    && (self.config.cni_conflist.is_none() || self.conflist_written)
+            }
+            Role::Gateway | Role::Client => self.plan.is_some() && report.error.is_none() && !self.needs_full,
+        }
+    }
+
     fn masquerade(&mut self, config: &NetworkConfig, due: bool) {
         // L2 pods hold addresses of the physical segment: nothing to hide.
         if !self.config.masquerade || config.backend == Backend::L2 || self.lease.is_none() {
@@ -780,6 +821,8 @@ impl Agent {
             }
             metrics.healthy.store(report.error.is_none() && self.plan.is_some(), Ordering::Relaxed);
         }
+        let ready = self.ready(&report);
+        metrics.ready.store(ready, Ordering::Relaxed);
         let wrote =
             report.full || report.error.is_some() || report.deltas > 0 || report.reconciled.count() > 0;
         self.last_pass = status::PassStatus {

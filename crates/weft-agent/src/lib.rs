@@ -9,12 +9,15 @@
 //! - [`run`]: the agent as a process.
 //! - [`node`]: finding the uplink, its MTU and addresses.
 //! - [`masquerade`]: SNAT for pod traffic leaving the cluster, in a table of weft's own.
-//! - [`metrics`]: `/metrics` and `/healthz`.
+//! - [`metrics`]: `/metrics`, `/healthz` and `/readyz`.
+//! - [`install`]: the CNI plugin and its network config list, written whole where a runtime
+//!   finds them.
 //!
 //! Roles: a node hosts pods; a gateway or a client hosts none and only joins the overlay. With
 //! `--bgp-peer`, weft-bgp announces the node's subnet (a gateway: the cluster CIDR).
 
 pub mod agent;
+pub mod install;
 pub mod kernel;
 pub mod l2;
 pub mod masquerade;
@@ -24,6 +27,7 @@ pub mod reconcile;
 pub mod run;
 
 pub use agent::{Agent, AgentConfig, LeaseEvent, PassReport, Trigger};
+pub use install::CniConflist;
 pub use kernel::{Kernel, KernelError, NetlinkKernel, RecordingKernel};
 pub use run::{run, AgentOptions, BgpOptions};
 pub use weft_core::status::Role;

@@ -1,5 +1,10 @@
-//! `/metrics` (Prometheus text) and `/healthz`, served by one small thread on a loopback
-//! address of the node.
+//! `/metrics` (Prometheus text), `/healthz` and `/readyz`, served by one small thread on a
+//! loopback address of the node.
+//!
+//! - `/healthz`: the last pass reached the store and reconciled (a liveness probe).
+//! - `/readyz`: this node can wire pods: it holds its lease, and the node file (and the CNI
+//!   config list, when the agent writes one) are in place (a readiness probe). A gateway or
+//!   client: it has planned and reconciled the overlay.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -24,6 +29,8 @@ pub struct Metrics {
     pub store_events: AtomicU64,
     /// The last pass reached the store and reconciled without error.
     pub healthy: AtomicBool,
+    /// Pods can be wired (see the module's note).
+    pub ready: AtomicBool,
 }
 
 impl Metrics {
@@ -52,6 +59,12 @@ impl Metrics {
             "gauge",
             "Peers the backend cannot reach from here.",
             get(&self.unreachable_peers).to_string(),
+        );
+        metric(
+            "ready",
+            "gauge",
+            "1 while this node can wire pods (lease held, node file and CNI config written).",
+            u64::from(self.ready.load(Ordering::Relaxed)).to_string(),
         );
         metric("reconciles_total", "counter", "Reconcile passes.", get(&self.reconciles).to_string());
         metric(
@@ -106,7 +119,7 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics` and `/healthz` on `address` from a thread of its own.
+/// Serves `/metrics`, `/healthz` and `/readyz` on `address` from a thread of its own.
 pub fn serve(address: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(address)?;
     let bound = listener.local_addr()?;
@@ -125,6 +138,8 @@ pub fn serve(address: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<Sock
                 "/metrics" => ("200 OK", metrics.render()),
                 "/healthz" if metrics.healthy.load(Ordering::Relaxed) => ("200 OK", "ok\n".to_string()),
                 "/healthz" => ("503 Service Unavailable", "not ready\n".to_string()),
+                "/readyz" if metrics.ready.load(Ordering::Relaxed) => ("200 OK", "ready\n".to_string()),
+                "/readyz" => ("503 Service Unavailable", "not ready\n".to_string()),
                 _ => ("404 Not Found", "not found\n".to_string()),
             };
             let mut stream = &stream;

@@ -37,8 +37,10 @@ pub struct AgentOptions {
     pub resync: Duration,
     /// SNAT pods' traffic leaving the cluster CIDR.
     pub masquerade: bool,
-    /// Where to serve `/metrics` and `/healthz` (None: nowhere).
+    /// Where to serve `/metrics`, `/healthz` and `/readyz` (None: nowhere).
     pub metrics_address: Option<std::net::SocketAddr>,
+    /// The CNI network config list to write once the node can wire pods (None: none).
+    pub cni_conflist: Option<crate::install::CniConflist>,
 }
 
 /// Runs until `stop` is set. Leaves the kernel as it is on the way out: a restarted agent
@@ -85,6 +87,7 @@ pub fn run(options: &AgentOptions, stop: &AtomicBool) -> Result<(), AgentError> 
         masquerade: options.masquerade,
         public_ip: options.public_ip,
         local_asn: options.bgp.as_ref().map(|b| b.asn),
+        cni_conflist: options.cni_conflist.clone(),
     };
     let mut agent = Agent::new(config, store, Box::new(kernel), uplink, speaker, metrics);
     agent.run(stop);

@@ -42,6 +42,7 @@ impl World {
             masquerade: true,
             public_ip: None,
             local_asn: None,
+            cni_conflist: None,
         };
         Agent::new(config, self.store(), Box::new(kernel), uplink(), None, Default::default())
     }
@@ -322,6 +323,7 @@ impl World {
             masquerade: true,
             public_ip: None,
             local_asn: None,
+            cni_conflist: None,
         };
         let agent = Agent::new(config, Arc::new(store), Box::new(kernel), uplink(), None, Default::default());
         (agent, down, inject)
@@ -407,4 +409,69 @@ fn an_unreachable_store_leaves_the_kernel_as_it_is_and_the_agent_catches_up() {
         agent.step(&stop);
     }
     assert_eq!(agent.informer_stats().lists, 1, "caught up by the watch, not a listing");
+}
+
+#[test]
+fn the_cni_config_comes_after_the_lease_and_the_node_file_and_makes_the_node_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_path = dir.path().join("store.db");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&store_path).unwrap());
+    let state_dir = dir.path().join("state");
+    let conflist = weft_agent::CniConflist {
+        dir: dir.path().join("net.d"),
+        name: "10-weft.conflist".into(),
+        text: weft_core::conflist::default_conflist(&state_dir, std::path::Path::new("/run/weft")),
+    };
+    let config = AgentConfig {
+        role: Role::Node,
+        node: "n1".into(),
+        state_dir: Some(state_dir.clone()),
+        lease_ttl: Duration::from_secs(30),
+        resync: Duration::from_secs(3600),
+        masquerade: false,
+        public_ip: None,
+        local_asn: None,
+        cni_conflist: Some(conflist.clone()),
+    };
+    let metrics = Arc::new(weft_agent::metrics::Metrics::default());
+    let mut agent = Agent::new(config, store.clone(), Box::new(kernel()), uplink(), None, metrics.clone());
+    let ready = || metrics.ready.load(std::sync::atomic::Ordering::Relaxed);
+    let stop = AtomicBool::new(false);
+
+    // No network yet: no lease, so no node file, no config, not ready.
+    agent.step(&stop);
+    assert!(!ready());
+    assert!(!state_dir.join("node.json").exists());
+    assert!(!conflist.path().exists());
+
+    let network =
+        NetworkConfig { backend: Backend::Route, ..NetworkConfig::new("10.244.0.0/16".parse().unwrap()) };
+    store.init_network(&network, false).unwrap();
+    let report = next_store_pass(&mut agent);
+    assert!(matches!(report.lease, LeaseEvent::Acquired(_)), "{report:?}");
+    assert!(state_dir.join("node.json").exists());
+    assert_eq!(std::fs::read_to_string(conflist.path()).unwrap(), conflist.text);
+    assert!(ready());
+    assert!(metrics.render().contains("weft_ready 1"));
+
+    // Another agent on the same node (a restart) finds the config as it should be and
+    // leaves it alone: the same file, never removed.
+    drop(agent);
+    let inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(conflist.path()).unwrap());
+    let config = AgentConfig {
+        role: Role::Node,
+        node: "n1".into(),
+        state_dir: Some(state_dir.clone()),
+        lease_ttl: Duration::from_secs(30),
+        resync: Duration::from_secs(3600),
+        masquerade: false,
+        public_ip: None,
+        local_asn: None,
+        cni_conflist: Some(conflist.clone()),
+    };
+    let metrics = Arc::new(weft_agent::metrics::Metrics::default());
+    let mut agent = Agent::new(config, store, Box::new(kernel()), uplink(), None, metrics.clone());
+    agent.step(&stop);
+    assert!(metrics.ready.load(std::sync::atomic::Ordering::Relaxed));
+    assert_eq!(std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(conflist.path()).unwrap()), inode);
 }

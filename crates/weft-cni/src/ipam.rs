@@ -1,8 +1,10 @@
 //! weft's built-in IPAM: one directory per network, one symlink per reserved address.
 //!
 //! `<dataDir>/networks/<network>/<ip>` is a symlink whose target reads
-//! `<containerID>/<ifname>`. `symlink(2)` creates the name and its content in one atomic
-//! step and fails if the name exists, so:
+//! `<containerID>/<ifname>`, or `<namespace>/<pod>/<containerID>/<ifname>` when the runtime
+//! named the pod (`K8S_POD_NAMESPACE`, `K8S_POD_NAME` in `CNI_ARGS`), so `ls -l` says whose
+//! an address is. `symlink(2)` creates the name and its content in one atomic step and
+//! fails if the name exists, so:
 //! - no address is ever given twice, even between processes that ignore the lock;
 //! - a process killed at any point leaves either a whole reservation or none: there is no
 //!   half-written record to repair. A reservation whose pod never came up is freed by the
@@ -28,7 +30,7 @@ pub struct Ipam {
     dir: PathBuf,
 }
 
-/// Who holds an address.
+/// Who holds an address: the attachment, which is what DEL, CHECK and GC name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Owner {
     pub container_id: String,
@@ -39,14 +41,49 @@ impl Owner {
     pub fn new(container_id: &str, ifname: &str) -> Self {
         Owner { container_id: container_id.into(), ifname: ifname.into() }
     }
+}
 
-    fn encode(&self) -> String {
-        format!("{}/{}", self.container_id, self.ifname)
+/// The Kubernetes pod an attachment serves, as the runtime named it. Not part of the
+/// owner's identity: a label for people (`ls -l`, `weft status`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PodName {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for PodName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
     }
+}
 
-    fn decode(text: &str) -> Option<Owner> {
-        let (container_id, ifname) = text.split_once('/')?;
-        Some(Owner::new(container_id, ifname))
+/// One reservation as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    pub ip: IpAddr,
+    pub owner: Owner,
+    pub pod: Option<PodName>,
+}
+
+/// The symlink's target: `[namespace/pod/]containerID/ifname`. None of the parts holds a
+/// `/` (container IDs, interface names and Kubernetes names are checked for that before
+/// they get here), so the number of parts tells the two forms apart.
+fn encode(owner: &Owner, pod: Option<&PodName>) -> String {
+    match pod {
+        Some(pod) => format!("{}/{}/{}/{}", pod.namespace, pod.name, owner.container_id, owner.ifname),
+        None => format!("{}/{}", owner.container_id, owner.ifname),
+    }
+}
+
+fn decode(text: &str) -> Option<(Owner, Option<PodName>)> {
+    let parts: Vec<&str> = text.split('/').collect();
+    match parts[..] {
+        [container_id, ifname] => Some((Owner::new(container_id, ifname), None)),
+        [namespace, name, container_id, ifname] => Some((
+            Owner::new(container_id, ifname),
+            Some(PodName { namespace: namespace.into(), name: name.into() }),
+        )),
+        _ => None,
     }
 }
 
@@ -122,14 +159,14 @@ impl Ipam {
         Ok(Lock(file))
     }
 
-    /// Every reservation of the network.
-    pub fn reservations(&self) -> Result<Vec<(IpAddr, Owner)>, CniError> {
+    /// Every reservation of the network, with the pod's name where it was recorded.
+    pub fn list(&self) -> Result<Vec<Reservation>, CniError> {
         let mut out = Vec::new();
         for (ip, path) in self.reservation_names()? {
             match fs::read_link(&path) {
                 Ok(target) => {
-                    if let Some(owner) = target.to_str().and_then(Owner::decode) {
-                        out.push((ip, owner));
+                    if let Some((owner, pod)) = target.to_str().and_then(decode) {
+                        out.push(Reservation { ip, owner, pod });
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::NotFound => {} // released meanwhile
@@ -137,6 +174,11 @@ impl Ipam {
             }
         }
         Ok(out)
+    }
+
+    /// Every reservation of the network, as (address, owner).
+    pub fn reservations(&self) -> Result<Vec<(IpAddr, Owner)>, CniError> {
+        Ok(self.list()?.into_iter().map(|r| (r.ip, r.owner)).collect())
     }
 
     /// The reservations' names, which are their addresses (other names: the lock).
@@ -161,7 +203,15 @@ impl Ipam {
     /// free), and the directory is listed only when many in a row are taken. An ADD
     /// repeated after a crash usually finds its earlier reservation at the hint and gets
     /// it back; otherwise it gets a second one, which its DEL frees with the first.
-    pub fn reserve(&self, owner: &Owner, subnet: &IpNet, excluded: &[IpAddr]) -> Result<IpAddr, CniError> {
+    ///
+    /// `pod` is recorded beside the owner when the runtime named the pod.
+    pub fn reserve(
+        &self,
+        owner: &Owner,
+        pod: Option<&PodName>,
+        subnet: &IpNet,
+        excluded: &[IpAddr],
+    ) -> Result<IpAddr, CniError> {
         let lock = self.lock()?;
         let hint = lock.hint(subnet.addr().is_ipv6()).filter(|ip| subnet.contains(ip));
         if let Some(ip) = hint {
@@ -180,7 +230,7 @@ impl Ipam {
                     format!("subnet {subnet} is full ({} addresses in use)", taken.len()),
                 ));
             };
-            match symlink(owner.encode(), self.dir.join(ip.to_string())) {
+            match symlink(encode(owner, pod), self.dir.join(ip.to_string())) {
                 Ok(()) => {
                     lock.set_hint(ip);
                     return Ok(ip);
@@ -199,7 +249,7 @@ impl Ipam {
     }
 
     fn owner_of(&self, ip: IpAddr) -> Option<Owner> {
-        fs::read_link(self.dir.join(ip.to_string())).ok()?.to_str().and_then(Owner::decode)
+        fs::read_link(self.dir.join(ip.to_string())).ok()?.to_str().and_then(decode).map(|(owner, _)| owner)
     }
 
     /// Whether no address of `subnet` is free.
@@ -265,12 +315,12 @@ mod tests {
     fn reserve_release_round_robin() {
         let (_dir, ipam) = store();
         let subnet: IpNet = "10.1.0.0/29".parse().unwrap();
-        let a = ipam.reserve(&Owner::new("a", "eth0"), &subnet, &[]).unwrap();
-        let b = ipam.reserve(&Owner::new("b", "eth0"), &subnet, &[]).unwrap();
+        let a = ipam.reserve(&Owner::new("a", "eth0"), None, &subnet, &[]).unwrap();
+        let b = ipam.reserve(&Owner::new("b", "eth0"), None, &subnet, &[]).unwrap();
         assert_eq!((a.to_string().as_str(), b.to_string().as_str()), ("10.1.0.1", "10.1.0.2"));
         assert_eq!(ipam.release(&Owner::new("a", "eth0")).unwrap(), vec![a]);
         // round robin: the freed .1 is not handed out again at once
-        let c = ipam.reserve(&Owner::new("c", "eth0"), &subnet, &[]).unwrap();
+        let c = ipam.reserve(&Owner::new("c", "eth0"), None, &subnet, &[]).unwrap();
         assert_eq!(c.to_string(), "10.1.0.3");
         // releasing twice is fine
         assert!(ipam.release(&Owner::new("a", "eth0")).unwrap().is_empty());
@@ -284,10 +334,10 @@ mod tests {
         for i in 1..=200 {
             symlink("other/eth0", ipam.dir().join(format!("10.1.0.{i}"))).unwrap();
         }
-        let ip = ipam.reserve(&Owner::new("a", "eth0"), &subnet, &[]).unwrap();
+        let ip = ipam.reserve(&Owner::new("a", "eth0"), None, &subnet, &[]).unwrap();
         assert_eq!(ip.to_string(), "10.1.0.201");
         fs::write(ipam.dir().join("lock"), "").unwrap();
-        let ip = ipam.reserve(&Owner::new("b", "eth0"), &subnet, &[]).unwrap();
+        let ip = ipam.reserve(&Owner::new("b", "eth0"), None, &subnet, &[]).unwrap();
         assert_eq!(ip.to_string(), "10.1.0.202");
     }
 
@@ -296,8 +346,8 @@ mod tests {
         let (_dir, ipam) = store();
         let subnet: IpNet = "10.1.0.0/24".parse().unwrap();
         let owner = Owner::new("a", "eth0");
-        let first = ipam.reserve(&owner, &subnet, &[]).unwrap();
-        assert_eq!(ipam.reserve(&owner, &subnet, &[]).unwrap(), first);
+        let first = ipam.reserve(&owner, None, &subnet, &[]).unwrap();
+        assert_eq!(ipam.reserve(&owner, None, &subnet, &[]).unwrap(), first);
         assert_eq!(ipam.owned_by(&owner).unwrap(), vec![first]);
     }
 
@@ -306,8 +356,8 @@ mod tests {
         let (_dir, ipam) = store();
         let subnet: IpNet = "10.1.0.0/30".parse().unwrap();
         let gateway: IpAddr = "10.1.0.1".parse().unwrap();
-        ipam.reserve(&Owner::new("a", "eth0"), &subnet, &[gateway]).unwrap();
-        let e = ipam.reserve(&Owner::new("b", "eth0"), &subnet, &[gateway]).unwrap_err();
+        ipam.reserve(&Owner::new("a", "eth0"), None, &subnet, &[gateway]).unwrap();
+        let e = ipam.reserve(&Owner::new("b", "eth0"), None, &subnet, &[gateway]).unwrap_err();
         assert_eq!(e.code, code::TRY_AGAIN_LATER);
         assert!(ipam.is_full(&subnet, &[gateway]).unwrap());
     }
@@ -317,7 +367,7 @@ mod tests {
         let (_dir, ipam) = store();
         let subnet: IpNet = "10.1.0.0/29".parse().unwrap();
         symlink("intruder/eth0", ipam.dir().join("10.1.0.1")).unwrap();
-        let ip = ipam.reserve(&Owner::new("a", "eth0"), &subnet, &[]).unwrap();
+        let ip = ipam.reserve(&Owner::new("a", "eth0"), None, &subnet, &[]).unwrap();
         assert_eq!(ip.to_string(), "10.1.0.2");
     }
 
@@ -326,8 +376,8 @@ mod tests {
         let (_dir, ipam) = store();
         let subnet: IpNet = "fd00::/64".parse().unwrap();
         let keep = Owner::new("keep", "eth0");
-        let kept = ipam.reserve(&keep, &subnet, &[]).unwrap();
-        let gone = ipam.reserve(&Owner::new("gone", "eth0"), &subnet, &[]).unwrap();
+        let kept = ipam.reserve(&keep, None, &subnet, &[]).unwrap();
+        let gone = ipam.reserve(&Owner::new("gone", "eth0"), None, &subnet, &[]).unwrap();
         let freed = ipam.retain(&HashSet::from([keep.clone()])).unwrap();
         assert_eq!(freed, vec![(gone, Owner::new("gone", "eth0"))]);
         assert_eq!(ipam.owned_by(&keep).unwrap(), vec![kept]);
@@ -337,15 +387,52 @@ mod tests {
     fn round_robin_survives_a_torn_hint() {
         let (_dir, ipam) = store();
         let subnet: IpNet = "10.1.0.0/24".parse().unwrap();
-        ipam.reserve(&Owner::new("a", "eth0"), &subnet, &[]).unwrap();
+        ipam.reserve(&Owner::new("a", "eth0"), None, &subnet, &[]).unwrap();
         fs::write(ipam.dir().join("lock"), "10.1.").unwrap(); // as if cut short by a crash
-        let ip = ipam.reserve(&Owner::new("b", "eth0"), &subnet, &[]).unwrap();
+        let ip = ipam.reserve(&Owner::new("b", "eth0"), None, &subnet, &[]).unwrap();
         assert_eq!(ip.to_string(), "10.1.0.2");
         let v6: IpNet = "fd00::/64".parse().unwrap();
-        ipam.reserve(&Owner::new("c", "eth0"), &v6, &[]).unwrap();
+        ipam.reserve(&Owner::new("c", "eth0"), None, &v6, &[]).unwrap();
         // each family keeps its own hint
-        assert_eq!(ipam.reserve(&Owner::new("d", "eth0"), &subnet, &[]).unwrap().to_string(), "10.1.0.3");
-        assert_eq!(ipam.reserve(&Owner::new("e", "eth0"), &v6, &[]).unwrap().to_string(), "fd00::2");
+        assert_eq!(
+            ipam.reserve(&Owner::new("d", "eth0"), None, &subnet, &[]).unwrap().to_string(),
+            "10.1.0.3"
+        );
+        assert_eq!(ipam.reserve(&Owner::new("e", "eth0"), None, &v6, &[]).unwrap().to_string(), "fd00::2");
+    }
+
+    #[test]
+    fn a_named_pod_is_recorded_beside_its_owner() {
+        let (_dir, ipam) = store();
+        let subnet: IpNet = "10.1.0.0/24".parse().unwrap();
+        let owner = Owner::new("c0ffee", "eth0");
+        let pod = PodName { namespace: "default".into(), name: "web-0".into() };
+        let ip = ipam.reserve(&owner, Some(&pod), &subnet, &[]).unwrap();
+        let target = fs::read_link(ipam.dir().join(ip.to_string())).unwrap();
+        assert_eq!(target.to_str(), Some("default/web-0/c0ffee/eth0"));
+        assert_eq!(ipam.list().unwrap(), vec![Reservation { ip, owner: owner.clone(), pod: Some(pod) }]);
+        // the name is a label: the attachment alone finds, keeps and frees the address
+        assert_eq!(ipam.reserve(&owner, None, &subnet, &[]).unwrap(), ip);
+        assert_eq!(ipam.owned_by(&owner).unwrap(), vec![ip]);
+        assert!(ipam.retain(&HashSet::from([owner.clone()])).unwrap().is_empty());
+        assert_eq!(ipam.release(&owner).unwrap(), vec![ip]);
+        assert!(ipam.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn reservations_without_a_name_still_count() {
+        let (_dir, ipam) = store();
+        let subnet: IpNet = "10.1.0.0/29".parse().unwrap();
+        // as an earlier weft wrote them, and something that is not a reservation at all
+        symlink("old/eth0", ipam.dir().join("10.1.0.1")).unwrap();
+        symlink("a/b/c", ipam.dir().join("10.1.0.2")).unwrap();
+        let listed = ipam.list().unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!((listed[0].owner.container_id.as_str(), listed[0].pod.as_ref()), ("old", None));
+        // neither address is handed out again
+        let ip = ipam.reserve(&Owner::new("new", "eth0"), None, &subnet, &[]).unwrap();
+        assert_eq!(ip.to_string(), "10.1.0.3");
+        assert_eq!(ipam.release(&Owner::new("old", "eth0")).unwrap().len(), 1);
     }
 
     #[test]
@@ -359,7 +446,7 @@ mod tests {
                 std::thread::spawn(move || {
                     Ipam::open(&dir, "net1")
                         .unwrap()
-                        .reserve(&Owner::new(&format!("c{i}"), "eth0"), &subnet, &[])
+                        .reserve(&Owner::new(&format!("c{i}"), "eth0"), None, &subnet, &[])
                         .unwrap()
                 })
             })

@@ -229,6 +229,7 @@ fn open_pod_netns(path: &Path) -> Result<NetNs, CniError> {
 // ---- verbs ---------------------------------------------------------------------------
 
 fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
+    let pod_name = spec::pod_from_args(env.args.as_deref())?;
     let plan = node_plan(conf)?;
     let netns_path = env.netns.as_deref().expect("checked by Env");
     let netns = open_pod_netns(netns_path)?;
@@ -240,7 +241,7 @@ fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
     let owner = Owner::new(env.container_id(), env.ifname());
     let mut addresses = Vec::new();
     for (subnet, gateway, segment) in &plan.subnets {
-        match ipam.reserve(&owner, subnet, &plan.excluded(subnet)) {
+        match ipam.reserve(&owner, pod_name.as_ref(), subnet, &plan.excluded(subnet)) {
             Ok(ip) => {
                 // L2 pods see the whole segment as on-link: its prefix, not their slice's.
                 let prefix = match (plan.attach, segment) {

@@ -2,6 +2,7 @@
 //! in every version weft speaks.
 
 use crate::error::{code, CniError};
+use crate::ipam::PodName;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -30,6 +31,8 @@ pub struct Env {
     pub container_id: Option<String>,
     pub netns: Option<PathBuf>,
     pub ifname: Option<String>,
+    /// `CNI_ARGS`, as given: read by [`pod_from_args`] when a pod is added.
+    pub args: Option<String>,
 }
 
 impl Env {
@@ -66,6 +69,7 @@ impl Env {
             container_id: get("CNI_CONTAINERID"),
             netns: get("CNI_NETNS").map(PathBuf::from),
             ifname: get("CNI_IFNAME"),
+            args: get("CNI_ARGS"),
         };
         let mut missing = Vec::new();
         if attachment_verb && env.container_id.is_none() {
@@ -98,6 +102,74 @@ impl Env {
     pub fn ifname(&self) -> &str {
         self.ifname.as_deref().unwrap_or_default()
     }
+}
+
+/// The `CNI_ARGS` keys weft knows: the ones Kubernetes runtimes (containerd, CRI-O) send,
+/// and the reference plugins' `IgnoreUnknown`.
+const KNOWN_ARGS: [&str; 5] =
+    ["IgnoreUnknown", "K8S_POD_NAMESPACE", "K8S_POD_NAME", "K8S_POD_INFRA_CONTAINER_ID", "K8S_POD_UID"];
+
+/// The pod named in `CNI_ARGS`, read as the reference plugins read it (libcni's
+/// `types.LoadArgs`): `K=V` pairs separated by `;`, each with exactly one `=`; a key no
+/// plugin of the chain may know is refused unless `IgnoreUnknown` is `1` or `true` (which
+/// containerd and CRI-O always send). A name is recorded only when both the namespace and
+/// the name are given, and each is a valid Kubernetes name (a DNS label, a DNS subdomain):
+/// they end up in the IPAM store.
+pub fn pod_from_args(args: Option<&str>) -> Result<Option<PodName>, CniError> {
+    let invalid = |what: String| CniError::new(code::INVALID_ENVIRONMENT, "invalid CNI_ARGS", what);
+    let Some(args) = args.filter(|a| !a.is_empty()) else { return Ok(None) };
+    let mut unknown = Vec::new();
+    let mut ignore_unknown = false;
+    let (mut namespace, mut name) = (None, None);
+    for pair in args.split(';') {
+        let mut parts = pair.split('=');
+        let (Some(key), Some(value), None) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(invalid(format!("ARGS: invalid pair {pair:?}")));
+        };
+        match key {
+            "IgnoreUnknown" => {
+                ignore_unknown = match value.to_ascii_lowercase().as_str() {
+                    "1" | "true" => true,
+                    "0" | "false" => false,
+                    _ => return Err(invalid(format!("ARGS: error parsing value of pair {pair:?}"))),
+                }
+            }
+            "K8S_POD_NAMESPACE" => namespace = Some(value),
+            "K8S_POD_NAME" => name = Some(value),
+            _ if KNOWN_ARGS.contains(&key) => {}
+            _ => unknown.push(pair),
+        }
+    }
+    if !unknown.is_empty() && !ignore_unknown {
+        return Err(invalid(format!("ARGS: unknown args {unknown:?} (IgnoreUnknown=1 lets them pass)")));
+    }
+    let (Some(namespace), Some(name)) = (namespace.filter(|v| !v.is_empty()), name.filter(|v| !v.is_empty()))
+    else {
+        return Ok(None);
+    };
+    if !is_dns_label(namespace) {
+        return Err(invalid(format!("K8S_POD_NAMESPACE {namespace:?} is not a Kubernetes namespace name")));
+    }
+    if !is_dns_subdomain(name) {
+        return Err(invalid(format!("K8S_POD_NAME {name:?} is not a Kubernetes pod name")));
+    }
+    Ok(Some(PodName { namespace: namespace.into(), name: name.into() }))
+}
+
+/// RFC 1123 label, as Kubernetes checks a namespace: `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at
+/// most 63 characters.
+fn is_dns_label(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    (1..=63).contains(&bytes.len())
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+}
+
+/// RFC 1123 subdomain, as Kubernetes checks a pod's name: labels joined by dots, at most
+/// 253 characters.
+fn is_dns_subdomain(text: &str) -> bool {
+    text.len() <= 253 && text.split('.').all(is_dns_label)
 }
 
 /// `^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$` as in the reference skel, and no `..` either: the
@@ -388,6 +460,41 @@ mod tests {
         assert!(env(&[("CNI_COMMAND", "VERSION")]).is_ok());
         assert_eq!(env(&[]).unwrap_err().code, code::INVALID_ENVIRONMENT);
         assert_eq!(env(&[("CNI_COMMAND", "FLY")]).unwrap_err().code, code::INVALID_ENVIRONMENT);
+    }
+
+    #[test]
+    fn cni_args_name_the_pod_as_the_reference_plugins_read_them() {
+        let containerd = "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;\
+                          K8S_POD_INFRA_CONTAINER_ID=3f2a;K8S_POD_UID=1b4e-99";
+        let pod = pod_from_args(Some(containerd)).unwrap().unwrap();
+        assert_eq!(pod.to_string(), "default/web-0");
+        // keys weft knows need no IgnoreUnknown; nothing named is nothing recorded
+        assert!(pod_from_args(Some("K8S_POD_NAMESPACE=kube-system;K8S_POD_NAME=a.b-1")).unwrap().is_some());
+        assert_eq!(pod_from_args(None).unwrap(), None);
+        assert_eq!(pod_from_args(Some("")).unwrap(), None);
+        assert_eq!(pod_from_args(Some("K8S_POD_NAME=web-0")).unwrap(), None);
+        // unknown keys: refused without IgnoreUnknown, ignored with it (1, true, True)
+        assert_eq!(pod_from_args(Some("FOO=bar")).unwrap_err().code, code::INVALID_ENVIRONMENT);
+        assert_eq!(
+            pod_from_args(Some("FOO=bar;IgnoreUnknown=0")).unwrap_err().code,
+            code::INVALID_ENVIRONMENT
+        );
+        for yes in ["1", "true", "True"] {
+            let args = format!("FOO=bar;IgnoreUnknown={yes};K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p");
+            assert_eq!(pod_from_args(Some(&args)).unwrap().unwrap().to_string(), "ns/p");
+        }
+        // malformed pairs and values, and names that are not Kubernetes names
+        for bad in [
+            "K8S_POD_NAME",
+            "A=b=c;IgnoreUnknown=1",
+            "IgnoreUnknown=yes",
+            "K8S_POD_NAMESPACE=Default;K8S_POD_NAME=p",
+            "K8S_POD_NAMESPACE=ns;K8S_POD_NAME=../../etc",
+            "K8S_POD_NAMESPACE=ns;K8S_POD_NAME=a/b",
+            "K8S_POD_NAMESPACE=-ns;K8S_POD_NAME=p",
+        ] {
+            assert_eq!(pod_from_args(Some(bad)).unwrap_err().code, code::INVALID_ENVIRONMENT, "{bad}");
+        }
     }
 
     #[test]

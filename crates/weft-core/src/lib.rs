@@ -1,5 +1,6 @@
 //! weft's vocabulary, free of I/O so that everything here is tested without root.
 //!
+//! - [`conflist`]: the CNI network config list weft installs for the node's runtime.
 //! - [`node`]: the node file, the contract between the agent and the CNI plugin.
 //! - [`addr`]: address arithmetic over IPv4 and IPv6 alike.
 //! - [`alloc`]: picking a free address in a subnet.
@@ -13,6 +14,7 @@
 
 pub mod addr;
 pub mod alloc;
+pub mod conflist;
 pub mod lease;
 pub mod names;
 pub mod network;

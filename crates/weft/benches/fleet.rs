@@ -426,6 +426,7 @@ fn start_fleet(lab: &Lab, runtime: &tokio::runtime::Runtime, agents: usize) -> F
                 masquerade: false,
                 public_ip: None,
                 local_asn: None,
+                cni_conflist: None,
             };
             let kernel = RecordingKernel::new(uplink(i));
             let mut agent = Agent::new(config, store, Box::new(kernel), uplink(i), None, Default::default());

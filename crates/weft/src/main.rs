@@ -3,7 +3,11 @@
 //! only what it must. Otherwise it is the command line: `CNI_PATH` or another CNI variable
 //! left in an operator's environment changes nothing.
 
+#[cfg(test)]
+mod deploy_check;
+mod install_cni;
 mod lab_cli;
+mod pods;
 mod status_cli;
 mod trace_cli;
 
@@ -84,7 +88,7 @@ enum Commands {
         /// Do not SNAT pods' traffic that leaves the cluster CIDR.
         #[arg(long)]
         no_masquerade: bool,
-        /// Where to serve /metrics and /healthz ("off": nowhere).
+        /// Where to serve /metrics, /healthz and /readyz ("off": nowhere).
         #[arg(long, default_value = "127.0.0.1:9473")]
         metrics_address: String,
         /// node: hosts pods; gateway: forwards between the physical network and the overlay,
@@ -104,6 +108,39 @@ enum Commands {
         /// stops, so a restart loses no traffic (without it, stopping withdraws them).
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..=4095))]
         bgp_graceful_restart: Option<u16>,
+        /// Write the CNI network config list into this directory (the runtime's, e.g.
+        /// /etc/cni/net.d) once this node can wire pods: a lease held, the node file written.
+        /// The node turns Ready then. Never removed.
+        #[arg(long)]
+        cni_conf_dir: Option<PathBuf>,
+        /// The list to write there (default: weft then portmap, as 10-weft.conflist).
+        #[arg(long, requires = "cni_conf_dir")]
+        cni_conflist: Option<PathBuf>,
+        /// Where to write sysctls (rp_filter on the VXLAN device): a container without
+        /// privileges has /proc/sys read-only and mounts the host's /proc/sys/net elsewhere.
+        #[arg(long, default_value = "/proc/sys")]
+        proc_sys: PathBuf,
+    },
+    /// Install the CNI plugin on this node: this binary into the CNI bin dir, atomically, and
+    /// with --conf-dir the network config list (a DaemonSet leaves the list to the agent's
+    /// --cni-conf-dir, so that the node turns Ready only once pods can be wired).
+    InstallCni {
+        /// The runtime's CNI bin dir (e.g. /opt/cni/bin).
+        #[arg(long)]
+        bin_dir: PathBuf,
+        /// Write the network config list into this directory too (e.g. /etc/cni/net.d).
+        #[arg(long)]
+        conf_dir: Option<PathBuf>,
+        /// The list to write (default: weft then portmap, as 10-weft.conflist).
+        #[arg(long, requires = "conf_dir")]
+        conflist: Option<PathBuf>,
+        /// The agent's state dir, named in the default list when it is not /run/weft.
+        #[arg(long, default_value = weft_cni::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        /// Another plugin binary to install beside weft, when the bin dir has none of that
+        /// name (the image's portmap, for nodes without the reference plugins). Repeatable.
+        #[arg(long)]
+        plugin: Vec<PathBuf>,
     },
     /// This node's lease, its peers, whether its agent is alive, and whether the kernel of
     /// the agent's namespace holds the planned routes (exit 1 when not).
@@ -114,6 +151,9 @@ enum Commands {
         /// Everything as JSON: the status file, the agent's liveness, the kernel check.
         #[arg(long)]
         json: bool,
+        /// The CNI plugin's IPAM store (its `dataDir`), to list this node's pods.
+        #[arg(long, default_value = weft_cni::DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
     },
     /// A packet's path hop by hop, from the kernel's own tables: in a lab (FROM TO), or on
     /// this node (TO, the part of the path the node can see). Exit 0: delivered; 1: a kernel
@@ -239,6 +279,14 @@ fn parse_network(text: &str) -> Result<ipnet::IpNet, String> {
     Ok(network)
 }
 
+fn role_name(role: RoleArg) -> &'static str {
+    match role {
+        RoleArg::Node => "node",
+        RoleArg::Gateway => "gateway",
+        RoleArg::Client => "client",
+    }
+}
+
 fn main() -> ExitCode {
     if std::env::var_os("CNI_COMMAND").is_some() {
         let outcome = weft_cni::run_from_process();
@@ -315,7 +363,18 @@ fn command(command: Commands) -> anyhow::Result<()> {
             bgp_peer,
             bgp_hold_time,
             bgp_graceful_restart,
+            cni_conf_dir,
+            cni_conflist,
+            proc_sys,
         } => {
+            weft_kernel::sysctl::set_root(proc_sys);
+            if cni_conf_dir.is_some() && !matches!(role, RoleArg::Node) {
+                anyhow::bail!("--cni-conf-dir: only a node hosts pods (this is a {})", role_name(role));
+            }
+            let cni_conflist = cni_conf_dir
+                .as_deref()
+                .map(|dir| install_cni::conflist(dir, cni_conflist.as_deref(), &state_dir))
+                .transpose()?;
             if bgp_hold_time == 1 || bgp_hold_time == 2 {
                 anyhow::bail!("--bgp-hold-time {bgp_hold_time}: 0, or at least 3 (RFC 4271)");
             }
@@ -362,11 +421,15 @@ fn command(command: Commands) -> anyhow::Result<()> {
                 resync: Duration::from_secs(resync),
                 masquerade: !no_masquerade,
                 metrics_address,
+                cni_conflist,
             };
             weft_agent::run(&options, &stop).context("agent")?;
             Ok(())
         }
-        Commands::Status { state_dir, json } => status_cli::run(&state_dir, json),
+        Commands::InstallCni { bin_dir, conf_dir, conflist, state_dir, plugin } => {
+            install_cni::run(&bin_dir, conf_dir.as_deref(), conflist.as_deref(), &state_dir, &plugin)
+        }
+        Commands::Status { state_dir, json, data_dir } => status_cli::run(&state_dir, &data_dir, json),
         Commands::Version { json } => {
             let (version, commit, target) =
                 (env!("CARGO_PKG_VERSION"), env!("WEFT_COMMIT"), env!("WEFT_TARGET"));

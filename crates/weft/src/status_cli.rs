@@ -138,17 +138,30 @@ struct Report<'a> {
 }
 
 /// `weft status`.
-pub fn run(state_dir: &Path, json: bool) -> anyhow::Result<()> {
+pub fn run(state_dir: &Path, data_dir: &Path, json: bool) -> anyhow::Result<()> {
     let status = read(state_dir)?;
     let liveness = Liveness::of(&status);
     let kernel = check_kernel(&status, &liveness)?;
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&Report { status: &status, agent: &liveness, kernel: &kernel })?
-        );
+        let pods: Vec<serde_json::Value> = crate::pods::list(data_dir)
+            .unwrap_or_default()
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "network": p.network,
+                    "pod": p.pod.as_ref().map(|n| n.to_string()),
+                    "containerId": p.owner.container_id,
+                    "ifname": p.owner.ifname,
+                    "ips": p.ips,
+                })
+            })
+            .collect();
+        let mut value = serde_json::to_value(Report { status: &status, agent: &liveness, kernel: &kernel })?;
+        value["pods"] = pods.into();
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print!("{}", render(&status, &liveness, &kernel));
+        crate::pods::print(data_dir);
     }
     if !liveness.healthy() {
         bail!("{}", liveness.describe(&status));

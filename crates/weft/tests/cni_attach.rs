@@ -14,9 +14,19 @@ fn two_pods_round_trip(attach: &str, expected_prefix: &str) {
     let a = node.pod("a");
     let b = node.pod("b");
     let result_a = node.weft("ADD", "pod-a", Some(&a), &conf).expect_ok("ADD a");
-    let result_b = node.weft("ADD", "pod-b", Some(&b), &conf).expect_ok("ADD b");
+    // b as a Kubernetes runtime adds it: the pod named in CNI_ARGS, which IPAM records.
+    let k8s_args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;\
+                    K8S_POD_INFRA_CONTAINER_ID=pod-b;K8S_POD_UID=5c1e";
+    let result_b =
+        node.weft_with("ADD", "pod-b", Some(&b), &conf, &[("CNI_ARGS", k8s_args)]).expect_ok("ADD b");
     let (ip_a, ip_b) = (result_ip(&result_a, false), result_ip(&result_b, false));
     assert_ne!(ip_a, ip_b);
+    let mut held = node.reservations("testnet");
+    held.sort();
+    let mut expected =
+        vec![(ip_a.clone(), "pod-a/eth0".to_string()), (ip_b.clone(), "default/web-0/pod-b/eth0".into())];
+    expected.sort();
+    assert_eq!(held, expected);
     assert!(result_a["ips"][0]["address"].as_str().unwrap().ends_with(expected_prefix), "{result_a}");
     // The MTU comes from the node's default route device when nobody says otherwise.
     let pod_interface = result_a["interfaces"].as_array().unwrap().last().unwrap().clone();

@@ -55,6 +55,16 @@ const CASES: &[(&str, u64, Setup)] = &[
         set(&mut inv, "CNI_NETNS", None);
         inv
     }),
+    ("CNI_ARGS with a key no plugin knows, without IgnoreUnknown", 4, |node, ns| {
+        let mut inv = standard(node, ns, subnet());
+        set(&mut inv, "CNI_ARGS", Some("K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;COLOUR=blue"));
+        inv
+    }),
+    ("CNI_ARGS naming a pod that is no Kubernetes name", 4, |node, ns| {
+        let mut inv = standard(node, ns, subnet());
+        set(&mut inv, "CNI_ARGS", Some("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=../x"));
+        inv
+    }),
     ("unsupported cniVersion", 1, |node, ns| {
         let mut inv = standard(node, ns, subnet());
         inv.stdin = inv.stdin.replace("\"1.0.0\"", "\"0.2.0\"");

@@ -31,6 +31,24 @@ fn the_suite_left_nothing_behind() {
         assert!(files.is_empty(), "files left behind in {}: {files:?}", dir.display());
     }
 
+    // The CRI test's containerd: its pods' cgroups, and the shims' sockets (containerd 1.6
+    // keeps those in /run/containerd/s whatever its state dir).
+    let cgroups: Vec<String> = std::fs::read_dir("/sys/fs/cgroup")
+        .map(|hierarchies| {
+            hierarchies
+                .filter_map(|h| h.ok())
+                .flat_map(|h| std::fs::read_dir(h.path()).into_iter().flatten().filter_map(|e| e.ok()))
+                .map(|e| e.path().display().to_string())
+                .filter(|p| p.rsplit('/').next().is_some_and(|n| n.starts_with(TEST_PREFIX)))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(cgroups.is_empty(), "cgroups left behind: {cgroups:?}");
+    let shim_sockets: Vec<_> = std::fs::read_dir("/run/containerd/s")
+        .map(|d| d.filter_map(|e| e.ok()).collect())
+        .unwrap_or_default();
+    assert!(shim_sockets.is_empty(), "containerd shims left behind: {shim_sockets:?}");
+
     // Only read the namespace the tests run in (the machine's own): nothing of weft's may
     // ever appear there.
     let links = Netlink::open().unwrap().links().unwrap();

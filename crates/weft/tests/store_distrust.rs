@@ -171,6 +171,7 @@ fn every_case(open: &dyn Fn() -> Arc<dyn Store>, raw: &dyn RawWriter) {
             masquerade: false,
             public_ip: None,
             local_asn: None,
+            cni_conflist: None,
         };
         let mut agent = Agent::new(
             config,

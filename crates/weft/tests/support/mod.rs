@@ -6,6 +6,8 @@
 //! never touches the root namespace and leaves nothing behind.
 #![allow(dead_code)]
 
+pub mod agent;
+pub mod cri;
 pub mod etcd;
 pub mod lab;
 
