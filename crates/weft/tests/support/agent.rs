@@ -22,10 +22,12 @@ pub struct NodeAgent {
 }
 
 impl NodeAgent {
-    /// The store lives in the node's data dir; the network is not initialised yet.
+    /// The store lives in the node's data dir and exists (an agent refuses an `sqlite:` path
+    /// with no store: a typo), but the network is not initialised yet.
     pub fn new(node: &Node, cni_conf_dir: Option<&Path>) -> NodeAgent {
         // The loopback carries the agent's metrics (and containerd's streaming server).
         node.ip(&["link", "set", "lo", "up"]);
+        weft_store::sqlite::SqliteStore::open(node.data_dir.path().join("store.db")).unwrap();
         NodeAgent {
             child: None,
             store: format!("sqlite:{}", node.data_dir.path().join("store.db").display()),
