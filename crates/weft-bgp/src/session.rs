@@ -97,6 +97,55 @@ pub fn accept_open(local: &Local, expected_asn: u32, open: &Open) -> Result<Nego
     })
 }
 
+/// What a session does with one message from its peer, given its state. Announce-only:
+/// routes the peer sends were checked by the decoder and are dropped here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reaction {
+    /// Nothing changes: a KEEPALIVE or an UPDATE while established.
+    Stay,
+    /// The peer's OPEN is acceptable on these terms: answer with a KEEPALIVE and wait in
+    /// OpenConfirm for the peer's.
+    Accept(Negotiated),
+    /// The peer's KEEPALIVE confirms our OPEN: established.
+    Establish,
+    /// The session ends: send `notification` (if any), close, and report `why`.
+    Close { notification: Option<Notification>, why: String },
+}
+
+/// The state machine's step on a message (RFC 4271 section 8, the active side's part).
+pub fn react(local: &Local, peer_asn: u32, state: State, message: &Message) -> Reaction {
+    match (state, message) {
+        (_, Message::Notification(n)) => {
+            Reaction::Close { notification: None, why: format!("the peer closed the session: {n}") }
+        }
+        (State::OpenSent, Message::Open(open)) => match accept_open(local, peer_asn, open) {
+            Ok(accepted) => Reaction::Accept(accepted),
+            Err(refusal) => Reaction::Close {
+                why: format!(
+                    "refused the peer's OPEN (AS {}, hold time {} s, router id {}): {refusal}",
+                    open.asn, open.hold_time, open.router_id
+                ),
+                notification: Some(refusal),
+            },
+        },
+        (State::OpenConfirm, Message::Keepalive) => Reaction::Establish,
+        (State::Established, Message::Keepalive | Message::Update(_)) => Reaction::Stay,
+        (state, message) => Reaction::Close {
+            notification: Some(Notification::new(5, 0)),
+            why: format!("unexpected {} in state {}", kind(message), state.name()),
+        },
+    }
+}
+
+fn kind(message: &Message) -> &'static str {
+    match message {
+        Message::Open(_) => "OPEN",
+        Message::Update(_) => "UPDATE",
+        Message::Notification(_) => "NOTIFICATION",
+        Message::Keepalive => "KEEPALIVE",
+    }
+}
+
 /// The UPDATEs that take a peer from knowing `announced` to knowing `wanted`: one
 /// withdrawing what went, one announcing what came (with our path attributes).
 pub fn updates(
@@ -198,5 +247,34 @@ mod tests {
         };
         assert_eq!((internal.as_path.is_empty(), internal.local_pref), (true, Some(100)));
         assert!(updates(&local(), 65000, &[a].into(), &[a].into()).is_empty(), "nothing to say");
+    }
+
+    #[test]
+    fn the_session_moves_from_open_to_established_and_refuses_the_rest() {
+        let open = Message::Open(peer_open(65000, 9));
+        assert!(matches!(react(&local(), 65000, State::OpenSent, &open), Reaction::Accept(_)));
+        assert_eq!(react(&local(), 65000, State::OpenConfirm, &Message::Keepalive), Reaction::Establish);
+        assert_eq!(react(&local(), 65000, State::Established, &Message::Keepalive), Reaction::Stay);
+        let update = Message::Update(Update::default());
+        assert_eq!(react(&local(), 65000, State::Established, &update), Reaction::Stay);
+        // an UPDATE before the session is up, a second OPEN: finite state machine error
+        for (state, message) in [(State::OpenConfirm, &update), (State::Established, &open)] {
+            let Reaction::Close { notification, .. } = react(&local(), 65000, state, message) else {
+                panic!()
+            };
+            assert_eq!(notification, Some(Notification::new(5, 0)));
+        }
+        // a refused OPEN is answered with the refusal; a NOTIFICATION is not answered
+        let Reaction::Close { notification, .. } =
+            react(&local(), 65000, State::OpenSent, &Message::Open(peer_open(65099, 9)))
+        else {
+            panic!()
+        };
+        assert_eq!(notification.map(|n| (n.code, n.subcode)), Some((2, 2)));
+        let bye = Message::Notification(Notification::shutdown());
+        assert!(matches!(
+            react(&local(), 65000, State::Established, &bye),
+            Reaction::Close { notification: None, .. }
+        ));
     }
 }

@@ -6,7 +6,7 @@
 //! subnet.
 
 use crate::message::{Message, Notification, Update};
-use crate::session::{accept_open, open_for, updates, Local, Negotiated, State};
+use crate::session::{open_for, react, updates, Local, Negotiated, Reaction, State};
 use ipnet::Ipv4Net;
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -273,61 +273,41 @@ impl Session<'_> {
                 };
                 buffer.drain(..used);
                 last_received = Instant::now();
-                match (state, message) {
-                    (_, Message::Notification(n)) => return Err(format!("the peer closed the session: {n}")),
-                    (State::OpenSent, Message::Open(open)) => {
-                        match accept_open(local, self.peer.asn, &open) {
-                            Ok(accepted) => {
-                                negotiated = Some(accepted);
-                                send(&mut stream, &Message::Keepalive, &negotiated)?;
-                                last_sent = Instant::now();
-                                state = State::OpenConfirm;
-                                self.state(state);
-                            }
-                            Err(refusal) => {
-                                let _ =
-                                    send(&mut stream, &Message::Notification(refusal.clone()), &negotiated);
-                                return Err(format!(
-                                "refused the peer's OPEN (AS {}, hold time {} s, router id {}): {refusal}",
-                                open.asn, open.hold_time, open.router_id
-                            ));
-                            }
+                match react(local, self.peer.asn, state, &message) {
+                    Reaction::Close { notification, why } => {
+                        if let Some(notification) = notification {
+                            let _ = send(&mut stream, &Message::Notification(notification), &negotiated);
                         }
+                        return Err(why);
                     }
-                    (State::OpenConfirm, Message::Keepalive) => {
+                    Reaction::Accept(accepted) => {
+                        negotiated = Some(accepted);
+                        send(&mut stream, &Message::Keepalive, &negotiated)?;
+                        last_sent = Instant::now();
+                        state = State::OpenConfirm;
+                        self.state(state);
+                    }
+                    Reaction::Establish => {
                         state = State::Established;
                         self.established = true;
                         self.state(state);
                         (self.shared.log)(format!("bgp {}: established", self.peer));
                     }
-                    (State::Established, Message::Keepalive) => {}
-                    (State::Established, Message::Update(update)) => {
-                        // Read and checked (decode did), never installed.
-                        if ignored_routes == 0 && !update.nlri.is_empty() {
-                            (self.shared.log)(format!(
-                                "bgp {}: ignoring routes the peer announces (first: {}); weft installs no route learned by BGP",
-                                self.peer, update.nlri[0]
-                            ));
+                    Reaction::Stay => {
+                        if let Message::Update(update) = &message {
+                            // Read and checked (decode did), never installed.
+                            if ignored_routes == 0 && !update.nlri.is_empty() {
+                                (self.shared.log)(format!(
+                                    "bgp {}: ignoring routes the peer announces (first: {}); weft installs no route learned by BGP",
+                                    self.peer, update.nlri[0]
+                                ));
+                            }
+                            ignored_routes += update.nlri.len();
                         }
-                        ignored_routes += update.nlri.len();
-                    }
-                    (state, message) => {
-                        let _ =
-                            send(&mut stream, &Message::Notification(Notification::new(5, 0)), &negotiated);
-                        return Err(format!("unexpected {} in state {}", kind(&message), state.name()));
                     }
                 }
             }
         }
-    }
-}
-
-fn kind(message: &Message) -> &'static str {
-    match message {
-        Message::Open(_) => "OPEN",
-        Message::Update(_) => "UPDATE",
-        Message::Notification(_) => "NOTIFICATION",
-        Message::Keepalive => "KEEPALIVE",
     }
 }
 
