@@ -72,15 +72,10 @@ fn dispatch(
     stdin
         .read_to_end(&mut input)
         .map_err(|e| CniError::new(code::IO_FAILURE, "cannot read stdin", e.to_string()))?;
-    if env.command == Command::Version {
-        return Ok(Some(version_info(&input)));
-    }
-    // Errors answer in the config's version as soon as it is known and spoken.
-    let conf = NetConf::decode(&input)?;
-    if SUPPORTED_VERSIONS.contains(&conf.version()) {
-        *version = conf.version().to_string();
-    }
-    let conf = conf.validated()?;
+    let (env, conf) = match parse_request(env, &input, version)? {
+        Request::Version(answer) => return Ok(Some(answer)),
+        Request::Verb(env, conf) => (env, conf),
+    };
     match env.command {
         Command::Add => add(&env, &conf).map(Some),
         Command::Del => del(&env, &conf).map(|()| None),
@@ -89,6 +84,33 @@ fn dispatch(
         Command::Gc => gc(&conf).map(|()| None),
         Command::Version => unreachable!("answered above"),
     }
+}
+
+/// What one invocation asks, read and checked before anything is touched.
+/// (Made once per process: its size does not matter.)
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Request {
+    /// VERSION, and its answer.
+    Version(Value),
+    /// Any other verb, with its checked network configuration.
+    Verb(Env, NetConf),
+}
+
+/// Reads an invocation's stdin for the verb its variables name. Pure: the CNI request
+/// parser as the plugin runs it, apart from the process (the fuzz target calls it).
+/// `version` becomes the config's version as soon as it is known and spoken, for errors to
+/// answer in.
+pub fn parse_request(env: Env, input: &[u8], version: &mut String) -> Result<Request, CniError> {
+    if env.command == Command::Version {
+        return Ok(Request::Version(version_info(input)));
+    }
+    // Errors answer in the config's version as soon as it is known and spoken.
+    let conf = NetConf::decode(input)?;
+    if SUPPORTED_VERSIONS.contains(&conf.version()) {
+        *version = conf.version().to_string();
+    }
+    Ok(Request::Verb(env, conf.validated()?))
 }
 
 fn version_info(input: &[u8]) -> Value {
