@@ -9,7 +9,8 @@
 #
 # A run writes what it finds to fuzz/target/fuzz-corpus/<target>/ (the checked-in corpus
 # is only read) and a crash to fuzz/artifacts/<target>/; it ends non-zero when a target
-# crashed or broke an invariant, naming the input. Each target's figures (executions,
+# crashed or broke an invariant, naming the input, and with 3 (saying SKIPPED) when
+# cargo-fuzz or a compiler that takes -Z flags is missing. Each target's figures (executions,
 # exec/s, coverage, corpus) are printed at the end; the whole log is in
 # fuzz/target/fuzz-logs/<target>.log. Reproduce a crash with
 #   RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir fuzz -O --debug-assertions --sanitizer none TARGET FILE
@@ -36,9 +37,13 @@ fuzz_dir=fuzz
 sanitizer=${FUZZ_SANITIZER:-none}
 flags=(--fuzz-dir "$fuzz_dir" -O --debug-assertions --sanitizer "$sanitizer")
 
+# Without the fuzzer's toolchain: say so, and exit 3 (scripts/test.sh skips the step then).
 if ! cargo fuzz --version >/dev/null 2>&1; then
-  echo "fuzz: cargo-fuzz is not installed: no target was run" >&2
-  echo "fuzz: install it with: cargo install cargo-fuzz --version 0.13.2 --locked" >&2
+  echo "fuzz: SKIPPED: cargo-fuzz is not installed (cargo install cargo-fuzz --version 0.13.2 --locked); no fuzz target ran"
+  exit 3
+fi
+if ! rustc -Z help >/dev/null 2>&1; then
+  echo "fuzz: SKIPPED: this rustc takes no -Z flags, even with RUSTC_BOOTSTRAP=1; no fuzz target ran"
   exit 3
 fi
 
@@ -102,6 +107,7 @@ for target in "${targets[@]}"; do
   found="$fuzz_dir/target/fuzz-corpus/$target"
   mkdir -p "$found" "$fuzz_dir/corpus/$target"
   log="$logs/$target.log"
+  rm -f "$log" # a new file: another run of the same target keeps writing to its own
   started=$SECONDS
   status=0
   # The first corpus directory is where libFuzzer writes: the scratch one.
@@ -110,14 +116,14 @@ for target in "${targets[@]}"; do
     -print_final_stats=1 >"$log" 2>&1 || status=$?
   elapsed=$((SECONDS - started))
   stat() { sed -n "s/^stat::$1: *//p" "$log" | tail -1; }
-  last=$(grep -E '^#[0-9]+' "$log" | tail -1 || true)
+  last=$(grep -aE '^#[0-9]+' "$log" | tail -1 || true)
   cov=$(sed -n 's/.* cov: \([0-9]*\) ft: \([0-9]*\) corp: \([0-9]*\/[0-9a-zA-Z]*\).*/cov \1, ft \2, corpus \3/p' <<<"$last")
   line="$target: $(stat number_of_executed_units) executions in ${elapsed} s ($(stat average_exec_per_sec) exec/s), ${cov:-no coverage line}"
   if ((status)); then
     artifact=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -1)
     line="$line; FAILED (exit $status): ${artifact:-see $log}"
     failed+=("$target")
-    grep -E "panicked at|^thread '|ERROR: libFuzzer" -A3 "$log" | head -20 >&2 || true
+    grep -aE "panicked at|^thread '|ERROR: libFuzzer" -A3 "$log" | head -20 >&2 || true
   fi
   echo "fuzz: $line"
   summary+=("$line")

@@ -43,3 +43,13 @@ if ! "$venv/bin/kubernetes-validate" --version 2>/dev/null | grep -qF "$KUBERNET
   /usr/bin/python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
 fi
+
+# cargo-fuzz, for the brief fuzz run of scripts/test.sh (scripts/fuzz.sh): pinned, built
+# from crates.io with its lock file (about a minute on two cores, once per machine). When
+# it cannot be had, the fuzz step says so and is skipped; nothing else depends on it.
+CARGO_FUZZ_VERSION=0.13.2
+if ! cargo fuzz --version 2>/dev/null | grep -qF "$CARGO_FUZZ_VERSION"; then
+  echo "installing: cargo-fuzz $CARGO_FUZZ_VERSION (cargo install, about a minute)"
+  cargo install --quiet --locked cargo-fuzz --version "$CARGO_FUZZ_VERSION" \
+    || echo "install-deps: cargo-fuzz did not install: scripts/test.sh will skip the fuzz targets" >&2
+fi
