@@ -204,9 +204,10 @@ impl Message {
                 }
                 if update.origin.is_some() || !update.as_path.is_empty() {
                     let mut path = Vec::new();
-                    if !update.as_path.is_empty() {
-                        path.extend_from_slice(&[AS_SEQUENCE, update.as_path.len() as u8]);
-                        for asn in &update.as_path {
+                    // A segment counts at most 255 AS numbers: a longer path takes several.
+                    for segment in update.as_path.chunks(255) {
+                        path.extend_from_slice(&[AS_SEQUENCE, segment.len() as u8]);
+                        for asn in segment {
                             if four_octet_as {
                                 path.extend_from_slice(&asn.to_be_bytes());
                             } else {
@@ -549,6 +550,19 @@ mod tests {
         })
         .encode(true);
         assert_eq!(Message::decode(&orphan, true).unwrap_err().notification, Notification::new(3, 3));
+    }
+
+    /// Found with the bgp_decode fuzz target (fuzz/, its input kept here): a path of more
+    /// than 255 AS numbers was written as one segment whose count wrapped, which no peer
+    /// could read.
+    #[test]
+    fn a_long_as_path_reads_back_from_what_we_write() {
+        let input = include_bytes!("../tests/fuzz-crashes/bgp_decode-long-as-path");
+        let (message, used) = Message::decode(&input[1..], input[0] & 1 != 0).unwrap().unwrap();
+        assert_eq!(used, input.len() - 1);
+        let Message::Update(update) = &message else { panic!("{message:?}") };
+        assert_eq!(update.as_path.len(), 300);
+        round_trip(message, false);
     }
 
     #[test]
