@@ -146,8 +146,14 @@ fn kind(message: &Message) -> &'static str {
     }
 }
 
-/// The UPDATEs that take a peer from knowing `announced` to knowing `wanted`: one
-/// withdrawing what went, one announcing what came (with our path attributes).
+/// Prefixes in one UPDATE, withdrawn or announced: at most 5 bytes each, 4000 bytes with
+/// the 19 of the header, 4 of the lengths and at most 30 of our path attributes stay
+/// within the 4096 bytes of a message.
+const PREFIXES_PER_UPDATE: usize = 800;
+
+/// The UPDATEs that take a peer from knowing `announced` to knowing `wanted`: those
+/// withdrawing what went, then those announcing what came (with our path attributes),
+/// as many as 4096 bytes a message need.
 pub fn updates(
     local: &Local,
     peer_asn: u32,
@@ -156,19 +162,19 @@ pub fn updates(
 ) -> Vec<Message> {
     let mut messages = Vec::new();
     let withdrawn: Vec<Ipv4Net> = announced.difference(wanted).copied().collect();
-    if !withdrawn.is_empty() {
-        messages.push(Message::Update(Update { withdrawn, ..Update::default() }));
+    for withdrawn in withdrawn.chunks(PREFIXES_PER_UPDATE) {
+        messages.push(Message::Update(Update { withdrawn: withdrawn.to_vec(), ..Update::default() }));
     }
     let added: Vec<Ipv4Net> = wanted.difference(announced).copied().collect();
-    if !added.is_empty() {
-        let internal = peer_asn == local.asn;
+    let internal = peer_asn == local.asn;
+    for added in added.chunks(PREFIXES_PER_UPDATE) {
         messages.push(Message::Update(Update {
             origin: Some(ORIGIN_IGP),
             // eBGP: our AS first; iBGP: empty, with a local preference.
             as_path: if internal { Vec::new() } else { vec![local.asn] },
             next_hop: Some(local.next_hop),
             local_pref: internal.then_some(100),
-            nlri: added,
+            nlri: added.to_vec(),
             ..Update::default()
         }));
     }
@@ -276,5 +282,35 @@ mod tests {
             react(&local(), 65000, State::Established, &bye),
             Reaction::Close { notification: None, .. }
         ));
+    }
+
+    /// Found with the bgp_session fuzz target (fuzz/, its input kept here): announcing
+    /// the 1200 routes a router sent made one UPDATE of 4823 bytes, over the 4096 a peer
+    /// reads (it would refuse it, closing the session, again at each attempt).
+    #[test]
+    fn many_prefixes_take_several_updates_of_at_most_4096_bytes() {
+        let input = include_bytes!("../tests/fuzz-crashes/bgp_session-full-table");
+        let mut buffer = &input[16..];
+        let mut routes = BTreeSet::new();
+        while let Some((message, used)) = Message::decode(buffer, true).unwrap() {
+            if let Message::Update(update) = message {
+                routes.extend(update.nlri);
+            }
+            buffer = &buffer[used..];
+        }
+        assert_eq!(routes.len(), 1200);
+        let none = BTreeSet::new();
+        for (peer_asn, from, to) in [(65000, &none, &routes), (65001, &routes, &none)] {
+            let mut said = BTreeSet::new();
+            for message in updates(&local(), peer_asn, from, to) {
+                let bytes = message.encode(true);
+                assert!(bytes.len() <= crate::message::MAX_MESSAGE_LEN, "{} bytes", bytes.len());
+                let (decoded, _) = Message::decode(&bytes, true).unwrap().unwrap();
+                assert_eq!(decoded, message);
+                let Message::Update(update) = decoded else { panic!() };
+                said.extend(update.nlri.into_iter().chain(update.withdrawn));
+            }
+            assert_eq!(said, routes);
+        }
     }
 }

@@ -57,7 +57,7 @@ fn update(four: bool) -> impl Strategy<Value = Update> {
     (
         proptest::collection::vec(prefix(), 0..100),
         proptest::option::of(0..=2u8),
-        proptest::collection::vec(asn(four), 0..64),
+        proptest::collection::vec(asn(four), 0..600),
         proptest::option::of(address()),
         proptest::option::of(any::<u32>()),
         proptest::collection::vec(prefix(), 0..100),
@@ -127,7 +127,7 @@ proptest! {
         router_id in address(),
         graceful_restart in proptest::option::of(1..=4095u16),
         announced in proptest::collection::btree_set(prefix(), 0..50),
-        wanted in proptest::collection::btree_set(prefix(), 0..50),
+        wanted in proptest::collection::btree_set(prefix(), 0..1000),
     ) {
         let local = Local { asn, router_id, hold_time, next_hop: router_id, graceful_restart };
         round_trip(&open_for(&local), false)?;
