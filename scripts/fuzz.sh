@@ -5,7 +5,8 @@
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]   run (default: 60 s, every target)
 #   scripts/fuzz.sh --list                             the targets
 #   scripts/fuzz.sh --minimize [TARGET...]             fold the seeds and what runs found
-#                                                      into fuzz/corpus, minimised (cmin)
+#                                                      into fuzz/corpus: merged (cmin), then
+#                                                      at most 300 files per target
 #
 # A run writes what it finds to fuzz/target/fuzz-corpus/<target>/ (the checked-in corpus
 # is only read) and a crash to fuzz/artifacts/<target>/; it ends non-zero when a target
@@ -65,21 +66,26 @@ if [ "${1:-}" = --list ]; then
 fi
 
 if [ "${1:-}" = --minimize ]; then
+  # libFuzzer's merge (cargo fuzz cmin) of the seeds, the corpus and what runs found, cut
+  # to at most FUZZ_CORPUS_FILES (300) files by fuzz/select_corpus.py: the seeds, then the
+  # inputs adding the most coverage. It says how much of the full merge's coverage is kept.
   shift
   targets=("$@")
   ((${#targets[@]})) || mapfile -t targets < <(all_targets)
-  seeds=$(mktemp -d)
-  trap 'rm -rf "$seeds"' EXIT
-  cargo run -q --manifest-path "$fuzz_dir/seeds/Cargo.toml" -- "$seeds"
+  scratch=$(mktemp -d)
+  trap 'rm -rf "$scratch"' EXIT
+  cargo run -q --manifest-path "$fuzz_dir/seeds/Cargo.toml" -- "$scratch/seeds"
   cargo fuzz build "${flags[@]}"
+  bin="$fuzz_dir/target/$(rustc -vV | sed -n 's/^host: //p')/release"
   for target in "${targets[@]}"; do
     corpus="$fuzz_dir/corpus/$target"
-    mkdir -p "$corpus"
-    cp -n "$seeds/$target"/* "$corpus/" 2>/dev/null || true
-    [ -d "$fuzz_dir/target/fuzz-corpus/$target" ] && cp -n "$fuzz_dir/target/fuzz-corpus/$target"/* "$corpus/" 2>/dev/null || true
-    before=$(find "$corpus" -type f | wc -l)
-    cargo fuzz cmin "${flags[@]}" "$target" "$corpus" -- -max_len="$(max_len "$target")" >/dev/null 2>&1
-    echo "fuzz: $target: corpus minimised from $before to $(find "$corpus" -type f | wc -l) files"
+    found="$fuzz_dir/target/fuzz-corpus/$target"
+    mkdir -p "$corpus" "$found"
+    # what the corpus holds apart from the seeds (their names) joins the pool
+    mkdir -p "$scratch/pool-$target"
+    find "$corpus" -type f ! -name 'seed-*' -exec cp -t "$scratch/pool-$target" {} +
+    echo "fuzz: $target: $(python3 "$fuzz_dir/select_corpus.py" "$bin/$target" "$scratch/seeds/$target" \
+      "${FUZZ_CORPUS_FILES:-300}" "$corpus" "$scratch/pool-$target" "$found")"
   done
   exit 0
 fi

@@ -134,6 +134,25 @@ fn bgp(dir: &Path) {
     let mut bytes = vec![0];
     bytes.extend_from_slice(&router_update());
     write(dir, "bgp_decode", "router-update-2-octet", &bytes);
+    // A long AS_PATH, as prepending makes them: two segments, 300 AS numbers in all.
+    let mut path = vec![2, 200];
+    path.extend((0..200u16).flat_map(|i| (65000 + i % 3).to_be_bytes()));
+    path.extend([2, 100]);
+    path.extend((0..100u16).flat_map(|i| (64512 + i).to_be_bytes()));
+    let mut attributes = vec![0x40, 1, 1, 0, 0x50, 2];
+    attributes.extend((path.len() as u16).to_be_bytes());
+    attributes.extend(&path);
+    attributes.extend([0x40, 3, 4, 198, 18, 1, 1]);
+    let mut body = vec![0, 0];
+    body.extend((attributes.len() as u16).to_be_bytes());
+    body.extend(&attributes);
+    body.extend([24, 192, 0, 2]);
+    let mut bytes = vec![0];
+    bytes.extend(vec![0xff; 16]);
+    bytes.extend(((19 + body.len()) as u16).to_be_bytes());
+    bytes.push(2);
+    bytes.extend(&body);
+    write(dir, "bgp_decode", "update-long-as-path", &bytes);
 
     // Sessions: our configuration (16 bytes), then what the peer says.
     let config = |local: &Local, peer_asn: u32| {
@@ -177,6 +196,21 @@ fn bgp(dir: &Path) {
             let mut b = router_open(65000, 90, 65000);
             b.extend(Message::Keepalive.encode(true));
             b.extend(Message::Update(Update::default()).encode(true));
+            b
+        }),
+        ("full-table", &plain, 65000, {
+            // A router sending 1200 routes in three UPDATEs (the target then asks the
+            // session to announce them all back).
+            let mut b = open_for(&peer(65000, false)).encode(false);
+            b.extend(Message::Keepalive.encode(true));
+            for part in 0..3u32 {
+                let routes: Vec<String> =
+                    (0..400u32).map(|i| format!("10.{}.{}.0/24", part * 2 + i / 256, i % 256)).collect();
+                let routes: Vec<&str> = routes.iter().map(String::as_str).collect();
+                for m in updates(&peer(65000, false), 65001, &nets(&[]), &nets(&routes)) {
+                    b.extend(m.encode(true));
+                }
+            }
             b
         }),
         ("refused-peer-as", &plain, 65000, open_for(&peer(65099, false)).encode(false)),
