@@ -101,6 +101,11 @@ enum Commands {
         /// A router to announce to: IP[:ASN] (without ASN: iBGP, our own AS). Repeatable.
         #[arg(long, requires = "asn")]
         bgp_peer: Vec<String>,
+        /// TCP-MD5 passwords (RFC 2385) for the BGP sessions, from a file (never a flag: a
+        /// flag shows in every process listing): a line `PEER-IP PASSWORD` per peer, or
+        /// `* PASSWORD` for every peer not named; `#` starts a comment.
+        #[arg(long, requires = "bgp_peer", value_name = "FILE")]
+        bgp_password_file: Option<PathBuf>,
         /// BGP hold time offered to peers, in seconds (0: no keepalives, or 3 to 65535).
         #[arg(long, default_value_t = 9, requires = "asn")]
         bgp_hold_time: u16,
@@ -361,6 +366,7 @@ fn command(command: Commands) -> anyhow::Result<()> {
             role,
             asn,
             bgp_peer,
+            bgp_password_file,
             bgp_hold_time,
             bgp_graceful_restart,
             cni_conf_dir,
@@ -387,10 +393,7 @@ fn command(command: Commands) -> anyhow::Result<()> {
             let bgp = match asn {
                 Some(asn) => Some(weft_agent::BgpOptions {
                     asn,
-                    peers: bgp_peer
-                        .iter()
-                        .map(|peer| weft_bgp::parse_peer(peer, asn).map_err(anyhow::Error::msg))
-                        .collect::<anyhow::Result<_>>()?,
+                    peers: bgp_peers(&bgp_peer, asn, bgp_password_file.as_deref())?,
                     hold_time: bgp_hold_time,
                     graceful_restart: bgp_graceful_restart,
                 }),
@@ -467,6 +470,42 @@ fn describe(error: &anyhow::Error) -> String {
         }
     }
     said.join(": ")
+}
+
+/// The `--bgp-peer`s, each with its password from `--bgp-password-file`. A file that names a
+/// peer not among them is refused: a typo there would leave a session unsigned.
+fn bgp_peers(
+    texts: &[String],
+    asn: u32,
+    password_file: Option<&std::path::Path>,
+) -> anyhow::Result<Vec<weft_bgp::PeerConfig>> {
+    let mut peers = texts
+        .iter()
+        .map(|peer| weft_bgp::parse_peer(peer, asn).with_context(|| format!("--bgp-peer {peer}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let Some(path) = password_file else { return Ok(peers) };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--bgp-password-file {}: cannot read it", path.display()))?;
+    let passwords = weft_bgp::auth::Passwords::parse(&text)
+        .with_context(|| format!("--bgp-password-file {}", path.display()))?;
+    if let Some(stranger) = passwords.peers.keys().find(|a| !peers.iter().any(|p| p.address == **a)) {
+        bail!("--bgp-password-file {}: a password for {stranger}, which is no --bgp-peer", path.display());
+    }
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).map(|m| m.permissions().mode()).unwrap_or(0);
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                "--bgp-password-file {}: others may read it (mode {:o}); chmod 600 it",
+                path.display(),
+                mode & 0o777
+            );
+        }
+    }
+    for peer in &mut peers {
+        peer.password = passwords.for_peer(peer.address).cloned();
+    }
+    Ok(peers)
 }
 
 /// An `sqlite:` store's file: its directory must exist (a typo must not make a new store
