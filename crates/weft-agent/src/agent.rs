@@ -8,7 +8,8 @@
 //! 1. keep the lease alive when due, or lease again when it was lost;
 //! 2. apply the store's changes to the plan, peer by peer;
 //! 3. write the node file when it changes, then (once) the CNI network config list;
-//! 4. masquerade (re-asserted on the resync timer);
+//! 4. masquerade, and the overlay's source filter (both re-asserted on the resync timer; the
+//!    filter also when its sources change, before the peers' routes);
 //! 5. reconcile: the changed peers only, or everything (start, resync, config change, after
 //!    a failure);
 //! 6. announce by BGP; 7. metrics and the status file.
@@ -19,6 +20,7 @@
 
 use crate::kernel::{Kernel, KernelError};
 use crate::metrics::Metrics;
+use crate::nft::OverlayFilter;
 use crate::node::Uplink;
 use crate::reconcile::{self, Reconciled};
 use ipnet::IpNet;
@@ -53,6 +55,8 @@ pub struct AgentConfig {
     pub resync: Duration,
     /// SNAT pods' traffic leaving the cluster CIDR.
     pub masquerade: bool,
+    /// Take VXLAN only from the peers and the network's overlay sources (vxlan, auto).
+    pub overlay_filter: bool,
     /// `--public-ip`, if given (else the uplink's first address).
     pub public_ip: Option<IpAddr>,
     /// Our AS, when a BGP speaker runs: for the status.
@@ -137,6 +141,8 @@ pub struct Agent {
     /// Whether the CNI config list is in place (written, or found as it should be).
     conflist_written: bool,
     masqueraded: Option<(ipnet::IpNet, Instant)>,
+    /// The overlay filter as last set, and when.
+    filtered: Option<(Option<OverlayFilter>, Instant)>,
     next_resync: Instant,
     next_renew: Instant,
     /// Set while the store or the kernel fails: when to try again.
@@ -180,6 +186,7 @@ impl Agent {
             node_file: None,
             conflist_written: false,
             masqueraded: None,
+            filtered: None,
             retry_at: None,
             started: false,
             last_pass: status::PassStatus::default(),
@@ -352,6 +359,8 @@ impl Agent {
         self.write_node_file(&config);
         self.write_conflist();
         self.masquerade(&config, report.full || self.needs_full);
+        let peers_changed = !report.peers_changed.is_empty();
+        self.filter_overlay(&config, report.full || self.needs_full, peers_changed);
         self.reconcile(&config, &mut report);
         self.announce(&config, report.error.is_none());
         self.finish(report, started)
@@ -690,6 +699,49 @@ impl Agent {
         }
     }
 
+    /// Whom the overlay takes VXLAN from: the underlay address of every peer whose lease is
+    /// trusted and planned, and the network's overlay sources (gateways, clients). `None`
+    /// where no VXLAN device runs, or the filter is off.
+    pub fn overlay_sources(&self, config: &NetworkConfig) -> Option<OverlayFilter> {
+        if !self.config.overlay_filter || !matches!(config.backend, Backend::Vxlan | Backend::Auto) {
+            return None;
+        }
+        let cluster = self.informer.cluster();
+        let peers = self
+            .held
+            .keys()
+            .filter(|node| **node != self.config.node)
+            .filter_map(|node| cluster.leases.get(node))
+            .map(|stored| IpNet::from(stored.lease.public_ip));
+        let sources = peers.chain(config.overlay_sources.iter().copied()).collect();
+        Some(OverlayFilter { port: config.port, sources })
+    }
+
+    /// Sets the overlay filter when its sources change (before the peers' routes, so a new
+    /// peer's packets are taken as soon as it is planned), and on every resync (a firewall
+    /// reload may have removed it). A filter that is off is removed once, not on a timer.
+    fn filter_overlay(&mut self, config: &NetworkConfig, due: bool, peers_changed: bool) {
+        let timer = self.filtered.as_ref().is_some_and(|(_, at)| at.elapsed() >= self.config.resync);
+        if self.filtered.is_some() && !(due || peers_changed || timer) {
+            // Nothing that could change the sources: no need to gather them.
+            return;
+        }
+        let wanted = self.overlay_sources(config);
+        let stale = match &self.filtered {
+            None => true,
+            Some((set, at)) => {
+                *set != wanted || (wanted.is_some() && (due || at.elapsed() >= self.config.resync))
+            }
+        };
+        if !stale {
+            return;
+        }
+        match self.kernel.overlay_filter(wanted.as_ref()) {
+            Ok(()) => self.filtered = Some((wanted, Instant::now())),
+            Err(e) => error!("overlay filter: {e}"),
+        }
+    }
+
     fn reconcile(&mut self, config: &NetworkConfig, report: &mut PassReport) {
         let full = self.needs_full || report.full;
         if full && config.backend == Backend::L2 {
@@ -805,6 +857,8 @@ impl Agent {
         metrics.store_events.store(stats.events, Ordering::Relaxed);
         metrics.leases.store(self.informer.cluster().leases.len() as u64, Ordering::Relaxed);
         metrics.leases_rejected.store(self.rejected.len() as u64, Ordering::Relaxed);
+        let sources = self.filtered.as_ref().and_then(|(f, _)| f.as_ref()).map_or(0, |f| f.sources.len());
+        metrics.overlay_sources.store(sources as u64, Ordering::Relaxed);
         if let Some((_, plan)) = &self.plan {
             metrics.peers.store(plan.peers().len() as u64, Ordering::Relaxed);
             metrics.unreachable_peers.store(plan.unreachable() as u64, Ordering::Relaxed);
@@ -899,6 +953,11 @@ impl Agent {
                 .iter()
                 .map(|(node, why)| status::RejectedLease { node: node.clone(), reason: why.to_string() })
                 .collect(),
+            overlay_sources: self
+                .filtered
+                .as_ref()
+                .and_then(|(filter, _)| filter.as_ref())
+                .map(|f| f.sources.iter().copied().collect()),
             planned_routes: plan.map(|p| p.routes()).unwrap_or_default(),
             last_pass: self.last_pass.clone(),
         }

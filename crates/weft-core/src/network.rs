@@ -59,6 +59,11 @@ pub struct NetworkConfig {
     /// nodes' own addresses and anything else that lives there.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reserved: Vec<IpNet>,
+    /// Underlay addresses besides the nodes' that may send into the overlay (vxlan, auto):
+    /// gateways and clients, which hold no lease. Nodes take VXLAN from their peers and
+    /// these, and drop it from anyone else.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overlay_sources: Vec<IpNet>,
 }
 
 fn default_vni() -> u32 {
@@ -94,6 +99,7 @@ impl NetworkConfig {
             port: DEFAULT_VXLAN_PORT,
             gateway: None,
             reserved: Vec::new(),
+            overlay_sources: Vec::new(),
         }
     }
 

@@ -344,6 +344,14 @@ impl Lab {
             config.reserved = vec![ipnet::IpNet::V4(lower_half)];
         }
         config.backend = self.state.spec.mode.backend();
+        // Gateways and the client send into the overlay without holding a lease: the nodes'
+        // overlay filter takes VXLAN from them by name of their addresses.
+        let topology = self.topology();
+        config.overlay_sources =
+            topology.gateways.iter().map(|g| ipnet::IpNet::from(std::net::IpAddr::V4(g.ip))).collect();
+        if topology.client {
+            config.overlay_sources.push(std::net::IpAddr::V4(crate::topology::OUTSIDE_CLIENT_IP).into());
+        }
         let cidr = config.cidr;
         let url = self.state.store_url.clone();
         // From the router's namespace, which reaches every etcd member.

@@ -120,7 +120,7 @@ fn hand_built(vxlan: bool) -> (HandBuilt, String, String, String) {
     }
     // the same masquerade rule weft installs (it turns on connection tracking, which every
     // packet then pays for on both sides)
-    let ruleset = weft_agent::masquerade::ruleset(&"10.244.0.0/16".parse().unwrap());
+    let ruleset = weft_agent::nft::ruleset(&"10.244.0.0/16".parse().unwrap());
     for node in nodes {
         let mut nft = Command::new("ip")
             .args(["netns", "exec", node, "nft", "-f", "-"])

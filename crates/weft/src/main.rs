@@ -88,6 +88,10 @@ enum Commands {
         /// Do not SNAT pods' traffic that leaves the cluster CIDR.
         #[arg(long)]
         no_masquerade: bool,
+        /// Take VXLAN from anyone (vxlan, auto): by default only the peers' underlay
+        /// addresses and the network's --overlay-source ranges may send into the overlay.
+        #[arg(long)]
+        no_overlay_filter: bool,
         /// Where to serve /metrics, /healthz and /readyz ("off": nowhere).
         #[arg(long, default_value = "127.0.0.1:9473")]
         metrics_address: String,
@@ -233,6 +237,11 @@ enum NetworkCommand {
         /// addresses). Repeatable.
         #[arg(long, value_parser = parse_network)]
         reserve: Vec<ipnet::IpNet>,
+        /// An underlay address or range besides the nodes' that may send into the overlay
+        /// (vxlan, auto): a gateway's or a client's. Nodes drop VXLAN from anyone else.
+        /// Repeatable.
+        #[arg(long, value_parser = parse_network, value_name = "CIDR")]
+        overlay_source: Vec<ipnet::IpNet>,
     },
 }
 
@@ -319,7 +328,18 @@ fn command(command: Commands) -> anyhow::Result<()> {
     match command {
         Commands::Network {
             command:
-                NetworkCommand::Init { store, cidr, subnet_len, backend, vni, port, force, gateway, reserve },
+                NetworkCommand::Init {
+                    store,
+                    cidr,
+                    subnet_len,
+                    backend,
+                    vni,
+                    port,
+                    force,
+                    gateway,
+                    reserve,
+                    overlay_source,
+                },
         } => {
             let mut config = NetworkConfig::new(cidr);
             if let Some(len) = subnet_len {
@@ -336,6 +356,7 @@ fn command(command: Commands) -> anyhow::Result<()> {
             config.port = port;
             config.gateway = gateway;
             config.reserved = reserve;
+            config.overlay_sources = overlay_source;
             if let Err(e) = config.validate() {
                 use weft_core::network::NetworkConfigError as E;
                 match e {
@@ -362,6 +383,7 @@ fn command(command: Commands) -> anyhow::Result<()> {
             lease_ttl,
             resync,
             no_masquerade,
+            no_overlay_filter,
             metrics_address,
             role,
             asn,
@@ -423,6 +445,7 @@ fn command(command: Commands) -> anyhow::Result<()> {
                 lease_ttl: Duration::from_secs(lease_ttl),
                 resync: Duration::from_secs(resync),
                 masquerade: !no_masquerade,
+                overlay_filter: !no_overlay_filter,
                 metrics_address,
                 cni_conflist,
             };
