@@ -132,7 +132,14 @@ pub struct Agent {
     /// The subnet of every lease believed, by whom and since which revision; and the other
     /// way round.
     holders: HashMap<IpNet, (String, u64)>,
-    held: HashMap<String, IpNet>,
+    /// Believed leases' subnets and underlay addresses, by node: the overlay filter lets in
+    /// only these addresses (as checked, not as the cache may have them since).
+    held: HashMap<String, (IpNet, IpAddr)>,
+    /// Store changes a pass took from the watch but could not apply (it failed before):
+    /// applied by the next one.
+    deferred: Vec<Delta>,
+    /// Why the overlay filter could not be set, while it cannot.
+    filter_error: Option<String>,
     /// Leases not believed, and why.
     rejected: BTreeMap<String, Distrust>,
     /// Whether the next pass must read the whole kernel.
@@ -181,6 +188,8 @@ impl Agent {
             pending: Vec::new(),
             holders: HashMap::new(),
             held: HashMap::new(),
+            deferred: Vec::new(),
+            filter_error: None,
             rejected: BTreeMap::new(),
             needs_full: true,
             node_file: None,
@@ -311,17 +320,26 @@ impl Agent {
         let started = Instant::now();
         let mut report = PassReport { trigger: Some(trigger), ..PassReport::default() };
         self.retry_at = None;
+        if !self.deferred.is_empty() {
+            let later = std::mem::replace(&mut deltas, std::mem::take(&mut self.deferred));
+            deltas.extend(later);
+        }
         if trigger == Trigger::Start || !self.informer.listed() {
             // Without a cache there is nothing to plan from, nor to lease by.
             match self.informer.poll(Duration::ZERO) {
                 Ok(more) => deltas.extend(more),
-                Err(e) => return self.failed(report, e, "list", started),
+                Err(e) => {
+                    self.deferred = deltas;
+                    return self.failed(report, e, "list", started);
+                }
             }
         }
         self.started = true;
         // The lease first: on a retry, keeping it alive must not wait behind a watch that
         // takes its time to come back.
         if let Err(e) = self.keep_lease(trigger, &mut report) {
+            // The cache has these changes already; the plan must get them too.
+            self.deferred = deltas;
             return self.failed(report, e, "lease", started);
         }
         let mut store_error = None;
@@ -398,7 +416,7 @@ impl Agent {
         let mut freed = Vec::new();
         let mut queue = vec![node.to_string()];
         while let Some(node) = queue.pop() {
-            if let Some(subnet) = self.held.remove(&node) {
+            if let Some((subnet, _)) = self.held.remove(&node) {
                 self.holders.remove(&subnet);
                 freed.push(subnet);
             }
@@ -435,7 +453,7 @@ impl Agent {
                     {
                         self.held.remove(&evicted);
                     }
-                    self.held.insert(node.clone(), stored.lease.subnet);
+                    self.held.insert(node.clone(), (stored.lease.subnet, stored.lease.public_ip));
                     if self.rejected.remove(&node).is_some() {
                         info!("the lease of {node} is believed now");
                     }
@@ -706,15 +724,13 @@ impl Agent {
         if !self.config.overlay_filter || !matches!(config.backend, Backend::Vxlan | Backend::Auto) {
             return None;
         }
-        let cluster = self.informer.cluster();
         let peers = self
             .held
-            .keys()
-            .filter(|node| **node != self.config.node)
-            .filter_map(|node| cluster.leases.get(node))
-            .map(|stored| IpNet::from(stored.lease.public_ip));
+            .iter()
+            .filter(|(node, _)| **node != self.config.node)
+            .map(|(_, (_, ip))| IpNet::from(*ip));
         let sources = peers.chain(config.overlay_sources.iter().copied()).collect();
-        Some(OverlayFilter { port: config.port, sources })
+        Some(OverlayFilter { port: config.port, pods: config.cidr, sources })
     }
 
     /// Sets the overlay filter when its sources change (before the peers' routes, so a new
@@ -737,8 +753,21 @@ impl Agent {
             return;
         }
         match self.kernel.overlay_filter(wanted.as_ref()) {
-            Ok(()) => self.filtered = Some((wanted, Instant::now())),
-            Err(e) => error!("overlay filter: {e}"),
+            Ok(()) => {
+                if self.filter_error.take().is_some() {
+                    info!("overlay filter set again");
+                }
+                self.filtered = Some((wanted, Instant::now()));
+            }
+            Err(e) => {
+                // Tried again soon, not at the next resync: a new peer's packets wait for it.
+                if self.filter_error.is_none() {
+                    error!("overlay filter: {e}");
+                }
+                self.filter_error = Some(e.to_string());
+                self.filtered = None;
+                self.retry_at = Some(Instant::now() + RETRY);
+            }
         }
     }
 
@@ -958,6 +987,7 @@ impl Agent {
                 .as_ref()
                 .and_then(|(filter, _)| filter.as_ref())
                 .map(|f| f.sources.iter().copied().collect()),
+            overlay_filter_error: self.filter_error.clone(),
             planned_routes: plan.map(|p| p.routes()).unwrap_or_default(),
             last_pass: self.last_pass.clone(),
         }

@@ -268,6 +268,8 @@ pub struct RecordingKernel {
     /// When set, the next `apply` fails with this (a kernel refusing), once. Shared, so a
     /// test can set it while an agent owns the kernel.
     pub refuse_next_apply: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    /// The same for the next `overlay_filter`.
+    pub refuse_next_overlay_filter: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl RecordingKernel {
@@ -331,6 +333,9 @@ impl Kernel for RecordingKernel {
     }
 
     fn overlay_filter(&mut self, filter: Option<&OverlayFilter>) -> Result<(), KernelError> {
+        if let Some(why) = self.refuse_next_overlay_filter.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return Err(KernelError::Nft(NftError::Refused(why)));
+        }
         self.overlay_filter = Some(filter.cloned());
         Ok(())
     }

@@ -6,7 +6,9 @@
 //! - the overlay's source filter (`ip weft_overlay`): VXLAN (the network's UDP port) is taken
 //!   only from the peers' underlay addresses and the configured overlay sources (gateways,
 //!   clients); anything else is dropped before it reaches the VXLAN device, which would
-//!   otherwise deliver a stranger's forged pod packets into the pod network.
+//!   otherwise deliver a stranger's forged pod packets into the pod network. And this node's
+//!   pods may not send to that port of a peer: masqueraded, their packets would leave with
+//!   this node's address, which every peer lets in.
 //!
 //! Uses the `nft` program (Debian's nftables): nftables' netlink protocol has no
 //! well-kept Rust crate yet, and `nft -f` gives atomic transactions for free.
@@ -60,6 +62,8 @@ pub fn masquerade(cidr: &IpNet) -> Result<(), NftError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OverlayFilter {
     pub port: u16,
+    /// The cluster CIDR: pods, whose packets to a source's VXLAN port are dropped.
+    pub pods: IpNet,
     pub sources: BTreeSet<IpNet>,
 }
 
@@ -77,11 +81,21 @@ pub fn overlay_ruleset(filter: Option<&OverlayFilter>) -> String {
          add set {table} {OVERLAY_SET} {{ type ipv4_addr; flags interval; auto-merge; }}\n\
          add counter {table} {OVERLAY_DROPPED}\n\
          add chain {table} input {{ type filter hook input priority raw; policy accept; }}\n\
+         add chain {table} forward {{ type filter hook forward priority raw; policy accept; }}\n\
          flush chain {table} input\n\
+         flush chain {table} forward\n\
          flush set {table} {OVERLAY_SET}\n\
-         add rule {table} input udp dport {} ip saddr != @{OVERLAY_SET} counter name {OVERLAY_DROPPED} drop\n",
-        filter.port
+         add rule {table} input udp dport {port} ip saddr != @{OVERLAY_SET} counter name {OVERLAY_DROPPED} drop\n",
+        port = filter.port
     );
+    if let IpNet::V4(pods) = filter.pods {
+        script.push_str(&format!(
+            "add rule {table} forward ip saddr {pods} ip daddr @{OVERLAY_SET} udp dport {port} \
+             counter name {OVERLAY_DROPPED} drop\n",
+            pods = pods.trunc(),
+            port = filter.port
+        ));
+    }
     let sources: Vec<String> =
         filter.sources.iter().filter(|s| matches!(s, IpNet::V4(_))).map(|s| s.trunc().to_string()).collect();
     if !sources.is_empty() {
@@ -133,6 +147,7 @@ mod tests {
     fn the_overlay_takes_vxlan_only_from_its_sources_and_is_never_deleted_while_on() {
         let filter = OverlayFilter {
             port: 8472,
+            pods: "10.244.0.0/16".parse().unwrap(),
             sources: ["198.18.2.11/32", "203.0.113.10/32", "fd00::1/128"]
                 .iter()
                 .map(|s| s.parse().unwrap())
@@ -147,7 +162,12 @@ mod tests {
         // The set's old elements go in the same transaction that adds the new.
         let flush = script.find("flush set").unwrap();
         assert!(flush < script.find("add element").unwrap());
-        let lonely = overlay_ruleset(Some(&OverlayFilter { port: 4789, sources: BTreeSet::new() }));
+        // Pods may not reach a peer's VXLAN port (masqueraded, they would pass as this node).
+        assert!(script.contains(
+            "add rule ip weft_overlay forward ip saddr 10.244.0.0/16 ip daddr @peers udp dport 8472 counter name dropped drop"
+        ));
+        let pods = "10.244.0.0/16".parse().unwrap();
+        let lonely = overlay_ruleset(Some(&OverlayFilter { port: 4789, pods, sources: BTreeSet::new() }));
         assert!(lonely.contains("udp dport 4789") && !lonely.contains("add element"));
         assert_eq!(overlay_ruleset(None), "add table ip weft_overlay\ndelete table ip weft_overlay\n");
     }

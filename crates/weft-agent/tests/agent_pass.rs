@@ -529,3 +529,24 @@ fn the_overlay_filter_follows_the_believed_peers_and_the_networks_overlay_source
     next_store_pass(&mut agent);
     assert_eq!(agent.status(true).overlay_sources, None);
 }
+
+#[test]
+fn an_overlay_filter_the_kernel_refuses_is_tried_again_soon_and_said_in_the_status() {
+    let world = World::new();
+    world.peer(1);
+    let kernel = kernel();
+    let refuse = kernel.refuse_next_overlay_filter.clone();
+    let mut agent = world.agent("n1", kernel);
+    let stop = AtomicBool::new(false);
+    agent.step(&stop);
+    *refuse.lock().unwrap() = Some("nft is gone (the test says so)".into());
+    world.peer(2);
+    next_store_pass(&mut agent);
+    let status = agent.status(true);
+    assert!(status.overlay_filter_error.is_some_and(|e| e.contains("nft is gone")), "said in the status");
+    // The next pass (a retry, not the resync an hour away) sets it.
+    passes_within(&mut agent, Duration::from_secs(2));
+    let status = agent.status(true);
+    assert_eq!(status.overlay_filter_error, None);
+    assert_eq!(status.overlay_sources.unwrap().len(), 2, "both peers let in");
+}

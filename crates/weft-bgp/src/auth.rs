@@ -107,6 +107,10 @@ struct TcpMd5Sig {
     key: [u8; MAX_PASSWORD_LEN],
 }
 
+// The kernel reads exactly this many bytes: a libc whose sockaddr_storage changed would
+// break the layout silently.
+const _: () = assert!(std::mem::size_of::<TcpMd5Sig>() == 216);
+
 /// Signs every segment between `socket` and `peer` with `password` (set before connect, so
 /// the SYN is signed too).
 pub fn set_md5(socket: &Socket, peer: SocketAddrV4, password: &Password) -> std::io::Result<()> {

@@ -27,6 +27,9 @@ pub fn bird_config(
     neighbors: &[Neighbor],
     password: Option<&str>,
 ) -> String {
+    // BIRD's string syntax: a quote or backslash would end or escape it (the lab's passwords
+    // are hex).
+    debug_assert!(password.is_none_or(|p| !p.contains(['"', '\\'])), "a password BIRD cannot quote");
     let password = password.map(|p| format!("  password \"{p}\";\n")).unwrap_or_default();
     let mut out = format!(
         "router id {router_id};\n\
@@ -101,6 +104,8 @@ pub fn commands(
             .truncate(true)
             .mode(0o600)
             .open(path(name))?;
+        // A file left from before keeps its mode through open: set it.
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         file.write_all(text.as_bytes())
     };
     match kind {

@@ -242,6 +242,24 @@ impl EtcdStore {
             None => "http",
         };
         if let Some(auth) = &url.auth {
+            if url.tls.is_none() {
+                tracing::warn!(
+                    "etcd user {}: the password crosses the network in clear without TLS (add ?ca=FILE)",
+                    auth.user
+                );
+            }
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode =
+                    std::fs::metadata(&auth.password_file).map(|m| m.permissions().mode()).unwrap_or(0);
+                if mode & 0o077 != 0 {
+                    tracing::warn!(
+                        "{}: others may read it (mode {:o}); chmod 600 it",
+                        auth.password_file.display(),
+                        mode & 0o777
+                    );
+                }
+            }
             let password = std::fs::read_to_string(&auth.password_file).map_err(|e| {
                 StoreError::Auth(format!(
                     "user {}: cannot read {}: {e}",

@@ -10,7 +10,7 @@
 //! 5 s, alternating weft and hand-built three times each; the medians are compared.
 //!
 //! Then the overlay filter's cost: the same weft vxlan pods with the nodes' filter table
-//! (VXLAN only from peers) and without it, alternating five times each. The agents are
+//! (VXLAN only from peers) and without it, alternating seven times each. The agents are
 //! stopped for this (the kernel keeps what they programmed), so the bench can take the
 //! table away and put it back as the agent wrote it.
 

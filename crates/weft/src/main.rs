@@ -364,6 +364,7 @@ fn command(command: Commands) -> anyhow::Result<()> {
                     E::L2Gateway(cidr) => bail!(
                         "--backend l2 needs the segment's router: pass --gateway with its address in {cidr}"
                     ),
+                    E::OverlaySource(source, why) => bail!("--overlay-source {source}: {why}"),
                     e => bail!("network init: {e}"),
                 }
             }
