@@ -8,7 +8,8 @@
 //! 1. keep the lease alive when due, or lease again when it was lost;
 //! 2. apply the store's changes to the plan, peer by peer;
 //! 3. write the node file when it changes, then (once) the CNI network config list;
-//! 4. masquerade (re-asserted on the resync timer);
+//! 4. masquerade, and the overlay's source filter (both re-asserted on the resync timer; the
+//!    filter also when its sources change, before the peers' routes);
 //! 5. reconcile: the changed peers only, or everything (start, resync, config change, after
 //!    a failure);
 //! 6. announce by BGP; 7. metrics and the status file.
@@ -19,6 +20,7 @@
 
 use crate::kernel::{Kernel, KernelError};
 use crate::metrics::Metrics;
+use crate::nft::OverlayFilter;
 use crate::node::Uplink;
 use crate::reconcile::{self, Reconciled};
 use ipnet::IpNet;
@@ -53,6 +55,8 @@ pub struct AgentConfig {
     pub resync: Duration,
     /// SNAT pods' traffic leaving the cluster CIDR.
     pub masquerade: bool,
+    /// Take VXLAN only from the peers and the network's overlay sources (vxlan, auto).
+    pub overlay_filter: bool,
     /// `--public-ip`, if given (else the uplink's first address).
     pub public_ip: Option<IpAddr>,
     /// Our AS, when a BGP speaker runs: for the status.
@@ -128,7 +132,14 @@ pub struct Agent {
     /// The subnet of every lease believed, by whom and since which revision; and the other
     /// way round.
     holders: HashMap<IpNet, (String, u64)>,
-    held: HashMap<String, IpNet>,
+    /// Believed leases' subnets and underlay addresses, by node: the overlay filter lets in
+    /// only these addresses (as checked, not as the cache may have them since).
+    held: HashMap<String, (IpNet, IpAddr)>,
+    /// Store changes a pass took from the watch but could not apply (it failed before):
+    /// applied by the next one.
+    deferred: Vec<Delta>,
+    /// Why the overlay filter could not be set, while it cannot.
+    filter_error: Option<String>,
     /// Leases not believed, and why.
     rejected: BTreeMap<String, Distrust>,
     /// Whether the next pass must read the whole kernel.
@@ -137,6 +148,8 @@ pub struct Agent {
     /// Whether the CNI config list is in place (written, or found as it should be).
     conflist_written: bool,
     masqueraded: Option<(ipnet::IpNet, Instant)>,
+    /// The overlay filter as last set, and when.
+    filtered: Option<(Option<OverlayFilter>, Instant)>,
     next_resync: Instant,
     next_renew: Instant,
     /// Set while the store or the kernel fails: when to try again.
@@ -175,11 +188,14 @@ impl Agent {
             pending: Vec::new(),
             holders: HashMap::new(),
             held: HashMap::new(),
+            deferred: Vec::new(),
+            filter_error: None,
             rejected: BTreeMap::new(),
             needs_full: true,
             node_file: None,
             conflist_written: false,
             masqueraded: None,
+            filtered: None,
             retry_at: None,
             started: false,
             last_pass: status::PassStatus::default(),
@@ -304,17 +320,26 @@ impl Agent {
         let started = Instant::now();
         let mut report = PassReport { trigger: Some(trigger), ..PassReport::default() };
         self.retry_at = None;
+        if !self.deferred.is_empty() {
+            let later = std::mem::replace(&mut deltas, std::mem::take(&mut self.deferred));
+            deltas.extend(later);
+        }
         if trigger == Trigger::Start || !self.informer.listed() {
             // Without a cache there is nothing to plan from, nor to lease by.
             match self.informer.poll(Duration::ZERO) {
                 Ok(more) => deltas.extend(more),
-                Err(e) => return self.failed(report, e, "list", started),
+                Err(e) => {
+                    self.deferred = deltas;
+                    return self.failed(report, e, "list", started);
+                }
             }
         }
         self.started = true;
         // The lease first: on a retry, keeping it alive must not wait behind a watch that
         // takes its time to come back.
         if let Err(e) = self.keep_lease(trigger, &mut report) {
+            // The cache has these changes already; the plan must get them too.
+            self.deferred = deltas;
             return self.failed(report, e, "lease", started);
         }
         let mut store_error = None;
@@ -352,6 +377,8 @@ impl Agent {
         self.write_node_file(&config);
         self.write_conflist();
         self.masquerade(&config, report.full || self.needs_full);
+        let peers_changed = !report.peers_changed.is_empty();
+        self.filter_overlay(&config, report.full || self.needs_full, peers_changed);
         self.reconcile(&config, &mut report);
         self.announce(&config, report.error.is_none());
         self.finish(report, started)
@@ -389,7 +416,7 @@ impl Agent {
         let mut freed = Vec::new();
         let mut queue = vec![node.to_string()];
         while let Some(node) = queue.pop() {
-            if let Some(subnet) = self.held.remove(&node) {
+            if let Some((subnet, _)) = self.held.remove(&node) {
                 self.holders.remove(&subnet);
                 freed.push(subnet);
             }
@@ -426,7 +453,7 @@ impl Agent {
                     {
                         self.held.remove(&evicted);
                     }
-                    self.held.insert(node.clone(), stored.lease.subnet);
+                    self.held.insert(node.clone(), (stored.lease.subnet, stored.lease.public_ip));
                     if self.rejected.remove(&node).is_some() {
                         info!("the lease of {node} is believed now");
                     }
@@ -690,6 +717,60 @@ impl Agent {
         }
     }
 
+    /// Whom the overlay takes VXLAN from: the underlay address of every peer whose lease is
+    /// trusted and planned, and the network's overlay sources (gateways, clients). `None`
+    /// where no VXLAN device runs, or the filter is off.
+    pub fn overlay_sources(&self, config: &NetworkConfig) -> Option<OverlayFilter> {
+        if !self.config.overlay_filter || !matches!(config.backend, Backend::Vxlan | Backend::Auto) {
+            return None;
+        }
+        let peers = self
+            .held
+            .iter()
+            .filter(|(node, _)| **node != self.config.node)
+            .map(|(_, (_, ip))| IpNet::from(*ip));
+        let sources = peers.chain(config.overlay_sources.iter().copied()).collect();
+        Some(OverlayFilter { port: config.port, pods: config.cidr, sources })
+    }
+
+    /// Sets the overlay filter when its sources change (before the peers' routes, so a new
+    /// peer's packets are taken as soon as it is planned), and on every resync (a firewall
+    /// reload may have removed it). A filter that is off is removed once, not on a timer.
+    fn filter_overlay(&mut self, config: &NetworkConfig, due: bool, peers_changed: bool) {
+        let timer = self.filtered.as_ref().is_some_and(|(_, at)| at.elapsed() >= self.config.resync);
+        if self.filtered.is_some() && !(due || peers_changed || timer) {
+            // Nothing that could change the sources: no need to gather them.
+            return;
+        }
+        let wanted = self.overlay_sources(config);
+        let stale = match &self.filtered {
+            None => true,
+            Some((set, at)) => {
+                *set != wanted || (wanted.is_some() && (due || at.elapsed() >= self.config.resync))
+            }
+        };
+        if !stale {
+            return;
+        }
+        match self.kernel.overlay_filter(wanted.as_ref()) {
+            Ok(()) => {
+                if self.filter_error.take().is_some() {
+                    info!("overlay filter set again");
+                }
+                self.filtered = Some((wanted, Instant::now()));
+            }
+            Err(e) => {
+                // Tried again soon, not at the next resync: a new peer's packets wait for it.
+                if self.filter_error.is_none() {
+                    error!("overlay filter: {e}");
+                }
+                self.filter_error = Some(e.to_string());
+                self.filtered = None;
+                self.retry_at = Some(Instant::now() + RETRY);
+            }
+        }
+    }
+
     fn reconcile(&mut self, config: &NetworkConfig, report: &mut PassReport) {
         let full = self.needs_full || report.full;
         if full && config.backend == Backend::L2 {
@@ -805,6 +886,8 @@ impl Agent {
         metrics.store_events.store(stats.events, Ordering::Relaxed);
         metrics.leases.store(self.informer.cluster().leases.len() as u64, Ordering::Relaxed);
         metrics.leases_rejected.store(self.rejected.len() as u64, Ordering::Relaxed);
+        let sources = self.filtered.as_ref().and_then(|(f, _)| f.as_ref()).map_or(0, |f| f.sources.len());
+        metrics.overlay_sources.store(sources as u64, Ordering::Relaxed);
         if let Some((_, plan)) = &self.plan {
             metrics.peers.store(plan.peers().len() as u64, Ordering::Relaxed);
             metrics.unreachable_peers.store(plan.unreachable() as u64, Ordering::Relaxed);
@@ -899,6 +982,12 @@ impl Agent {
                 .iter()
                 .map(|(node, why)| status::RejectedLease { node: node.clone(), reason: why.to_string() })
                 .collect(),
+            overlay_sources: self
+                .filtered
+                .as_ref()
+                .and_then(|(filter, _)| filter.as_ref())
+                .map(|f| f.sources.iter().copied().collect()),
+            overlay_filter_error: self.filter_error.clone(),
             planned_routes: plan.map(|p| p.routes()).unwrap_or_default(),
             last_pass: self.last_pass.clone(),
         }

@@ -3,7 +3,7 @@
 //! sysctls); [`RecordingKernel`] holds what would be programmed in memory, so that unit tests
 //! and the fleet benchmark run the agent's passes without root.
 
-use crate::masquerade::{self, MasqueradeError};
+use crate::nft::{self, NftError, OverlayFilter};
 use crate::node::{discover, NodeError, Uplink};
 use ipnet::IpNet;
 use std::collections::{BTreeMap, HashMap};
@@ -23,7 +23,7 @@ pub enum KernelError {
     #[error(transparent)]
     Netlink(#[from] weft_kernel::Error),
     #[error(transparent)]
-    Masquerade(#[from] MasqueradeError),
+    Nft(#[from] NftError),
     #[error(transparent)]
     L2(#[from] crate::l2::TakeOverError),
     #[error(transparent)]
@@ -51,6 +51,10 @@ pub trait Kernel: Send {
 
     /// SNAT for pods' traffic leaving `cidr` (weft's own table, replaced whole).
     fn masquerade(&mut self, cidr: &IpNet) -> Result<(), KernelError>;
+
+    /// VXLAN only from these sources (weft's own table, its set replaced atomically); `None`:
+    /// no filter (the table removed).
+    fn overlay_filter(&mut self, filter: Option<&OverlayFilter>) -> Result<(), KernelError>;
 
     /// Sets a sysctl (`net.ipv4.ip_forward`, `net/ipv4/conf/DEV/rp_filter`) if it differs.
     fn sysctl(&mut self, key: &str, value: &str) -> Result<(), KernelError>;
@@ -227,7 +231,11 @@ impl Kernel for NetlinkKernel {
     }
 
     fn masquerade(&mut self, cidr: &IpNet) -> Result<(), KernelError> {
-        Ok(masquerade::apply(cidr)?)
+        Ok(nft::masquerade(cidr)?)
+    }
+
+    fn overlay_filter(&mut self, filter: Option<&OverlayFilter>) -> Result<(), KernelError> {
+        Ok(nft::overlay_filter(filter)?)
     }
 
     fn sysctl(&mut self, key: &str, value: &str) -> Result<(), KernelError> {
@@ -250,6 +258,8 @@ pub struct RecordingKernel {
     pub neighbours: BTreeMap<(String, IpAddr), PlannedNeighbour>,
     pub fdb: BTreeMap<(String, MacAddr), PlannedFdb>,
     pub masqueraded: Option<IpNet>,
+    /// The overlay filter as last set (`Some(None)`: removed).
+    pub overlay_filter: Option<Option<OverlayFilter>>,
     pub sysctls: BTreeMap<String, String>,
     /// Changes applied, counted one per entry.
     pub applied: usize,
@@ -258,6 +268,8 @@ pub struct RecordingKernel {
     /// When set, the next `apply` fails with this (a kernel refusing), once. Shared, so a
     /// test can set it while an agent owns the kernel.
     pub refuse_next_apply: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    /// The same for the next `overlay_filter`.
+    pub refuse_next_overlay_filter: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl RecordingKernel {
@@ -317,6 +329,14 @@ impl Kernel for RecordingKernel {
 
     fn masquerade(&mut self, cidr: &IpNet) -> Result<(), KernelError> {
         self.masqueraded = Some(*cidr);
+        Ok(())
+    }
+
+    fn overlay_filter(&mut self, filter: Option<&OverlayFilter>) -> Result<(), KernelError> {
+        if let Some(why) = self.refuse_next_overlay_filter.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return Err(KernelError::Nft(NftError::Refused(why)));
+        }
+        self.overlay_filter = Some(filter.cloned());
         Ok(())
     }
 

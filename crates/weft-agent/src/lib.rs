@@ -8,7 +8,8 @@
 //! - [`reconcile`]: plan → kernel, never flushing.
 //! - [`run`]: the agent as a process.
 //! - [`node`]: finding the uplink, its MTU and addresses.
-//! - [`masquerade`]: SNAT for pod traffic leaving the cluster, in a table of weft's own.
+//! - [`nft`]: weft's own nftables tables: SNAT for pod traffic leaving the cluster, and the
+//!   overlay's source filter (VXLAN only from peers).
 //! - [`metrics`]: `/metrics`, `/healthz` and `/readyz`.
 //! - [`install`]: the CNI plugin and its network config list, written whole where a runtime
 //!   finds them.
@@ -20,8 +21,8 @@ pub mod agent;
 pub mod install;
 pub mod kernel;
 pub mod l2;
-pub mod masquerade;
 pub mod metrics;
+pub mod nft;
 pub mod node;
 pub mod reconcile;
 pub mod run;

@@ -17,6 +17,7 @@ pub struct Metrics {
     pub leases: AtomicU64,
     pub leases_rejected: AtomicU64,
     pub peers: AtomicU64,
+    pub overlay_sources: AtomicU64,
     pub unreachable_peers: AtomicU64,
     pub reconciles: AtomicU64,
     pub reconcile_errors: AtomicU64,
@@ -53,6 +54,12 @@ impl Metrics {
             "gauge",
             "Peers this node plans a path to or names as unreachable.",
             get(&self.peers).to_string(),
+        );
+        metric(
+            "overlay_filter_sources",
+            "gauge",
+            "Underlay addresses the overlay takes VXLAN from (peers and overlay sources); 0 without a filter.",
+            get(&self.overlay_sources).to_string(),
         );
         metric(
             "unreachable_peers",

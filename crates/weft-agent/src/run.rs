@@ -37,6 +37,8 @@ pub struct AgentOptions {
     pub resync: Duration,
     /// SNAT pods' traffic leaving the cluster CIDR.
     pub masquerade: bool,
+    /// Take VXLAN only from peers and the network's overlay sources.
+    pub overlay_filter: bool,
     /// Where to serve `/metrics`, `/healthz` and `/readyz` (None: nowhere).
     pub metrics_address: Option<std::net::SocketAddr>,
     /// The CNI network config list to write once the node can wire pods (None: none).
@@ -85,6 +87,7 @@ pub fn run(options: &AgentOptions, stop: &AtomicBool) -> Result<(), AgentError> 
         lease_ttl: options.lease_ttl,
         resync: options.resync,
         masquerade: options.masquerade,
+        overlay_filter: options.overlay_filter,
         public_ip: options.public_ip,
         local_asn: options.bgp.as_ref().map(|b| b.asn),
         cni_conflist: options.cni_conflist.clone(),

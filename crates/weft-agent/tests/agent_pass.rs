@@ -40,6 +40,7 @@ impl World {
             lease_ttl: Duration::from_secs(30),
             resync: Duration::from_secs(3600),
             masquerade: true,
+            overlay_filter: true,
             public_ip: None,
             local_asn: None,
             cni_conflist: None,
@@ -321,6 +322,7 @@ impl World {
             lease_ttl: Duration::from_secs(3),
             resync: Duration::from_secs(3600),
             masquerade: true,
+            overlay_filter: true,
             public_ip: None,
             local_asn: None,
             cni_conflist: None,
@@ -429,6 +431,7 @@ fn the_cni_config_comes_after_the_lease_and_the_node_file_and_makes_the_node_rea
         lease_ttl: Duration::from_secs(30),
         resync: Duration::from_secs(3600),
         masquerade: false,
+        overlay_filter: true,
         public_ip: None,
         local_asn: None,
         cni_conflist: Some(conflist.clone()),
@@ -465,6 +468,7 @@ fn the_cni_config_comes_after_the_lease_and_the_node_file_and_makes_the_node_rea
         lease_ttl: Duration::from_secs(30),
         resync: Duration::from_secs(3600),
         masquerade: false,
+        overlay_filter: true,
         public_ip: None,
         local_asn: None,
         cni_conflist: Some(conflist.clone()),
@@ -474,4 +478,75 @@ fn the_cni_config_comes_after_the_lease_and_the_node_file_and_makes_the_node_rea
     agent.step(&stop);
     assert!(metrics.ready.load(std::sync::atomic::Ordering::Relaxed));
     assert_eq!(std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(conflist.path()).unwrap()), inode);
+}
+
+#[test]
+fn the_overlay_filter_follows_the_believed_peers_and_the_networks_overlay_sources() {
+    let world = World::new();
+    world.peer(1);
+    let mut agent = world.agent("n1", kernel());
+    let stop = AtomicBool::new(false);
+    agent.step(&stop);
+    let sources = |agent: &Agent| -> Vec<String> {
+        agent.status(true).overlay_sources.expect("a filter").iter().map(|s| s.to_string()).collect()
+    };
+    assert_eq!(sources(&agent), ["198.51.100.1/32"], "the peer, not this node");
+    world.peer(2);
+    next_store_pass(&mut agent);
+    assert_eq!(sources(&agent), ["198.51.100.1/32", "198.51.100.2/32"]);
+
+    // A lease not believed (its public IP inside the pod CIDR) is not let in.
+    let liar = Lease {
+        node: "peer3".into(),
+        subnet: "10.244.103.0/24".parse().unwrap(),
+        public_ip: "10.244.5.5".parse().unwrap(),
+        backend: Backend::Vxlan,
+        vtep_mac: Some(vtep_mac("peer3")),
+    };
+    world.store().put_lease(&liar, None, Duration::from_secs(60)).unwrap().unwrap();
+    next_store_pass(&mut agent);
+    assert!(agent.rejected().contains_key("peer3"));
+    assert_eq!(sources(&agent), ["198.51.100.1/32", "198.51.100.2/32"]);
+
+    // A peer that leaves, leaves the filter.
+    world.store().delete_lease("peer1").unwrap();
+    next_store_pass(&mut agent);
+    assert_eq!(sources(&agent), ["198.51.100.2/32"]);
+
+    // Gateways and clients, named by the network's config, are let in too.
+    let config = NetworkConfig {
+        backend: Backend::Vxlan,
+        overlay_sources: vec!["203.0.113.10/32".parse().unwrap()],
+        ..NetworkConfig::new("10.244.0.0/16".parse().unwrap())
+    };
+    world.store().init_network(&config, true).unwrap();
+    next_store_pass(&mut agent);
+    assert_eq!(sources(&agent), ["198.51.100.2/32", "203.0.113.10/32"]);
+
+    // Off where no VXLAN runs.
+    let routed = NetworkConfig { backend: Backend::Route, ..config };
+    world.store().init_network(&routed, true).unwrap();
+    next_store_pass(&mut agent);
+    assert_eq!(agent.status(true).overlay_sources, None);
+}
+
+#[test]
+fn an_overlay_filter_the_kernel_refuses_is_tried_again_soon_and_said_in_the_status() {
+    let world = World::new();
+    world.peer(1);
+    let kernel = kernel();
+    let refuse = kernel.refuse_next_overlay_filter.clone();
+    let mut agent = world.agent("n1", kernel);
+    let stop = AtomicBool::new(false);
+    agent.step(&stop);
+    *refuse.lock().unwrap() = Some("nft is gone (the test says so)".into());
+    world.peer(2);
+    next_store_pass(&mut agent);
+    let status = agent.status(true);
+    assert!(status.overlay_filter_error.is_some_and(|e| e.contains("nft is gone")), "said in the status");
+    // The next pass (a retry, not the resync an hour away) sets it.
+    passes_within(&mut agent, Duration::from_secs(2));
+    let status = agent.status(true);
+    assert_eq!(status.overlay_filter_error, None);
+    assert_eq!(status.overlay_sources.unwrap().len(), 2, "both peers let in");
 }

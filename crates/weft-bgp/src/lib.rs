@@ -7,7 +7,9 @@
 //! - [`message`] (pure): the wire format and the NOTIFICATION for each malformation.
 //! - [`session`] (pure): OPEN negotiation and the UPDATEs between two sets of prefixes.
 //! - [`speaker`]: a thread per peer; TCP, timers, backoff.
+//! - [`auth`]: TCP-MD5 passwords (RFC 2385), per peer, from a file.
 
+pub mod auth;
 pub mod message;
 pub mod session;
 pub mod speaker;
@@ -15,19 +17,28 @@ pub mod speaker;
 pub use session::{Local, State};
 pub use speaker::{PeerConfig, PeerStatus, Speaker, BGP_PORT};
 
-/// Parses `IP[:ASN]`, the ASN defaulting to `default_asn` (iBGP with our own AS).
-pub fn parse_peer(text: &str, default_asn: u32) -> Result<PeerConfig, String> {
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PeerError {
+    #[error("bad ASN in peer {0:?}")]
+    BadAsn(String),
+    #[error("bad IPv4 address in peer {0:?} (IP[:ASN])")]
+    BadAddress(String),
+    #[error("AS 0 in peer {0:?} is reserved")]
+    ReservedAsn(String),
+}
+
+/// Parses `IP[:ASN]`, the ASN defaulting to `default_asn` (iBGP with our own AS). No
+/// password: see [`auth::Passwords::for_peer`].
+pub fn parse_peer(text: &str, default_asn: u32) -> Result<PeerConfig, PeerError> {
     let (address, asn) = match text.split_once(':') {
-        Some((address, asn)) => {
-            (address, asn.parse::<u32>().map_err(|_| format!("bad ASN in peer {text:?}"))?)
-        }
+        Some((address, asn)) => (address, asn.parse::<u32>().map_err(|_| PeerError::BadAsn(text.into()))?),
         None => (text, default_asn),
     };
-    let address = address.parse().map_err(|_| format!("bad IPv4 address in peer {text:?} (IP[:ASN])"))?;
+    let address = address.parse().map_err(|_| PeerError::BadAddress(text.into()))?;
     if asn == 0 {
-        return Err(format!("AS 0 in peer {text:?} is reserved"));
+        return Err(PeerError::ReservedAsn(text.into()));
     }
-    Ok(PeerConfig { address, port: BGP_PORT, asn })
+    Ok(PeerConfig { address, port: BGP_PORT, asn, password: None })
 }
 
 #[cfg(test)]
@@ -39,7 +50,7 @@ mod tests {
         let peer = parse_peer("198.18.1.1:65000", 65001).unwrap();
         assert_eq!((peer.address.to_string(), peer.asn, peer.port), ("198.18.1.1".into(), 65000, 179));
         assert_eq!(parse_peer("198.18.1.1", 65001).unwrap().asn, 65001);
-        assert!(parse_peer("198.18.1.1:x", 1).unwrap_err().contains("bad ASN"));
+        assert!(parse_peer("198.18.1.1:x", 1).unwrap_err().to_string().contains("bad ASN"));
         assert!(parse_peer("fe80::1", 1).is_err());
         assert!(parse_peer("10.0.0.1:0", 1).is_err());
     }

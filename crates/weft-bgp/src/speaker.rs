@@ -5,12 +5,14 @@
 //! and dropped; weft installs nothing it learns by BGP, so no peer can hijack a node's
 //! subnet.
 
+use crate::auth::{set_md5, Password};
 use crate::message::{Message, Notification, Update};
 use crate::session::{open_for, react, updates, Local, Negotiated, Reaction, State};
 use ipnet::Ipv4Net;
+use socket2::{Domain, Socket, Type};
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -29,6 +31,8 @@ pub struct PeerConfig {
     pub address: Ipv4Addr,
     pub port: u16,
     pub asn: u32,
+    /// TCP-MD5 (RFC 2385): the password both ends sign every segment with.
+    pub password: Option<Password>,
 }
 
 impl std::fmt::Display for PeerConfig {
@@ -149,6 +153,33 @@ fn keep_session(shared: &Shared, local: &Local, peer: &PeerConfig, index: usize)
     }
 }
 
+/// A TCP connection to the peer's BGP port, signed with its password if it has one.
+fn connect(peer: &PeerConfig) -> Result<TcpStream, String> {
+    let address = SocketAddrV4::new(peer.address, peer.port);
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).map_err(|e| format!("socket: {e}"))?;
+    if let Some(password) = &peer.password {
+        set_md5(&socket, address, password).map_err(|e| format!("cannot set the TCP-MD5 password: {e}"))?;
+    }
+    match socket.connect_timeout(&address.into(), CONNECT_TIMEOUT) {
+        Ok(()) => Ok(socket.into()),
+        // A TCP-MD5 mismatch is silence: each kernel drops the other's unsigned or
+        // wrongly signed segments, SYNs included.
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(match peer.password {
+            Some(_) => format!(
+                "cannot connect: no answer in {} s (this session is signed with TCP-MD5: a password \
+                 that differs from the router's, or a router without one, looks like this)",
+                CONNECT_TIMEOUT.as_secs()
+            ),
+            None => format!(
+                "cannot connect: no answer in {} s (if the router expects a TCP-MD5 password, give it \
+                 with --bgp-password-file)",
+                CONNECT_TIMEOUT.as_secs()
+            ),
+        }),
+        Err(e) => Err(format!("cannot connect: {e}")),
+    }
+}
+
 struct Session<'a> {
     shared: &'a Shared,
     local: &'a Local,
@@ -166,9 +197,7 @@ impl Session<'_> {
     /// it ended.
     fn run(&mut self) -> Result<(), String> {
         self.state(State::Connect);
-        let address = SocketAddr::from((self.peer.address, self.peer.port));
-        let mut stream = TcpStream::connect_timeout(&address, CONNECT_TIMEOUT)
-            .map_err(|e| format!("cannot connect: {e}"))?;
+        let mut stream = connect(self.peer)?;
         // Next hop self: the address this session speaks from, which the peer can reach.
         let mut local = self.local.clone();
         if let Ok(SocketAddr::V4(source)) = stream.local_addr() {

@@ -42,6 +42,7 @@ impl Peer {
             address: Ipv4Addr::LOCALHOST,
             port: self.listener.local_addr().unwrap().port(),
             asn: PEER_ASN,
+            password: None,
         }
     }
 

@@ -59,6 +59,11 @@ pub struct NetworkConfig {
     /// nodes' own addresses and anything else that lives there.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reserved: Vec<IpNet>,
+    /// Underlay addresses besides the nodes' that may send into the overlay (vxlan, auto):
+    /// gateways and clients, which hold no lease. Nodes take VXLAN from their peers and
+    /// these, and drop it from anyone else.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overlay_sources: Vec<IpNet>,
 }
 
 fn default_vni() -> u32 {
@@ -79,6 +84,8 @@ pub enum NetworkConfigError {
     Port,
     #[error("the l2 backend needs the segment's router as gateway, inside {0}")]
     L2Gateway(IpNet),
+    #[error("overlay source {0}: {1}")]
+    OverlaySource(IpNet, &'static str),
 }
 
 impl NetworkConfig {
@@ -94,6 +101,7 @@ impl NetworkConfig {
             port: DEFAULT_VXLAN_PORT,
             gateway: None,
             reserved: Vec::new(),
+            overlay_sources: Vec::new(),
         }
     }
 
@@ -116,6 +124,20 @@ impl NetworkConfig {
         if self.backend == Backend::L2 && !self.gateway.is_some_and(|g| self.cidr.contains(&g)) {
             return Err(NetworkConfigError::L2Gateway(self.cidr));
         }
+        for source in &self.overlay_sources {
+            let bad = |why| Err(NetworkConfigError::OverlaySource(*source, why));
+            if source.prefix_len() == 0 {
+                return bad(
+                    "lets everyone in; to take VXLAN from anyone, run the agents with --no-overlay-filter",
+                );
+            }
+            if !source.addr().is_ipv4() {
+                return bad("the underlay is IPv4: VXLAN comes from IPv4 addresses");
+            }
+            if source.contains(&self.cidr.network()) || self.cidr.contains(&source.network()) {
+                return bad("overlaps the pod network: pods would pass as gateways");
+            }
+        }
         Ok(())
     }
 
@@ -135,6 +157,24 @@ impl NetworkConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlay_sources_must_be_underlay_addresses_of_some_machines() {
+        let config = |source: &str| NetworkConfig {
+            overlay_sources: vec![source.parse().unwrap()],
+            ..NetworkConfig::new("10.244.0.0/16".parse().unwrap())
+        };
+        assert!(config("203.0.113.10/32").validate().is_ok());
+        for (source, says) in [
+            ("0.0.0.0/0", "lets everyone in"),
+            ("fd00::1/128", "the underlay is IPv4"),
+            ("10.244.3.0/24", "overlaps the pod network"),
+            ("10.0.0.0/8", "overlaps the pod network"),
+        ] {
+            let error = config(source).validate().unwrap_err().to_string();
+            assert!(error.contains(says), "{source}: {error}");
+        }
+    }
 
     #[test]
     fn defaults_per_family() {

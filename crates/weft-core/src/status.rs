@@ -63,6 +63,13 @@ pub struct StatusFile {
     /// Leases in the store that are not believed (and so not programmed), and why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rejected: Vec<RejectedLease>,
+    /// The underlay addresses the overlay takes VXLAN from (peers and the network's overlay
+    /// sources), as last set in the kernel; none where no filter is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay_sources: Option<Vec<IpNet>>,
+    /// Why the overlay filter could not be set (the kernel keeps the last one set, if any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay_filter_error: Option<String>,
     pub planned_routes: Vec<PlannedRoute>,
     pub last_pass: PassStatus,
 }
@@ -184,6 +191,8 @@ mod tests {
                 node: "n9".into(),
                 reason: "subnet 10.99.0.0/24 is outside the cluster CIDR".into(),
             }],
+            overlay_sources: Some(vec!["198.18.2.11/32".parse().unwrap()]),
+            overlay_filter_error: None,
             planned_routes: Vec::new(),
             last_pass: PassStatus { at: 1_700_000_000, changes: 3, error: None },
         };

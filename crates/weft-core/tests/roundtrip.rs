@@ -106,15 +106,10 @@ fn network_config() -> impl Strategy<Value = NetworkConfig> {
         any::<u16>(),
         proptest::option::of(ip()),
         proptest::collection::vec(net(), 0..4),
+        proptest::collection::vec(net(), 0..4),
     )
-        .prop_map(|(cidr, subnet_len, backend, vni, port, gateway, reserved)| NetworkConfig {
-            cidr,
-            subnet_len,
-            backend,
-            vni,
-            port,
-            gateway,
-            reserved,
+        .prop_map(|(cidr, subnet_len, backend, vni, port, gateway, reserved, overlay_sources)| {
+            NetworkConfig { cidr, subnet_len, backend, vni, port, gateway, reserved, overlay_sources }
         })
 }
 
@@ -172,17 +167,20 @@ fn status_file() -> impl Strategy<Value = StatusFile> {
             })
             .collect::<Vec<_>>()
     });
+    let overlay =
+        (proptest::option::of(proptest::collection::vec(net(), 0..4)), proptest::option::of(text()));
     let rest = (
         proptest::collection::vec((text(), net(), peer_path()), 0..4),
         proptest::collection::vec((text(), text()), 0..3),
         proptest::collection::vec((net(), ip(), text(), any::<bool>()), 0..4),
         (any::<u64>(), any::<usize>(), proptest::option::of(text())),
     );
-    (head, store, bgp, rest).prop_map(
+    (head, store, bgp, overlay, rest).prop_map(
         |(
             (node, role, pid, netns_inode, written_at, refresh, lease),
             store,
             bgp,
+            (overlay_sources, overlay_filter_error),
             (peers, rejected, routes, pass),
         )| {
             StatusFile {
@@ -195,6 +193,8 @@ fn status_file() -> impl Strategy<Value = StatusFile> {
                 lease: lease.map(|(lease, ttl, renewed_at)| LeaseStatus { lease, ttl, renewed_at }),
                 store,
                 bgp,
+                overlay_sources,
+                overlay_filter_error,
                 peers: peers
                     .into_iter()
                     .map(|(node, subnet, path)| PeerStatus { node, subnet, path })

@@ -97,6 +97,9 @@ impl Lab {
             cuts: Default::default(),
         };
         state.save()?;
+        if spec.bgp_password {
+            write_password_file(&state.bgp_password_file())?;
+        }
         let mut lab =
             Lab { state, weft: weft.to_path_buf(), children: HashMap::new(), tear_down_on_drop: false };
         lab.build(&topology, progress)?;
@@ -341,6 +344,14 @@ impl Lab {
             config.reserved = vec![ipnet::IpNet::V4(lower_half)];
         }
         config.backend = self.state.spec.mode.backend();
+        // Gateways and the client send into the overlay without holding a lease: the nodes'
+        // overlay filter takes VXLAN from them by name of their addresses.
+        let topology = self.topology();
+        config.overlay_sources =
+            topology.gateways.iter().map(|g| ipnet::IpNet::from(std::net::IpAddr::V4(g.ip))).collect();
+        if topology.client {
+            config.overlay_sources.push(std::net::IpAddr::V4(crate::topology::OUTSIDE_CLIENT_IP).into());
+        }
         let cidr = config.cidr;
         let url = self.state.store_url.clone();
         // From the router's namespace, which reaches every etcd member.
@@ -378,6 +389,14 @@ impl Lab {
         let router_on = |rack: u32| format!("{}:{ROUTER_ASN}", topology.rack(rack).gateway);
         if spec.graceful_restart > 0 {
             command.args(["--bgp-graceful-restart", &spec.graceful_restart.to_string()]);
+        }
+        let speaks_bgp = match topology.member(member) {
+            Some(Member::Node(_)) => spec.mode == Mode::Bgp,
+            Some(Member::Gateway(_)) => true,
+            _ => false,
+        };
+        if spec.bgp_password && speaks_bgp {
+            command.arg("--bgp-password-file").arg(self.state.bgp_password_file());
         }
         match topology.member(member) {
             Some(Member::Node(node)) if spec.mode == Mode::Bgp => {
@@ -423,6 +442,7 @@ impl Lab {
             topology.racks[0].gateway,
             self.state.spec.cluster_asn(),
             &self.bgp_neighbors(topology),
+            self.state.bgp_password().as_deref(),
         )
         .map_err(|e| LabError::io(format!("write the router's configuration in {}", dir.display()), e))?;
         for command in commands {
@@ -1034,4 +1054,18 @@ fn is_link_local(address: std::net::IpAddr) -> bool {
         std::net::IpAddr::V4(v4) => v4.is_link_local(),
         std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
     }
+}
+
+/// A password for every BGP session of a lab: 16 random bytes in hex, in a file only root
+/// reads, as `* PASSWORD` (the agents' `--bgp-password-file` form).
+fn write_password_file(path: &Path) -> Result<(), LabError> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |e| LabError::io(format!("write {}", path.display()), e);
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).map_err(io)?;
+    let password: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io)?;
+    writeln!(file, "* {password}").map_err(io)
 }

@@ -20,7 +20,17 @@ pub struct Neighbor {
 }
 
 /// `cluster_asn`: the nodes' and gateways' AS (the router's own: iBGP).
-pub fn bird_config(router_id: Ipv4Addr, cluster_asn: u32, neighbors: &[Neighbor]) -> String {
+/// `password`: TCP-MD5 on every session.
+pub fn bird_config(
+    router_id: Ipv4Addr,
+    cluster_asn: u32,
+    neighbors: &[Neighbor],
+    password: Option<&str>,
+) -> String {
+    // BIRD's string syntax: a quote or backslash would end or escape it (the lab's passwords
+    // are hex).
+    debug_assert!(password.is_none_or(|p| !p.contains(['"', '\\'])), "a password BIRD cannot quote");
+    let password = password.map(|p| format!("  password \"{p}\";\n")).unwrap_or_default();
     let mut out = format!(
         "router id {router_id};\n\
          log stderr all;\n\
@@ -28,7 +38,7 @@ pub fn bird_config(router_id: Ipv4Addr, cluster_asn: u32, neighbors: &[Neighbor]
          protocol kernel {{\n  ipv4 {{ import none; export all; }};\n  merge paths on;\n}}\n\
          filter pods {{\n  if net ~ [ {POD_CIDR}{{16,32}} ] then accept;\n  reject;\n}}\n\
          template bgp weft_cluster {{\n  local as {ROUTER_ASN};\n  direct;\n  hold time {HOLD_TIME};\n  keepalive time 1;\n  \
-         connect retry time 2;\n  ipv4 {{ import filter pods; export none; }};\n}}\n"
+         connect retry time 2;\n{password}  ipv4 {{ import filter pods; export none; }};\n}}\n"
     );
     for n in neighbors {
         let _ = writeln!(
@@ -40,7 +50,12 @@ pub fn bird_config(router_id: Ipv4Addr, cluster_asn: u32, neighbors: &[Neighbor]
     out
 }
 
-pub fn frr_config(router_id: Ipv4Addr, cluster_asn: u32, neighbors: &[Neighbor]) -> String {
+pub fn frr_config(
+    router_id: Ipv4Addr,
+    cluster_asn: u32,
+    neighbors: &[Neighbor],
+    password: Option<&str>,
+) -> String {
     let mut out = format!(
         "frr defaults traditional\nhostname router\n\
          ip prefix-list pods seq 5 permit {POD_CIDR} le 32\n\
@@ -51,6 +66,9 @@ pub fn frr_config(router_id: Ipv4Addr, cluster_asn: u32, neighbors: &[Neighbor])
     );
     for n in neighbors {
         let _ = writeln!(out, " neighbor {} remote-as {cluster_asn}", n.address);
+        if let Some(password) = password {
+            let _ = writeln!(out, " neighbor {} password {password}", n.address);
+        }
     }
     out.push_str(" address-family ipv4 unicast\n  maximum-paths 8\n");
     for n in neighbors {
@@ -72,12 +90,27 @@ pub fn commands(
     router_id: Ipv4Addr,
     cluster_asn: u32,
     neighbors: &[Neighbor],
+    password: Option<&str>,
 ) -> std::io::Result<Vec<Command>> {
     std::fs::create_dir_all(dir)?;
     let path = |name: &str| dir.join(name);
+    // The configurations may hold the password: for the daemon's eyes only.
+    let write = |name: &str, text: String| -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path(name))?;
+        // A file left from before keeps its mode through open: set it.
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        file.write_all(text.as_bytes())
+    };
     match kind {
         crate::topology::RouterKind::Bird => {
-            std::fs::write(path("bird.conf"), bird_config(router_id, cluster_asn, neighbors))?;
+            write("bird.conf", bird_config(router_id, cluster_asn, neighbors, password))?;
             let mut bird = Command::new("bird");
             bird.arg("-f")
                 .arg("-c")
@@ -89,8 +122,8 @@ pub fn commands(
             Ok(vec![bird])
         }
         crate::topology::RouterKind::Frr => {
-            std::fs::write(path("zebra.conf"), "hostname router\n")?;
-            std::fs::write(path("bgpd.conf"), frr_config(router_id, cluster_asn, neighbors))?;
+            write("zebra.conf", "hostname router\n".into())?;
+            write("bgpd.conf", frr_config(router_id, cluster_asn, neighbors, password))?;
             // FRR's daemons drop to the frr user, which must own their sockets and pid files.
             let (uid, gid) = frr_user().ok_or_else(|| std::io::Error::other("no frr user (Debian: frr)"))?;
             for entry in [dir.to_path_buf(), path("zebra.conf"), path("bgpd.conf")] {
@@ -144,21 +177,26 @@ mod tests {
 
     #[test]
     fn bird_takes_only_pod_routes_and_merges_paths() {
-        let conf = bird_config(Ipv4Addr::new(198, 18, 1, 1), 65100, &neighbors());
+        let conf = bird_config(Ipv4Addr::new(198, 18, 1, 1), 65100, &neighbors(), None);
         assert!(conf.contains("router id 198.18.1.1;"));
         assert!(conf.contains("if net ~ [ 10.244.0.0/16{16,32} ] then accept;"));
         assert!(conf.contains("merge paths on;") && conf.contains("export none;"));
         assert!(conf.contains("protocol bgp n3 from weft_cluster { neighbor 198.18.2.11 as 65100; }"));
-        assert!(conf.contains("hold time 3;"));
+        assert!(conf.contains("hold time 3;") && !conf.contains("password"));
+        let signed = bird_config(Ipv4Addr::new(198, 18, 1, 1), 65100, &neighbors(), Some("pw1"));
+        assert!(signed.contains("  password \"pw1\";\n"), "{signed}");
     }
 
     #[test]
     fn frr_is_told_the_same() {
-        let conf = frr_config(Ipv4Addr::new(198, 18, 1, 1), 65100, &neighbors());
+        let conf = frr_config(Ipv4Addr::new(198, 18, 1, 1), 65100, &neighbors(), None);
         assert!(conf.contains("router bgp 65000") && conf.contains("bgp router-id 198.18.1.1"));
         assert!(conf.contains(" neighbor 198.18.2.11 remote-as 65100"));
         assert!(conf.contains("ip prefix-list pods seq 5 permit 10.244.0.0/16 le 32"));
         assert!(conf.contains("  neighbor 198.18.1.11 route-map from-cluster in"));
         assert!(conf.contains("maximum-paths 8") && conf.contains("timers bgp 1 3"));
+        assert!(!conf.contains("password"));
+        let signed = frr_config(Ipv4Addr::new(198, 18, 1, 1), 65100, &neighbors(), Some("pw1"));
+        assert!(signed.contains(" neighbor 198.18.2.11 password pw1\n"), "{signed}");
     }
 }

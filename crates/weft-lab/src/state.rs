@@ -68,6 +68,17 @@ impl LabState {
         self.dir().join("nodes").join(node)
     }
 
+    /// The agents' `--bgp-password-file` (`* PASSWORD`), when the lab signs its sessions.
+    pub fn bgp_password_file(&self) -> PathBuf {
+        self.dir().join("bgp-passwords")
+    }
+
+    /// The password every BGP session of the lab is signed with, if the lab signs them.
+    pub fn bgp_password(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.bgp_password_file()).ok()?;
+        text.lines().find_map(|l| l.strip_prefix("* ")).map(str::to_string)
+    }
+
     pub fn log_file(&self, process: &str) -> PathBuf {
         self.dir().join("logs").join(format!("{process}.log"))
     }

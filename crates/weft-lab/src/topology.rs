@@ -147,6 +147,10 @@ pub struct LabSpec {
     /// Members of the etcd cluster (1, 3 or 5; more than 1 only with the etcd store).
     #[serde(default = "one")]
     pub etcd_members: u32,
+    /// Every BGP session signed with TCP-MD5, with a password the lab makes (it lives in the
+    /// lab's `bgp-passwords` file, mode 600, never in the spec or an argument).
+    #[serde(default)]
+    pub bgp_password: bool,
 }
 
 fn one() -> u32 {
@@ -174,6 +178,7 @@ impl LabSpec {
             ibgp: false,
             graceful_restart: 0,
             etcd_members: 1,
+            bgp_password: false,
         }
     }
 
@@ -246,6 +251,12 @@ impl LabSpec {
         if self.ibgp && !self.router_speaks_bgp() {
             return invalid(format!(
                 "--ibgp: nothing speaks BGP in {} mode without gateways (use --mode bgp, or --gateways)",
+                self.mode.name()
+            ));
+        }
+        if self.bgp_password && !self.router_speaks_bgp() {
+            return invalid(format!(
+                "--bgp-password: nothing speaks BGP in {} mode without gateways (use --mode bgp, or --gateways)",
                 self.mode.name()
             ));
         }

@@ -55,35 +55,56 @@ pub struct EtcdTls {
     pub key: Option<std::path::PathBuf>,
 }
 
+/// etcd's own users (`etcdctl auth enable`): a user's name, and the file its password is in
+/// (a file, never the URL: a URL shows in every process listing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdAuth {
+    pub user: String,
+    pub password_file: std::path::PathBuf,
+}
+
 /// An `etcd://` store URL, taken apart.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EtcdUrl {
     /// `host:port` of each member.
     pub endpoints: Vec<String>,
     pub tls: Option<EtcdTls>,
+    pub auth: Option<EtcdAuth>,
 }
 
 impl EtcdUrl {
-    /// `etcd://HOST:PORT[,HOST:PORT...][?ca=FILE&cert=FILE&key=FILE]`
+    /// `etcd://HOST:PORT[,HOST:PORT...][?ca=FILE&cert=FILE&key=FILE][&user=NAME&password-file=FILE]`
     pub fn parse(url: &str) -> Result<EtcdUrl, StoreError> {
         let bad = || StoreError::Url(url.to_string());
         let rest = url.strip_prefix("etcd://").filter(|r| !r.is_empty()).ok_or_else(bad)?;
         let (hosts, query) = rest.split_once('?').unwrap_or((rest, ""));
         let mut tls = EtcdTls::default();
+        let (mut user, mut password_file) = (None, None);
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             match pair.split_once('=') {
                 Some(("ca", path)) => tls.ca = Some(path.into()),
                 Some(("cert", path)) => tls.cert = Some(path.into()),
                 Some(("key", path)) => tls.key = Some(path.into()),
+                Some(("user", name)) if !name.is_empty() => user = Some(name.to_string()),
+                Some(("password-file", path)) if !path.is_empty() => password_file = Some(path.into()),
                 _ => return Err(bad()),
             }
         }
+        let auth = match (user, password_file) {
+            (Some(user), Some(password_file)) => Some(EtcdAuth { user, password_file }),
+            (None, None) => None,
+            _ => {
+                return Err(StoreError::Auth(
+                    "a user needs its password-file, and a password-file its user".into(),
+                ))
+            }
+        };
         let endpoints: Vec<String> = hosts.trim_end_matches('/').split(',').map(str::to_string).collect();
         if endpoints.iter().any(|e| e.is_empty() || !e.contains(':')) {
             return Err(bad());
         }
         let secure = tls != EtcdTls::default();
-        Ok(EtcdUrl { endpoints, tls: secure.then_some(tls) })
+        Ok(EtcdUrl { endpoints, tls: secure.then_some(tls), auth })
     }
 }
 
@@ -106,6 +127,18 @@ fn from_etcd(e: etcd_client::Error) -> StoreError {
     match &e {
         etcd_client::Error::GRpcStatus(status) if status.message().contains("compacted") => {
             StoreError::Compacted(0)
+        }
+        etcd_client::Error::GRpcStatus(status) if status.message().contains("permission denied") => {
+            StoreError::Auth(
+                "permission denied: the user's role must read and write the prefix /weft/ \
+                 (etcdctl role grant-permission ROLE --prefix=true readwrite /weft/)"
+                    .into(),
+            )
+        }
+        etcd_client::Error::GRpcStatus(status) if status.message().contains("user name is empty") => {
+            StoreError::Auth(
+                "etcd asks who we are: add &user=NAME&password-file=FILE to the store URL".into(),
+            )
         }
         _ => unavailable(e),
     }
@@ -208,10 +241,56 @@ impl EtcdStore {
             }
             None => "http",
         };
+        if let Some(auth) = &url.auth {
+            if url.tls.is_none() {
+                tracing::warn!(
+                    "etcd user {}: the password crosses the network in clear without TLS (add ?ca=FILE)",
+                    auth.user
+                );
+            }
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode =
+                    std::fs::metadata(&auth.password_file).map(|m| m.permissions().mode()).unwrap_or(0);
+                if mode & 0o077 != 0 {
+                    tracing::warn!(
+                        "{}: others may read it (mode {:o}); chmod 600 it",
+                        auth.password_file.display(),
+                        mode & 0o777
+                    );
+                }
+            }
+            let password = std::fs::read_to_string(&auth.password_file).map_err(|e| {
+                StoreError::Auth(format!(
+                    "user {}: cannot read {}: {e}",
+                    auth.user,
+                    auth.password_file.display()
+                ))
+            })?;
+            // Tokens expire (etcd's --auth-token-ttl): the client takes a new one when told.
+            options = options
+                .with_user(auth.user.clone(), password.trim_end_matches(['\r', '\n']))
+                .with_auto_token_refresh(true);
+        }
         let endpoints: Vec<String> = url.endpoints.iter().map(|e| format!("{scheme}://{e}")).collect();
-        let client = handle
-            .block_on(Client::connect(&endpoints, Some(options)))
-            .map_err(|e| unavailable(format!("etcd at {}: {e}", url.endpoints.join(","))))?;
+        let client = handle.block_on(Client::connect(&endpoints, Some(options))).map_err(|e| {
+            let text = e.to_string();
+            match &url.auth {
+                Some(auth) if text.contains("authentication failed") => StoreError::Auth(format!(
+                    "etcd at {} refused user {}: wrong user or password (the password from {})",
+                    url.endpoints.join(","),
+                    auth.user,
+                    auth.password_file.display()
+                )),
+                None if text.contains("user name is empty") || text.contains("invalid auth token") => {
+                    StoreError::Auth(format!(
+                        "etcd at {} asks who we are: add &user=NAME&password-file=FILE to the URL",
+                        url.endpoints.join(",")
+                    ))
+                }
+                _ => unavailable(format!("etcd at {}: {e}", url.endpoints.join(","))),
+            }
+        })?;
         Ok(EtcdStore {
             client,
             handle,
@@ -601,6 +680,10 @@ mod tests {
         assert_eq!(url.endpoints, vec!["10.0.0.1:2379", "10.0.0.2:2379"]);
         assert_eq!(url.tls.unwrap().ca.unwrap(), std::path::PathBuf::from("/ca.pem"));
         assert_eq!(EtcdUrl::parse("etcd://h:1").unwrap().tls, None);
+        let auth = EtcdUrl::parse("etcd://h:1?user=weft&password-file=/etc/weft/pw").unwrap().auth.unwrap();
+        assert_eq!((auth.user.as_str(), auth.password_file.to_str()), ("weft", Some("/etc/weft/pw")));
+        let half = EtcdUrl::parse("etcd://h:1?password-file=/pw").unwrap_err().to_string();
+        assert!(half.contains("a password-file its user"), "{half}");
         for bad in ["etcd://", "etcd://host", "etcd://h:1?user=x", "etcd://h:1,"] {
             assert!(EtcdUrl::parse(bad).is_err(), "{bad}");
         }

@@ -34,12 +34,15 @@ pub type Revision = u64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("store URL {0:?}: expected sqlite:PATH or etcd://HOST:PORT[,HOST:PORT...][?ca=FILE&cert=FILE&key=FILE]")]
+    #[error("store URL {0:?}: expected sqlite:PATH or etcd://HOST:PORT[,HOST:PORT...][?ca=FILE&cert=FILE&key=FILE][&user=NAME&password-file=FILE]")]
     Url(String),
     #[error("store unavailable: {0}")]
     Unavailable(String),
     #[error("etcd TLS: {0}")]
     Tls(String),
+    /// etcd refused who we say we are, or what we asked as them.
+    #[error("etcd authentication: {0}")]
+    Auth(String),
     #[error("the network is not initialised: run `weft network init` first")]
     NoNetwork,
     #[error("{nodes} node(s) hold leases under the current network config; changing it would strand them (use --force)")]

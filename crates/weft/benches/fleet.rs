@@ -424,6 +424,7 @@ fn start_fleet(lab: &Lab, runtime: &tokio::runtime::Runtime, agents: usize) -> F
                 lease_ttl: TTL,
                 resync: Duration::from_secs(3600),
                 masquerade: false,
+                overlay_filter: true,
                 public_ip: None,
                 local_asn: None,
                 cni_conflist: None,

@@ -77,6 +77,10 @@ pub enum LabCommand {
         /// (1 to 4095; without it, off); bgp mode or --gateways.
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..=4095))]
         graceful_restart: Option<u16>,
+        /// Sign every BGP session with TCP-MD5 (RFC 2385), with a password the lab makes and
+        /// keeps in its directory (mode 600); bgp mode or --gateways.
+        #[arg(long)]
+        bgp_password: bool,
     },
     /// Probe what reaches what and hold it against what the mode promises (exit 1 if a
     /// promise is broken).
@@ -312,6 +316,7 @@ pub fn run(command: LabCommand) -> anyhow::Result<()> {
             router,
             ibgp,
             graceful_restart,
+            bgp_password,
         } => {
             let name = name.get();
             let defaults = LabSpec::new(&name, mode.into());
@@ -330,6 +335,7 @@ pub fn run(command: LabCommand) -> anyhow::Result<()> {
                 client,
                 ibgp,
                 graceful_restart: graceful_restart.unwrap_or(0),
+                bgp_password,
                 router: match router.unwrap_or(RouterArg::Bird) {
                     RouterArg::Bird => weft_lab::topology::RouterKind::Bird,
                     RouterArg::Frr => weft_lab::topology::RouterKind::Frr,

@@ -88,6 +88,10 @@ enum Commands {
         /// Do not SNAT pods' traffic that leaves the cluster CIDR.
         #[arg(long)]
         no_masquerade: bool,
+        /// Take VXLAN from anyone (vxlan, auto): by default only the peers' underlay
+        /// addresses and the network's --overlay-source ranges may send into the overlay.
+        #[arg(long)]
+        no_overlay_filter: bool,
         /// Where to serve /metrics, /healthz and /readyz ("off": nowhere).
         #[arg(long, default_value = "127.0.0.1:9473")]
         metrics_address: String,
@@ -101,6 +105,11 @@ enum Commands {
         /// A router to announce to: IP[:ASN] (without ASN: iBGP, our own AS). Repeatable.
         #[arg(long, requires = "asn")]
         bgp_peer: Vec<String>,
+        /// TCP-MD5 passwords (RFC 2385) for the BGP sessions, from a file (never a flag: a
+        /// flag shows in every process listing): a line `PEER-IP PASSWORD` per peer, or
+        /// `* PASSWORD` for every peer not named; `#` starts a comment.
+        #[arg(long, requires = "bgp_peer", value_name = "FILE")]
+        bgp_password_file: Option<PathBuf>,
         /// BGP hold time offered to peers, in seconds (0: no keepalives, or 3 to 65535).
         #[arg(long, default_value_t = 9, requires = "asn")]
         bgp_hold_time: u16,
@@ -228,6 +237,11 @@ enum NetworkCommand {
         /// addresses). Repeatable.
         #[arg(long, value_parser = parse_network)]
         reserve: Vec<ipnet::IpNet>,
+        /// An underlay address or range besides the nodes' that may send into the overlay
+        /// (vxlan, auto): a gateway's or a client's. Nodes drop VXLAN from anyone else.
+        /// Repeatable.
+        #[arg(long, value_parser = parse_network, value_name = "CIDR")]
+        overlay_source: Vec<ipnet::IpNet>,
     },
 }
 
@@ -314,7 +328,18 @@ fn command(command: Commands) -> anyhow::Result<()> {
     match command {
         Commands::Network {
             command:
-                NetworkCommand::Init { store, cidr, subnet_len, backend, vni, port, force, gateway, reserve },
+                NetworkCommand::Init {
+                    store,
+                    cidr,
+                    subnet_len,
+                    backend,
+                    vni,
+                    port,
+                    force,
+                    gateway,
+                    reserve,
+                    overlay_source,
+                },
         } => {
             let mut config = NetworkConfig::new(cidr);
             if let Some(len) = subnet_len {
@@ -331,6 +356,7 @@ fn command(command: Commands) -> anyhow::Result<()> {
             config.port = port;
             config.gateway = gateway;
             config.reserved = reserve;
+            config.overlay_sources = overlay_source;
             if let Err(e) = config.validate() {
                 use weft_core::network::NetworkConfigError as E;
                 match e {
@@ -338,6 +364,7 @@ fn command(command: Commands) -> anyhow::Result<()> {
                     E::L2Gateway(cidr) => bail!(
                         "--backend l2 needs the segment's router: pass --gateway with its address in {cidr}"
                     ),
+                    E::OverlaySource(source, why) => bail!("--overlay-source {source}: {why}"),
                     e => bail!("network init: {e}"),
                 }
             }
@@ -357,10 +384,12 @@ fn command(command: Commands) -> anyhow::Result<()> {
             lease_ttl,
             resync,
             no_masquerade,
+            no_overlay_filter,
             metrics_address,
             role,
             asn,
             bgp_peer,
+            bgp_password_file,
             bgp_hold_time,
             bgp_graceful_restart,
             cni_conf_dir,
@@ -387,10 +416,7 @@ fn command(command: Commands) -> anyhow::Result<()> {
             let bgp = match asn {
                 Some(asn) => Some(weft_agent::BgpOptions {
                     asn,
-                    peers: bgp_peer
-                        .iter()
-                        .map(|peer| weft_bgp::parse_peer(peer, asn).map_err(anyhow::Error::msg))
-                        .collect::<anyhow::Result<_>>()?,
+                    peers: bgp_peers(&bgp_peer, asn, bgp_password_file.as_deref())?,
                     hold_time: bgp_hold_time,
                     graceful_restart: bgp_graceful_restart,
                 }),
@@ -420,6 +446,7 @@ fn command(command: Commands) -> anyhow::Result<()> {
                 lease_ttl: Duration::from_secs(lease_ttl),
                 resync: Duration::from_secs(resync),
                 masquerade: !no_masquerade,
+                overlay_filter: !no_overlay_filter,
                 metrics_address,
                 cni_conflist,
             };
@@ -467,6 +494,42 @@ fn describe(error: &anyhow::Error) -> String {
         }
     }
     said.join(": ")
+}
+
+/// The `--bgp-peer`s, each with its password from `--bgp-password-file`. A file that names a
+/// peer not among them is refused: a typo there would leave a session unsigned.
+fn bgp_peers(
+    texts: &[String],
+    asn: u32,
+    password_file: Option<&std::path::Path>,
+) -> anyhow::Result<Vec<weft_bgp::PeerConfig>> {
+    let mut peers = texts
+        .iter()
+        .map(|peer| weft_bgp::parse_peer(peer, asn).with_context(|| format!("--bgp-peer {peer}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let Some(path) = password_file else { return Ok(peers) };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--bgp-password-file {}: cannot read it", path.display()))?;
+    let passwords = weft_bgp::auth::Passwords::parse(&text)
+        .with_context(|| format!("--bgp-password-file {}", path.display()))?;
+    if let Some(stranger) = passwords.peers.keys().find(|a| !peers.iter().any(|p| p.address == **a)) {
+        bail!("--bgp-password-file {}: a password for {stranger}, which is no --bgp-peer", path.display());
+    }
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).map(|m| m.permissions().mode()).unwrap_or(0);
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                "--bgp-password-file {}: others may read it (mode {:o}); chmod 600 it",
+                path.display(),
+                mode & 0o777
+            );
+        }
+    }
+    for peer in &mut peers {
+        peer.password = passwords.for_peer(peer.address).cloned();
+    }
+    Ok(peers)
 }
 
 /// An `sqlite:` store's file: its directory must exist (a typo must not make a new store

@@ -249,6 +249,17 @@ pub fn render(status: &StatusFile, liveness: &Liveness, kernel: &KernelCheck) ->
     for peer in &status.peers {
         let _ = writeln!(out, "  {:<width$}  {:<20} {}", peer.node, peer.subnet.to_string(), peer.path);
     }
+    if let Some(error) = &status.overlay_filter_error {
+        let _ = writeln!(out, "\noverlay   FILTER NOT SET: {error}");
+    }
+    if let Some(sources) = &status.overlay_sources {
+        let _ = writeln!(
+            out,
+            "\noverlay   VXLAN taken only from {} (others dropped): {}",
+            plural(sources.len(), "source", "sources"),
+            sources.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
+        );
+    }
     if !status.rejected.is_empty() {
         let _ = writeln!(out, "\nleases not believed ({}), never programmed:", status.rejected.len());
         for rejected in &status.rejected {

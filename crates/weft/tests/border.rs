@@ -275,3 +275,84 @@ fn restart_without_loss(router: RouterKind) {
     let learned = || router_routes(&lab).lines().filter(|l| l.starts_with("10.244.")).count();
     wait_for(Duration::from_secs(10), || learned() == 4, "n3's subnet announced again");
 }
+
+#[test]
+fn bgp_sessions_signed_with_tcp_md5_with_bird_and_with_frr() {
+    for router in [RouterKind::Bird, RouterKind::Frr] {
+        signed_sessions(router);
+    }
+}
+
+/// A lab whose sessions are all signed (`--bgp-password`): n2 with the lab's password gets
+/// its route to the router; n1 with a wrong password, then with none, gets no session, says
+/// why in its log and keeps trying, and n2's route never moves. The password is in no log,
+/// no status file and no process's arguments.
+fn signed_sessions(router: RouterKind) {
+    let mut lab = lab(Mode::Bgp, |spec| {
+        spec.racks = 1;
+        spec.pods_per_node = 0;
+        spec.start_agents = false;
+        spec.router = router;
+        spec.bgp_password = true;
+    });
+    let password = lab.state.bgp_password().expect("the lab made a password");
+    let (n1, n2) = (lab.address_of("n1").unwrap(), lab.address_of("n2").unwrap());
+    lab.start_agent("n2").unwrap();
+    let n2_routed = || router_routes(&lab).contains(&format!("via {n2} "));
+    wait_for(Duration::from_secs(20), n2_routed, &format!("{router:?}: n2's route, over a signed session"));
+    let n2_status = || std::fs::read_to_string(lab.state.node_dir("n2").join("status.json")).unwrap();
+    wait_for(
+        Duration::from_secs(10),
+        || n2_status().contains("\"established\""),
+        "n2's status to say established",
+    );
+
+    let wrong = lab.state.dir().join("wrong-passwords");
+    std::fs::write(&wrong, "198.18.1.1 not-the-routers-password\n").unwrap();
+    for (case, file) in [("wrong", Some(&wrong)), ("none", None)] {
+        let log_path = lab.state.dir().join("logs").join(format!("n1-{case}-password.log"));
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &ns(&lab, "n1"), support::WEFT, "agent", "--store", &lab.state.store_url])
+            .args(["--node", "n1", "--iface", "eth0", "--asn", "65100", "--bgp-peer", "198.18.1.1:65000"])
+            .args(["--state-dir", lab.state.node_dir("n1").to_str().unwrap()]);
+        if let Some(file) = file {
+            command.arg("--bgp-password-file").arg(file);
+        }
+        let mut agent =
+            command.stdout(Stdio::null()).stderr(std::fs::File::create(&log_path).unwrap()).spawn().unwrap();
+        let said = || std::fs::read_to_string(&log_path).unwrap_or_default();
+        let attempts =
+            |text: &str| text.matches("bgp 198.18.1.1 (AS 65000): cannot connect: no answer").count();
+        // Two failed attempts: it says why, and tries again.
+        wait_for(
+            Duration::from_secs(30),
+            || attempts(&said()) >= 2,
+            &format!("{router:?}, {case}: two refusals"),
+        );
+        let text = said();
+        match case {
+            "wrong" => assert!(text.contains("this session is signed with TCP-MD5"), "{text}"),
+            _ => assert!(text.contains("give it with --bgp-password-file"), "{text}"),
+        }
+        assert!(text.contains("trying again in"), "{text}");
+        assert!(agent.try_wait().unwrap().is_none(), "{case}: the agent carries on");
+        let routes = router_routes(&lab);
+        assert!(!routes.contains(&format!("via {n1} ")), "{router:?}, {case}: n1 got in: {routes}");
+        assert!(n2_routed(), "{router:?}, {case}: n2's route moved: {routes}");
+        agent.kill().unwrap();
+        agent.wait().unwrap();
+    }
+
+    // Nothing says the password: logs, status files, the agents' arguments.
+    for entry in std::fs::read_dir(lab.state.dir().join("logs")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+        assert!(!text.contains(&password), "{} says the password", path.display());
+    }
+    assert!(!n2_status().contains(&password));
+    let pid = lab.state.agents["n2"].pid;
+    let arguments = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    assert!(!String::from_utf8_lossy(&arguments).contains(&password));
+    assert!(String::from_utf8_lossy(&arguments).contains("--bgp-password-file"));
+}

@@ -145,9 +145,36 @@ fn network_init_says_what_is_wrong_before_writing_anything() {
         &["network", "init", "--store", "mysql://x", "--cidr", "10.244.0.0/16"],
         &["sqlite:PATH or etcd://"],
     );
+    for (source, says) in
+        [("0.0.0.0/0", "--no-overlay-filter"), ("10.244.9.0/24", "overlaps the pod network")]
+    {
+        refused(
+            &["network", "init", "--store", &store, "--cidr", "10.244.0.0/16", "--overlay-source", source],
+            &["--overlay-source", says],
+        );
+    }
     assert!(!dir.path().join("store.db").exists(), "nothing was written");
     // the agent refuses a store that does not exist (a typo must not make a new one)
     refused(&["agent", "--store", &store, "--node", "n1"], &["no store there", "weft network init"]);
+    // a BGP password file that is not there, or names a router that is no --bgp-peer
+    let passwords = dir.path().join("bgp-passwords");
+    let bgp = |file: &std::path::Path| {
+        let file = file.to_str().unwrap().to_string();
+        ["agent", "--store", "sqlite:/x.db", "--node", "n1", "--asn", "65001", "--bgp-peer", "192.0.2.1"]
+            .into_iter()
+            .map(String::from)
+            .chain(["--bgp-password-file".into(), file])
+            .collect::<Vec<String>>()
+    };
+    let args = bgp(&passwords);
+    refused(&args.iter().map(String::as_str).collect::<Vec<_>>(), &["--bgp-password-file", "cannot read it"]);
+    std::fs::write(&passwords, "192.0.2.9 s3cret\n").unwrap();
+    refused(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        &["a password for 192.0.2.9, which is no --bgp-peer"],
+    );
+    std::fs::write(&passwords, "192.0.2.1\n").unwrap();
+    refused(&args.iter().map(String::as_str).collect::<Vec<_>>(), &["line 1: a peer without a password"]);
     // and the good config is written and printed
     let good = weft(&["network", "init", "--store", &store, "--cidr", "10.244.0.0/16"]);
     assert!(good.status.success(), "{}", stderr(&good));
@@ -159,6 +186,10 @@ fn lab_flags_that_cannot_apply_are_refused_before_anything_is_printed() {
     let name = lab_name();
     refused(&["lab", "up", &name, "--mode", "vxlan", "--router", "frr"], &["--router", "bgp"]);
     refused(&["lab", "up", &name, "--mode", "route", "--ibgp"], &["--ibgp"]);
+    refused(
+        &["lab", "up", &name, "--mode", "vxlan", "--bgp-password"],
+        &["--bgp-password", "nothing speaks BGP"],
+    );
     refused(&["lab", "up", &name, "--mode", "auto", "--graceful-restart", "30"], &["--graceful-restart"]);
     refused(&["lab", "up", &name, "--graceful-restart", "0"], &["0"]);
     refused(&["lab", "up", "MyLab"], &["lab name \"MyLab\""]);

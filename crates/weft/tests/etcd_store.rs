@@ -133,3 +133,62 @@ fn a_quiet_watch_is_told_it_is_current() {
     assert!(informer.stats().progress >= 1);
     assert_eq!(informer.stats().events, 0);
 }
+
+/// etcd with authentication on: root, and a user `weft` whose role may only read and write
+/// the prefix `/weft/`. Returns the URLs of (weft, weft with a wrong password, a user whose
+/// role may only touch `/other/`), their password files in `dir`.
+fn least_privilege(server: &EtcdServer, dir: &std::path::Path) -> (String, String, String) {
+    use etcd_client::{Permission, PermissionType};
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let mut client =
+            etcd_client::Client::connect([format!("http://{}", server.endpoint())], None).await.unwrap();
+        client.user_add("root", "root-secret", None).await.unwrap();
+        client.user_grant_role("root", "root").await.unwrap();
+        for (user, prefix) in [("weft", "/weft/"), ("stranger", "/other/")] {
+            client.role_add(user).await.unwrap();
+            let permission = Permission::new(PermissionType::Readwrite, prefix).with_prefix();
+            client.role_grant_permission(user, permission).await.unwrap();
+            client.user_add(user, format!("{user}-secret"), None).await.unwrap();
+            client.user_grant_role(user, user).await.unwrap();
+        }
+        client.auth_enable().await.unwrap();
+    });
+    let url = |user: &str, password: &str| {
+        let file = dir.join(format!("{user}-password-{}", password.len()));
+        std::fs::write(&file, format!("{password}\n")).unwrap();
+        format!("etcd://{}?user={user}&password-file={}", server.endpoint(), file.display())
+    };
+    (url("weft", "weft-secret"), url("weft", "guess"), url("stranger", "stranger-secret"))
+}
+
+#[test]
+fn with_etcd_authentication_a_user_who_may_touch_only_weft_keys_does_everything() {
+    let server = EtcdServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (weft, wrong, stranger) = least_privilege(&server, dir.path());
+
+    // Everything an agent and `weft network init` do, as the least-privileged user: the
+    // shared scenarios (leases, compare-and-swap, watches, keepalives, the informer).
+    weft_store::conformance::run_all(&|| weft_store::open(&weft).unwrap());
+
+    // A wrong password: a clear refusal, before anything is read or written.
+    let error = weft_store::open(&wrong).err().expect("refused").to_string();
+    assert!(error.contains("refused user weft: wrong user or password"), "{error}");
+    assert!(!error.contains("guess"), "the password is never said: {error}");
+    let output = std::process::Command::new(support::WEFT)
+        .args(["network", "init", "--store", &wrong, "--cidr", "10.244.0.0/16"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && said.contains("wrong user or password"), "{said}");
+
+    // A user whose role does not cover /weft/: told what to grant.
+    let store = weft_store::open(&stranger).unwrap();
+    let error = store.list().expect_err("denied").to_string();
+    assert!(error.contains("permission denied") && error.contains("/weft/"), "{error}");
+
+    // No user at all, where etcd asks for one.
+    let error = weft_store::open(&server.url()).and_then(|s| s.list()).expect_err("refused").to_string();
+    assert!(error.contains("user=NAME&password-file=FILE"), "{error}");
+}

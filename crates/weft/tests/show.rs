@@ -12,6 +12,7 @@ mod support;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 use support::lab::lab;
 use weft_lab::{Mode, StoreKind};
 
@@ -205,6 +206,18 @@ fn the_picture_shows_every_machine_and_the_traced_path_in_a_real_browser() {
                 spec.etcd_members = 3;
             }
         });
+        // The picture says what the status files say: wait until the gateways' sessions are
+        // up (the lab is up when the agents have leases, which can come first).
+        for g in &lab.topology().gateways {
+            support::lab::wait_for(
+                Duration::from_secs(20),
+                || {
+                    lab.status_of(&g.name)
+                        .is_some_and(|s| s.bgp.iter().all(|b| b.state == "established") && !s.bgp.is_empty())
+                },
+                &format!("{}'s BGP session", g.name),
+            );
+        }
         let page = pictures.join(format!("weft-lab-{title}.html"));
         let svg = pictures.join(format!("weft-lab-{title}.svg"));
         let output = Command::new(support::WEFT)

@@ -169,6 +169,7 @@ fn every_case(open: &dyn Fn() -> Arc<dyn Store>, raw: &dyn RawWriter) {
             lease_ttl: Duration::from_secs(60),
             resync: Duration::from_secs(3600),
             masquerade: false,
+            overlay_filter: true,
             public_ip: None,
             local_asn: None,
             cni_conflist: None,

@@ -359,6 +359,12 @@ fn core(dir: &Path) {
     let v6 = NetworkConfig { backend: Backend::Bgp, ..NetworkConfig::new("fd00:244::/48".parse().unwrap()) };
     write(dir, "network_config", "bgp-v6", serde_json::to_string(&v6).unwrap().as_bytes());
     write(dir, "network_config", "minimal", br#"{"cidr":"10.244.0.0/16","subnetLen":24}"#);
+    let vxlan = NetworkConfig {
+        backend: Backend::Vxlan,
+        overlay_sources: vec!["198.18.2.11/32".parse().unwrap(), "198.18.3.0/28".parse().unwrap()],
+        ..NetworkConfig::new("10.244.0.0/16".parse().unwrap())
+    };
+    write(dir, "network_config", "vxlan-overlay-sources", serde_json::to_string(&vxlan).unwrap().as_bytes());
 
     let status = StatusFile {
         node: "n1".into(),
@@ -384,6 +390,8 @@ fn core(dir: &Path) {
             announced: vec!["10.244.1.0/24".parse().unwrap()],
             last_error: Some("hold timer expired".into()),
         }],
+        overlay_sources: Some(vec!["198.18.1.12/32".parse().unwrap(), "198.18.2.11/32".parse().unwrap()]),
+        overlay_filter_error: Some("nft: Operation not permitted".into()),
         peers: vec![
             PeerStatus { node: "n2".into(), subnet: "10.244.2.0/24".parse().unwrap(), path: PeerPath::Vxlan },
             PeerStatus {

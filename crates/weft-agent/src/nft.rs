@@ -1,0 +1,174 @@
+//! weft's nftables tables, each its own and replaced or edited in one atomic `nft`
+//! transaction; no other table is read or written.
+//!
+//! - masquerade (`ip weft` / `ip6 weft`): pods' traffic to addresses outside the cluster
+//!   CIDR leaves with the node's address; traffic inside the cluster keeps pod addresses.
+//! - the overlay's source filter (`ip weft_overlay`): VXLAN (the network's UDP port) is taken
+//!   only from the peers' underlay addresses and the configured overlay sources (gateways,
+//!   clients); anything else is dropped before it reaches the VXLAN device, which would
+//!   otherwise deliver a stranger's forged pod packets into the pod network. And this node's
+//!   pods may not send to that port of a peer: masqueraded, their packets would leave with
+//!   this node's address, which every peer lets in.
+//!
+//! Uses the `nft` program (Debian's nftables): nftables' netlink protocol has no
+//! well-kept Rust crate yet, and `nft -f` gives atomic transactions for free.
+
+use ipnet::IpNet;
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+/// The overlay filter's table and set, as `nft list set ip weft_overlay peers` names them.
+pub const OVERLAY_TABLE: &str = "weft_overlay";
+pub const OVERLAY_SET: &str = "peers";
+/// A named counter of what the filter dropped: it outlives the rule, which each update
+/// replaces.
+pub const OVERLAY_DROPPED: &str = "dropped";
+
+#[derive(Debug, thiserror::Error)]
+pub enum NftError {
+    #[error("cannot run nft (is Debian's nftables installed?): {0}")]
+    Spawn(std::io::Error),
+    #[error("nft refused the ruleset: {0}")]
+    Refused(String),
+}
+
+/// The masquerade table for `cidr`, as an `nft -f` script that replaces it atomically.
+pub fn ruleset(cidr: &IpNet) -> String {
+    let (family, address, multicast) = match cidr {
+        IpNet::V4(_) => ("ip", "ip", "224.0.0.0/4"),
+        IpNet::V6(_) => ("ip6", "ip6", "ff00::/8"),
+    };
+    format!(
+        "add table {family} weft\n\
+         delete table {family} weft\n\
+         table {family} weft {{\n\
+         \tchain postrouting {{\n\
+         \t\ttype nat hook postrouting priority srcnat; policy accept;\n\
+         \t\t{address} saddr {cidr} {address} daddr != {{ {cidr}, {multicast} }} masquerade\n\
+         \t}}\n\
+         }}\n"
+    )
+}
+
+/// Installs (or replaces) the masquerade table for `cidr` in the calling thread's network
+/// namespace.
+pub fn masquerade(cidr: &IpNet) -> Result<(), NftError> {
+    run(&ruleset(cidr))
+}
+
+/// Who may send VXLAN to this machine: the overlay's UDP port and the underlay addresses
+/// (IPv4: the underlay is IPv4 today) it is taken from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverlayFilter {
+    pub port: u16,
+    /// The cluster CIDR: pods, whose packets to a source's VXLAN port are dropped.
+    pub pods: IpNet,
+    pub sources: BTreeSet<IpNet>,
+}
+
+/// The overlay filter as an `nft -f` script: one transaction that (re)declares the table,
+/// its chain and set, and replaces the set's elements, so no packet ever meets a set between
+/// the old peers and the new. The table is never deleted while the filter is on (an agent's
+/// restart leaves it as it was); `None` removes it.
+pub fn overlay_ruleset(filter: Option<&OverlayFilter>) -> String {
+    let table = format!("ip {OVERLAY_TABLE}");
+    let Some(filter) = filter else {
+        return format!("add table {table}\ndelete table {table}\n");
+    };
+    let mut script = format!(
+        "add table {table}\n\
+         add set {table} {OVERLAY_SET} {{ type ipv4_addr; flags interval; auto-merge; }}\n\
+         add counter {table} {OVERLAY_DROPPED}\n\
+         add chain {table} input {{ type filter hook input priority raw; policy accept; }}\n\
+         add chain {table} forward {{ type filter hook forward priority raw; policy accept; }}\n\
+         flush chain {table} input\n\
+         flush chain {table} forward\n\
+         flush set {table} {OVERLAY_SET}\n\
+         add rule {table} input udp dport {port} ip saddr != @{OVERLAY_SET} counter name {OVERLAY_DROPPED} drop\n",
+        port = filter.port
+    );
+    if let IpNet::V4(pods) = filter.pods {
+        script.push_str(&format!(
+            "add rule {table} forward ip saddr {pods} ip daddr @{OVERLAY_SET} udp dport {port} \
+             counter name {OVERLAY_DROPPED} drop\n",
+            pods = pods.trunc(),
+            port = filter.port
+        ));
+    }
+    let sources: Vec<String> =
+        filter.sources.iter().filter(|s| matches!(s, IpNet::V4(_))).map(|s| s.trunc().to_string()).collect();
+    if !sources.is_empty() {
+        script.push_str(&format!("add element {table} {OVERLAY_SET} {{ {} }}\n", sources.join(", ")));
+    }
+    script
+}
+
+/// Installs, updates or (`None`) removes the overlay filter in the calling thread's network
+/// namespace.
+pub fn overlay_filter(filter: Option<&OverlayFilter>) -> Result<(), NftError> {
+    run(&overlay_ruleset(filter))
+}
+
+/// Runs an `nft -f` script: one transaction, all or nothing.
+fn run(script: &str) -> Result<(), NftError> {
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(NftError::Spawn)?;
+    child.stdin.take().expect("piped").write_all(script.as_bytes()).map_err(NftError::Spawn)?;
+    let output = child.wait_with_output().map_err(NftError::Spawn)?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(NftError::Refused(String::from_utf8_lossy(&output.stderr).trim().to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_traffic_leaving_the_cluster_is_masqueraded() {
+        let script = ruleset(&"10.244.0.0/16".parse().unwrap());
+        assert!(
+            script.contains("ip saddr 10.244.0.0/16 ip daddr != { 10.244.0.0/16, 224.0.0.0/4 } masquerade")
+        );
+        assert!(script.starts_with("add table ip weft\ndelete table ip weft\n"), "replaced whole, only ours");
+        let v6 = ruleset(&"fd00:244::/48".parse().unwrap());
+        assert!(v6.contains("table ip6 weft") && v6.contains("ff00::/8"));
+    }
+
+    #[test]
+    fn the_overlay_takes_vxlan_only_from_its_sources_and_is_never_deleted_while_on() {
+        let filter = OverlayFilter {
+            port: 8472,
+            pods: "10.244.0.0/16".parse().unwrap(),
+            sources: ["198.18.2.11/32", "203.0.113.10/32", "fd00::1/128"]
+                .iter()
+                .map(|s| s.parse().unwrap())
+                .collect(),
+        };
+        let script = overlay_ruleset(Some(&filter));
+        assert!(!script.contains("delete"), "{script}");
+        assert!(script.contains(
+            "add rule ip weft_overlay input udp dport 8472 ip saddr != @peers counter name dropped drop"
+        ));
+        assert!(script.contains("add element ip weft_overlay peers { 198.18.2.11/32, 203.0.113.10/32 }\n"));
+        // The set's old elements go in the same transaction that adds the new.
+        let flush = script.find("flush set").unwrap();
+        assert!(flush < script.find("add element").unwrap());
+        // Pods may not reach a peer's VXLAN port (masqueraded, they would pass as this node).
+        assert!(script.contains(
+            "add rule ip weft_overlay forward ip saddr 10.244.0.0/16 ip daddr @peers udp dport 8472 counter name dropped drop"
+        ));
+        let pods = "10.244.0.0/16".parse().unwrap();
+        let lonely = overlay_ruleset(Some(&OverlayFilter { port: 4789, pods, sources: BTreeSet::new() }));
+        assert!(lonely.contains("udp dport 4789") && !lonely.contains("add element"));
+        assert_eq!(overlay_ruleset(None), "add table ip weft_overlay\ndelete table ip weft_overlay\n");
+    }
+}
