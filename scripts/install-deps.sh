@@ -16,6 +16,7 @@ packages=(
   frr                           # FRR, the other BGP router the lab and tests peer with
   chromium                      # headless, the picture tests open weft lab show's pages in it
   protobuf-compiler             # protoc: etcd-client compiles etcd's gRPC protos at build time
+  libprotobuf-dev               # the well-known types (google/protobuf/*.proto) those protos import; only recommended by protobuf-compiler
   containerd                    # the CRI test: a real containerd (CRI plugin built in) plays the runtime
   runc                          # containerd's OCI runtime, which starts the pods' pause containers
   gcc                           # the CRI test builds its pause image's static binary (and rustc links with it)

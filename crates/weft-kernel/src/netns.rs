@@ -104,10 +104,59 @@ fn named_path(name: &str) -> Result<PathBuf> {
     Ok(Path::new(NETNS_RUN_DIR).join(name))
 }
 
+/// Makes `/run/netns` a mount point of its own with shared propagation, as `ip netns add`
+/// and containerd do before their first namespace. Without it, the first of them to run
+/// later bind-mounts `/run/netns` over itself and strands the mounts beneath: every
+/// namespace named before then can no longer be removed (EBUSY) until that mount goes.
+fn prepare_run_dir() -> Result<()> {
+    fs::create_dir_all(NETNS_RUN_DIR).map_err(|e| Error::io(format!("create {NETNS_RUN_DIR}"), e))?;
+    let dir = c"/run/netns";
+    let none = c"none";
+    let make_shared = || {
+        // SAFETY: mount(2) with static strings.
+        let done = unsafe {
+            libc::mount(
+                none.as_ptr(),
+                dir.as_ptr(),
+                none.as_ptr(),
+                libc::MS_SHARED | libc::MS_REC,
+                std::ptr::null(),
+            )
+        };
+        if done == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    };
+    let prepared = match make_shared() {
+        // EINVAL: not a mount point yet. Bind it onto itself, then share it.
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            // SAFETY: mount(2) with static strings.
+            let bound = unsafe {
+                libc::mount(
+                    dir.as_ptr(),
+                    dir.as_ptr(),
+                    none.as_ptr(),
+                    libc::MS_BIND | libc::MS_REC,
+                    std::ptr::null(),
+                )
+            };
+            if bound == 0 {
+                make_shared()
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        }
+        other => other,
+    };
+    prepared.map_err(|e| Error::io(format!("make {NETNS_RUN_DIR} a shared mount point"), e))
+}
+
 /// Creates a named namespace (as `ip netns add` does) with its loopback up.
 pub fn create_named(name: &str) -> Result<NetNs> {
     let path = named_path(name)?;
-    fs::create_dir_all(NETNS_RUN_DIR).map_err(|e| Error::io(format!("create {NETNS_RUN_DIR}"), e))?;
+    prepare_run_dir()?;
     OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -166,6 +215,17 @@ pub fn delete_named(name: &str) -> Result<()> {
         }
     }
     match fs::remove_file(&path) {
+        // Still a mount point after the unmount: mounted again beneath a later mount of
+        // `/run/netns` over itself (see `prepare_run_dir`), where no path reaches it.
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Err(Error::io(
+            format!(
+                "remove {}: it is also mounted beneath a later mount of {NETNS_RUN_DIR} over itself, \
+                 where no path reaches it (`grep netns /proc/self/mountinfo` shows both); the \
+                 namespace lasts until that mount goes",
+                path.display()
+            ),
+            e,
+        )),
         Err(e) if e.kind() != io::ErrorKind::NotFound => {
             Err(Error::io(format!("remove {}", path.display()), e))
         }
