@@ -46,31 +46,40 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Builds the lab `spec` asks for, reporting each step to `progress`. On failure what was
-    /// built stays for inspection; `down` removes it.
-    pub fn up(spec: LabSpec, weft: &Path, progress: &mut dyn FnMut(&Step)) -> Result<Lab, LabError> {
+    /// Everything `up` checks before it builds anything: the spec, the programs it needs, and
+    /// that neither the lab nor one of its namespaces exists. The command line asks first, so
+    /// that it prints nothing before a refusal. (`up` asks again; claiming the lab's
+    /// directory settles a race between two `up`s of one name.)
+    pub fn preflight(spec: &LabSpec) -> Result<(), LabError> {
         spec.validate()?;
         if spec.store == StoreKind::Etcd && !process::installed("etcd") {
             return Err(LabError::Invalid(
                 "--store etcd needs the etcd program (Debian: etcd-server)".into(),
             ));
         }
-        let topology = Topology::of(&spec);
-        let dir = lab_dir(&spec.name);
-        if dir.exists() {
+        if lab_dir(&spec.name).exists() {
             return Err(LabError::Exists(spec.name.clone()));
         }
-        if let Some(taken) = topology
+        if let Some(taken) = Topology::of(spec)
             .namespaces()
             .into_iter()
             .find(|ns| Path::new(weft_kernel::netns::NETNS_RUN_DIR).join(ns).exists())
         {
             return Err(LabError::Invalid(format!(
                 "namespace {taken} exists, but no lab {} does: remove it with `ip netns delete {taken}` \
-                 (or `weft lab down --name {}`), or choose another --name",
+                 (or `weft lab down {}`), or choose another name",
                 spec.name, spec.name
             )));
         }
+        Ok(())
+    }
+
+    /// Builds the lab `spec` asks for, reporting each step to `progress`. On failure what was
+    /// built stays for inspection; `down` removes it.
+    pub fn up(spec: LabSpec, weft: &Path, progress: &mut dyn FnMut(&Step)) -> Result<Lab, LabError> {
+        Lab::preflight(&spec)?;
+        let topology = Topology::of(&spec);
+        let dir = lab_dir(&spec.name);
         // Claiming the directory claims the name: of two `up`s with one name, one fails here.
         std::fs::create_dir_all(LAB_ROOT).map_err(|e| LabError::io(format!("create {LAB_ROOT}"), e))?;
         std::fs::create_dir(&dir).map_err(|e| match e.kind() {
@@ -663,7 +672,7 @@ impl Lab {
         if !unwired.is_empty() {
             return Err(LabError::Invalid(format!(
                 "lab {} is not whole: pods {} have no address (did `up` fail?); \
-                 `weft lab down --name {}` and up again",
+                 `weft lab down {}` and up again",
                 self.name(),
                 unwired.join(", "),
                 self.name()

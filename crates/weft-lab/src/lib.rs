@@ -35,7 +35,7 @@ pub use topology::{LabSpec, Mode, StoreKind, Topology};
 pub enum LabError {
     #[error("{0}")]
     Invalid(String),
-    #[error("a lab named {0:?} exists already (remove it with `weft lab down --name {0}`)")]
+    #[error("a lab named {0:?} exists already (remove it with `weft lab down {0}`)")]
     Exists(String),
     #[error("no lab named {0:?} (`weft lab down --all` removes whatever labs left behind)")]
     NotFound(String),

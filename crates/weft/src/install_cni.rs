@@ -45,7 +45,7 @@ pub fn run(
     let me = std::env::current_exe().context("find this binary")?;
     let (path, wrote) = install_binary(&me, bin_dir, "weft")
         .with_context(|| format!("install weft into {}", bin_dir.display()))?;
-    println!("{} {}", if wrote { "installed" } else { "up to date:" }, path.display());
+    say!("{} {}", if wrote { "installed" } else { "up to date:" }, path.display());
     for plugin in plugins {
         let name = plugin
             .file_name()
@@ -53,16 +53,16 @@ pub fn run(
             .ok_or_else(|| anyhow::anyhow!("--plugin {}: not a file", plugin.display()))?;
         if bin_dir.join(&name).exists() {
             // The node's own (its runtime's package, kubeadm's kubernetes-cni) stays.
-            println!("kept {} (the node has one)", bin_dir.join(&name).display());
+            say!("kept {} (the node has one)", bin_dir.join(&name).display());
             continue;
         }
         let (path, _) = install_binary(plugin, bin_dir, &name)
             .with_context(|| format!("install {} into {}", plugin.display(), bin_dir.display()))?;
-        println!("installed {}", path.display());
+        say!("installed {}", path.display());
     }
     if let Some(list) = list {
         let wrote = list.write().with_context(|| format!("write {}", list.path().display()))?;
-        println!("{} {}", if wrote { "wrote" } else { "up to date:" }, list.path().display());
+        say!("{} {}", if wrote { "wrote" } else { "up to date:" }, list.path().display());
     }
     Ok(())
 }

@@ -103,6 +103,7 @@ pub enum LabCommand {
         lab: String,
         /// The member.
         member: String,
+        /// The command to run in the member's namespace, after `--` (`weft` is this binary).
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
@@ -171,6 +172,7 @@ pub enum LabCommand {
     Logs {
         /// The lab.
         lab: String,
+        /// The node, gateway or outside client whose agent's log to print.
         member: String,
         /// Keep printing what it writes, until interrupted.
         #[arg(short, long)]
@@ -188,6 +190,7 @@ pub enum LabCommand {
     Router {
         /// The lab.
         lab: String,
+        /// `birdc …` or `vtysh …` after `--`: run against the lab router's own socket.
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
@@ -251,7 +254,7 @@ pub fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
 
 fn print_step(step: &Step) {
     let style = style();
-    println!("  {} {:<72} {}", style.green("✓"), step.what, style.dim(&millis(step.took)));
+    say!("  {} {:<72} {}", style.green("✓"), step.what, style.dim(&millis(step.took)));
 }
 
 fn open(lab: &str) -> anyhow::Result<Lab> {
@@ -300,6 +303,9 @@ impl Drop for Progress {
 }
 
 pub fn run(command: LabCommand) -> anyhow::Result<()> {
+    if matches!(command, LabCommand::Up { .. } | LabCommand::Demo) {
+        crate::finish_despite_a_closed_pipe();
+    }
     match command {
         LabCommand::Up {
             name,
@@ -354,7 +360,7 @@ pub fn run(command: LabCommand) -> anyhow::Result<()> {
             let has_pods = spec.pods_per_node > 0;
             up(spec)?;
             let example = if has_pods { "n1-p1 -- ip addr" } else { "n1 -- ip route" };
-            println!(
+            say!(
                 "\nNext:  weft lab check {name}   ·   weft lab exec {name} {example}   ·   weft lab status {name}   ·   weft lab down {name}"
             );
             Ok(())
@@ -429,9 +435,14 @@ pub fn run(command: LabCommand) -> anyhow::Result<()> {
         LabCommand::Demo => demo(),
         LabCommand::List { json } => list(json),
         LabCommand::Status { lab, member, json } => status(&lab, member.as_deref(), json),
-        LabCommand::Trace { lab, from, to, verify, json } => {
-            crate::trace_cli::run(Some(&lab), None, &[from, to], verify, json)
-        }
+        LabCommand::Trace { lab, from, to, verify, json } => crate::trace_cli::run(
+            Some(&lab),
+            None,
+            std::path::Path::new(weft_cni::DEFAULT_DATA_DIR),
+            &[from, to],
+            verify,
+            json,
+        ),
         LabCommand::Logs { lab, member, follow } => logs(&lab, &member, follow),
         LabCommand::Restart { lab, member } => {
             let mut lab = open(&lab)?;
@@ -642,7 +653,8 @@ fn router(lab: &str, command: &[String]) -> anyhow::Result<()> {
 /// Builds the lab with progress lines; on failure says how to clean up.
 fn up(spec: LabSpec) -> anyhow::Result<Lab> {
     let name = spec.name.clone();
-    println!(
+    Lab::preflight(&spec)?;
+    say!(
         "{} {name}: {}, {} × {} × {}, {} store",
         style().bold("weft lab up"),
         weft_lab::promise::Design { mode: spec.mode, gateways: spec.gateways, client: spec.client },
@@ -658,7 +670,7 @@ fn up(spec: LabSpec) -> anyhow::Result<Lab> {
     let started = Instant::now();
     match Lab::up(spec, &weft_binary()?, &mut print_step) {
         Ok(lab) => {
-            println!("  {name} is up in {}", millis(started.elapsed()));
+            say!("  {name} is up in {}", millis(started.elapsed()));
             Ok(lab)
         }
         Err(e @ (weft_lab::LabError::Exists(_) | weft_lab::LabError::Invalid(_))) => Err(e.into()),
@@ -691,7 +703,7 @@ fn demo_labs() -> Vec<(String, LabSpec, &'static str)> {
 
 fn demo() -> anyhow::Result<()> {
     let style = style();
-    println!(
+    say!(
         "{}: a lab for each design (2 racks × 2 nodes × 2 pods; l2: one segment of 3 nodes), on the \
          embedded store: up, check, down.\n",
         style.bold("weft lab demo")
@@ -699,7 +711,7 @@ fn demo() -> anyhow::Result<()> {
     let mut outcomes = Vec::new();
     for (title, spec, about) in demo_labs() {
         let name = spec.name.clone();
-        println!("{}", style.bold(&format!("━━ {title}: {about}")));
+        say!("{}", style.bold(&format!("━━ {title}: {about}")));
         // A demo lab left by an earlier, interrupted demo goes first.
         if weft_lab::state::lab_dir(&name).exists() {
             weft_lab::down::down_named(&name)?;
@@ -710,10 +722,10 @@ fn demo() -> anyhow::Result<()> {
         let down_started = Instant::now();
         let removed = lab.down();
         let report = report?;
-        println!();
-        print!("{}", weft_lab::report::render(&report, style));
+        say!();
+        say_part!("{}", weft_lab::report::render(&report, style));
         let removed = removed?;
-        println!(
+        say!(
             "\n  down: {} and {} removed in {}\n",
             count(removed.namespaces as u64, "namespace", "namespaces"),
             count(removed.processes as u64, "process", "processes"),
@@ -721,14 +733,14 @@ fn demo() -> anyhow::Result<()> {
         );
         outcomes.push((title, report.ok, report.broken().count(), started.elapsed()));
     }
-    println!("{}", style.bold("━━ summary"));
+    say!("{}", style.bold("━━ summary"));
     for (title, ok, broken, took) in &outcomes {
         let verdict = if *ok {
             style.green("every promise holds")
         } else {
             style.red(&format!("{} broke a promise", count(*broken as u64, "probe", "probes")))
         };
-        println!("  {title:<9} {verdict}  {}", style.dim(&millis(*took)));
+        say!("  {title:<9} {verdict}  {}", style.dim(&millis(*took)));
     }
     if outcomes.iter().any(|(_, ok, ..)| !ok) {
         bail!("the demo found broken promises (above)");

@@ -3,6 +3,26 @@
 //! only what it must. Otherwise it is the command line: `CNI_PATH` or another CNI variable
 //! left in an operator's environment changes nothing.
 
+/// A line on stdout from a command that changes things step by step (`lab up`, `lab demo`,
+/// `install-cni`): a reader that goes away (`… | head -1`) must not stop it half-way, so it
+/// carries on and what it cannot write is dropped (SIGPIPE ignored for it: see
+/// `finish_despite_a_closed_pipe`).
+macro_rules! say {
+    () => { say!("") };
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `say!` without the newline.
+macro_rules! say_part {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 #[cfg(test)]
 mod deploy_check;
 mod install_cni;
@@ -175,7 +195,11 @@ enum Commands {
         /// On a node: its agent's state dir.
         #[arg(long, conflicts_with = "lab")]
         state_dir: Option<PathBuf>,
-        /// FROM TO (with --lab) or TO (with --state-dir).
+        /// On a node: the CNI plugin's IPAM store (its `dataDir`), to name the pods traced to
+        /// (TO may be a pod's `namespace/name` there, as `weft status` lists it).
+        #[arg(long, conflicts_with = "lab", default_value = weft_cni::DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        /// FROM TO (with --lab) or TO (with --state-dir): members, addresses, or pods by name.
         args: Vec<String>,
         /// Send a real probe and catch it at every hop (packet sockets).
         #[arg(long)]
@@ -197,6 +221,7 @@ enum Commands {
     },
     /// A shell completion script on stdout (e.g. `weft completions bash > /etc/bash_completion.d/weft`).
     Completions {
+        /// The shell to complete for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
@@ -299,6 +324,13 @@ fn role_name(role: RoleArg) -> &'static str {
         RoleArg::Gateway => "gateway",
         RoleArg::Client => "client",
     }
+}
+
+/// For a command that must not stop half-way when its reader goes: it prints with `say!`.
+fn finish_despite_a_closed_pipe() {
+    // SAFETY: sets the disposition of one signal; children get the default back at exec
+    // (std's Command resets SIGPIPE).
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 }
 
 fn main() -> ExitCode {
@@ -454,6 +486,7 @@ fn command(command: Commands) -> anyhow::Result<()> {
             Ok(())
         }
         Commands::InstallCni { bin_dir, conf_dir, conflist, state_dir, plugin } => {
+            finish_despite_a_closed_pipe();
             install_cni::run(&bin_dir, conf_dir.as_deref(), conflist.as_deref(), &state_dir, &plugin)
         }
         Commands::Status { state_dir, json, data_dir } => status_cli::run(&state_dir, &data_dir, json),
@@ -476,8 +509,8 @@ fn command(command: Commands) -> anyhow::Result<()> {
             Ok(())
         }
         Commands::Lab { command } => lab_cli::run(command),
-        Commands::Trace { lab, state_dir, args, verify, json } => {
-            trace_cli::run(lab.as_deref(), state_dir.as_deref(), &args, verify, json)
+        Commands::Trace { lab, state_dir, data_dir, args, verify, json } => {
+            trace_cli::run(lab.as_deref(), state_dir.as_deref(), &data_dir, &args, verify, json)
         }
     }
 }
@@ -572,4 +605,39 @@ fn logging(level: tracing::level_filters::LevelFilter, format: LogFormat) {
     let json = matches!(format, LogFormat::Json)
         .then(|| tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).with_target(true));
     tracing_subscriber::registry().with(text).with(json).with(filter).init();
+}
+
+#[cfg(test)]
+mod help {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every command and every argument a user can give, with what `--help` says of it.
+    fn undescribed(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for argument in command.get_arguments() {
+            let id = argument.get_id().as_str();
+            if argument.is_hide_set() || id == "help" || id == "version" {
+                continue;
+            }
+            if argument.get_help().is_none() && argument.get_long_help().is_none() {
+                missing.push(format!("{path} <{id}>"));
+            }
+        }
+        for sub in command.get_subcommands() {
+            let path = format!("{path} {}", sub.get_name());
+            if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                missing.push(path.clone());
+            }
+            undescribed(sub, &path, missing);
+        }
+    }
+
+    #[test]
+    fn every_command_and_argument_says_what_it_is() {
+        let mut command = Cli::command();
+        command.build();
+        let mut missing = Vec::new();
+        undescribed(&command, "weft", &mut missing);
+        assert!(missing.is_empty(), "without a description in --help: {missing:#?}");
+    }
 }

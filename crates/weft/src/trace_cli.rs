@@ -10,6 +10,7 @@ use std::path::Path;
 pub fn run(
     lab: Option<&str>,
     state_dir: Option<&Path>,
+    data_dir: &Path,
     args: &[String],
     verify: bool,
     json: bool,
@@ -19,7 +20,7 @@ pub fn run(
             let lab = weft_lab::Lab::open(lab, &std::env::current_exe()?)?;
             lab.trace(from, to, verify)?
         }
-        (None, Some(dir), [to]) => on_this_node(dir, to, verify)?,
+        (None, Some(dir), [to]) => on_this_node(dir, data_dir, to, verify)?,
         (Some(_), _, _) => bail!("weft trace --lab LAB FROM TO"),
         _ => bail!("weft trace --lab LAB FROM TO, or weft trace --state-dir DIR TO (on a node)"),
     };
@@ -43,9 +44,17 @@ pub fn run(
     }
 }
 
-/// On a real node: this namespace only, from the node's own address.
-fn on_this_node(state_dir: &Path, to: &str, verify: bool) -> anyhow::Result<weft_trace::Trace> {
-    let dst: IpAddr = to.parse().with_context(|| format!("{to} is not an address"))?;
+/// On a real node: this namespace only, from the node's own address. TO is an address, or a
+/// pod of this node by the name its runtime gave (`namespace/name`); either way a pod of this
+/// node is shown by its name.
+fn on_this_node(
+    state_dir: &Path,
+    data_dir: &Path,
+    to: &str,
+    verify: bool,
+) -> anyhow::Result<weft_trace::Trace> {
+    let (dst, to) = destination(data_dir, to)?;
+    let to = to.as_str();
     let status_path = state_dir.join(weft_core::status::STATUS_FILE_NAME);
     let name = std::fs::read_to_string(&status_path)
         .ok()
@@ -71,4 +80,22 @@ fn on_this_node(state_dir: &Path, to: &str, verify: bool) -> anyhow::Result<weft
         weft_trace::capture::verify(&world, &mut trace, &name, dst)?;
     }
     Ok(trace)
+}
+
+/// The address to trace to and how to call it: a pod of this node by its name.
+fn destination(data_dir: &Path, to: &str) -> anyhow::Result<(IpAddr, String)> {
+    let pods = crate::pods::list(data_dir).unwrap_or_default();
+    let named = |pod: &crate::pods::PodLine| pod.pod.as_ref().map(|name| name.to_string());
+    if let Ok(dst) = to.parse::<IpAddr>() {
+        let name = pods.iter().find(|pod| pod.ips.contains(&dst)).and_then(named);
+        return Ok((dst, name.unwrap_or_else(|| to.to_string())));
+    }
+    let pod = pods.iter().find(|pod| named(pod).as_deref() == Some(to)).with_context(|| {
+        format!(
+            "{to} is neither an address nor a pod of this node in {} (`weft status` lists them)",
+            data_dir.display()
+        )
+    })?;
+    let dst = pod.ips.iter().find(|ip| ip.is_ipv4()).or(pod.ips.first()).copied();
+    Ok((dst.with_context(|| format!("{to} holds no address"))?, to.to_string()))
 }

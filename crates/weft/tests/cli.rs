@@ -202,6 +202,14 @@ fn lab_flags_that_cannot_apply_are_refused_before_anything_is_printed() {
         &["status", "--state-dir", "/nonexistent-weft"],
         &["is an agent running with --state-dir", "weft lab status"],
     );
+    // A program the lab needs is missing: refused before the banner too.
+    let no_etcd = Command::new(WEFT)
+        .args(["lab", "up", &name, "--store", "etcd"])
+        .env("PATH", "/nonexistent-weft")
+        .output()
+        .unwrap();
+    assert!(!no_etcd.status.success() && stdout(&no_etcd).is_empty(), "{}", stdout(&no_etcd));
+    assert!(stderr(&no_etcd).contains("needs the etcd program"), "{}", stderr(&no_etcd));
     assert!(!weft_lab::state::lab_dir(&name).exists(), "no lab was made");
 }
 
@@ -226,6 +234,8 @@ fn a_lab_through_its_commands_and_weft_status_that_cannot_lie() {
     let said = stdout(&up);
     assert!(said.contains("1 rack × 2 nodes × 1 pod"), "{said}");
     assert!(said.contains(&format!("  {name} is up in ")) && !said.contains("rack(s)"), "{said}");
+    // The same name again: refused before anything is printed.
+    refused(&["lab", "up", &name], &["exists already", &format!("weft lab down {name}")]);
 
     // the lab as the first argument, and --name as before
     for args in [vec!["lab", "check", &name], vec!["lab", "check", "--name", &name]] {
@@ -328,4 +338,91 @@ fn scopeguard(name: &str) -> impl Drop + '_ {
         }
     }
     Down(name)
+}
+
+/// Log lines carry their time and level as text, or are one JSON object each for collectors;
+/// `--log-level` filters them. (A warning the agent gives before it refuses a missing store.)
+#[test]
+fn log_lines_carry_time_and_level_or_are_json_and_the_level_filters_them() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let passwords = dir.path().join("passwords");
+    std::fs::write(&passwords, "192.0.2.1 not-for-the-log\n").unwrap();
+    std::fs::set_permissions(&passwords, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let store = format!("sqlite:{}", dir.path().join("none.db").display());
+    let agent = |global: &[&str]| {
+        let output = weft(
+            &[
+                global,
+                &["agent", "--store", &store, "--node", "n1", "--asn", "65001"],
+                &["--bgp-peer", "192.0.2.1:65000", "--bgp-password-file", passwords.to_str().unwrap()],
+            ]
+            .concat(),
+        );
+        assert!(!output.status.success(), "no store there");
+        let said = stderr(&output);
+        assert!(!said.contains("not-for-the-log"), "the password was logged: {said}");
+        said
+    };
+
+    let text = agent(&[]);
+    let line = text.lines().find(|l| l.contains("others may read it")).unwrap_or_else(|| panic!("{text}"));
+    let mut words = line.split_whitespace();
+    let time = words.next().unwrap();
+    assert!(
+        time.len() >= 20 && time.as_bytes()[4] == b'-' && time.contains('T') && time.ends_with('Z'),
+        "{line}"
+    );
+    assert_eq!(words.next(), Some("WARN"), "{line}");
+
+    let json = agent(&["--log-format", "json"]);
+    let line = json.lines().find(|l| l.contains("others may read it")).unwrap_or_else(|| panic!("{json}"));
+    let object: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(object["level"], "WARN", "{line}");
+    assert!(object["timestamp"].as_str().is_some_and(|t| t.contains('T')), "{line}");
+
+    let quiet = agent(&["--log-level", "error"]);
+    assert!(!quiet.contains("others may read it") && quiet.contains("no store there"), "{quiet}");
+}
+
+/// A command that builds something carries on when its reader goes away (`| head -1`): the
+/// lab is whole, the store holds the network, every file is installed; and the commands that
+/// only print stop quietly.
+#[test]
+fn a_closed_pipe_does_not_stop_a_command_half_way() {
+    let piped = |command: &str| {
+        let output =
+            Command::new("sh").arg("-c").arg(format!("{WEFT} {command} | head -1")).output().unwrap();
+        assert!(!stderr(&output).contains("panicked"), "{command}: {}", stderr(&output));
+        assert_eq!(stdout(&output).lines().count(), 1, "{command}: {}", stdout(&output));
+    };
+    let name = lab_name();
+    let _down = scopeguard(&name);
+    piped(&format!("lab up {name} --racks 1 --nodes-per-rack 2 --pods-per-node 1"));
+    let check = weft(&["lab", "check", &name]);
+    assert!(check.status.success(), "the lab is whole: {}{}", stdout(&check), stderr(&check));
+    let dir = tempfile::tempdir().unwrap();
+    piped(&format!("lab show {name} --html {}", dir.path().join("lab.html").display()));
+    assert!(dir.path().join("lab.html").exists());
+    piped(&format!("lab down {name}"));
+    assert!(!weft_lab::state::lab_dir(&name).exists());
+    let prefix = weft_lab::topology::netns_prefix(&name);
+    let left: Vec<String> =
+        weft_kernel::netns::list_named().unwrap().into_iter().filter(|n| n.starts_with(&prefix)).collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    let store = format!("sqlite:{}", dir.path().join("store.db").display());
+    piped(&format!("network init --store {store} --cidr 10.244.0.0/16"));
+    let (bin, conf) = (dir.path().join("bin"), dir.path().join("conf"));
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&conf).unwrap();
+    piped(&format!(
+        "install-cni --bin-dir {} --conf-dir {} --state-dir {}",
+        bin.display(),
+        conf.display(),
+        dir.path().display()
+    ));
+    assert!(bin.join("weft").exists() && conf.join("10-weft.conflist").exists(), "install-cni finished");
+    let network = weft_store::open(&store).unwrap().network().unwrap();
+    assert_eq!(network.map(|n| n.cidr.to_string()), Some("10.244.0.0/16".into()), "network init finished");
 }

@@ -9,6 +9,7 @@ mod support;
 use serde_json::json;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use support::agent::NodeAgent;
 use support::cri::{install_plugins, pings_from, Containerd, Cri, PodSpec};
@@ -178,6 +179,23 @@ fn the_kubelets_path_run_status_reach_stop_remove() {
     );
     assert!(status.contains("pods (2):"), "{status}");
     assert!(status.contains("default/web-0") && status.contains(&web_ip), "{status}");
+    // The node's trace names the pod, asked by address or by name.
+    for to in [web_ip.as_str(), "default/web-0"] {
+        let trace = Command::new("ip")
+            .args(["netns", "exec", &kube.node.ns_name, WEFT, "trace", "--state-dir"])
+            .arg(kube.node.state_dir.path())
+            .arg("--data-dir")
+            .arg(kube.node.data_dir.path())
+            .arg(to)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&trace.stdout);
+        assert!(
+            text.contains(&format!("→ default/web-0 ({web_ip})")),
+            "{to}: {text}{}",
+            String::from_utf8_lossy(&trace.stderr)
+        );
+    }
 
     // Pod to pod, pod to node, node to pod.
     assert!(pings_from(&web_ns, &db_ip), "web-0 does not reach db-0");
