@@ -307,6 +307,17 @@ impl World {
         name: &str,
         kernel: RecordingKernel,
     ) -> (Agent, Arc<std::sync::atomic::AtomicBool>, Arc<std::sync::Mutex<Vec<weft_store::Event>>>) {
+        self.flaky_agent_with(name, kernel, Default::default())
+    }
+
+    /// `flaky_agent`, reporting to `metrics`.
+    #[allow(clippy::type_complexity)]
+    fn flaky_agent_with(
+        &self,
+        name: &str,
+        kernel: RecordingKernel,
+        metrics: Arc<weft_agent::metrics::Metrics>,
+    ) -> (Agent, Arc<std::sync::atomic::AtomicBool>, Arc<std::sync::Mutex<Vec<weft_store::Event>>>) {
         let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let inject = Arc::new(std::sync::Mutex::new(Vec::new()));
         let store = Flaky {
@@ -327,7 +338,7 @@ impl World {
             local_asn: None,
             cni_conflist: None,
         };
-        let agent = Agent::new(config, Arc::new(store), Box::new(kernel), uplink(), None, Default::default());
+        let agent = Agent::new(config, Arc::new(store), Box::new(kernel), uplink(), None, metrics);
         (agent, down, inject)
     }
 }
@@ -549,4 +560,30 @@ fn an_overlay_filter_the_kernel_refuses_is_tried_again_soon_and_said_in_the_stat
     let status = agent.status(true);
     assert_eq!(status.overlay_filter_error, None);
     assert_eq!(status.overlay_sources.unwrap().len(), 2, "both peers let in");
+}
+
+/// `/readyz` follows the lease: ready once leased, not ready once the store has not confirmed
+/// the lease for its TTL (the subnet may be another node's by then), ready again once renewed.
+#[test]
+fn readiness_goes_when_the_lease_can_no_longer_be_confirmed_and_comes_back_with_it() {
+    let world = World::new();
+    let metrics = Arc::new(weft_agent::metrics::Metrics::default());
+    let (mut agent, down, _) = world.flaky_agent_with("n1", kernel(), metrics.clone());
+    let ready = || metrics.ready.load(std::sync::atomic::Ordering::Relaxed);
+    let stop = AtomicBool::new(false);
+    agent.step(&stop);
+    assert!(ready(), "leased: ready");
+    down.store(true, std::sync::atomic::Ordering::Relaxed);
+    // Within the 3 s TTL it is still ready; past it, not.
+    passes_within(&mut agent, Duration::from_secs(1));
+    assert!(ready(), "the lease is alive for its TTL");
+    passes_within(&mut agent, Duration::from_millis(2500));
+    assert!(!ready(), "unconfirmed for longer than the TTL: not ready");
+    assert!(metrics.render().contains("weft_ready 0"));
+    down.store(false, std::sync::atomic::Ordering::Relaxed);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "never ready again");
+        agent.step(&stop);
+    }
 }
