@@ -110,6 +110,13 @@ fn named_path(name: &str) -> Result<PathBuf> {
 /// namespace named before then can no longer be removed (EBUSY) until that mount goes.
 fn prepare_run_dir() -> Result<()> {
     fs::create_dir_all(NETNS_RUN_DIR).map_err(|e| Error::io(format!("create {NETNS_RUN_DIR}"), e))?;
+    // One at a time, threads and processes alike (a lab names many namespaces at once): two
+    // that both found no mount point would stack two, and strand what the first one held.
+    let lock = File::open(NETNS_RUN_DIR).map_err(|e| Error::io(format!("open {NETNS_RUN_DIR}"), e))?;
+    // SAFETY: flock on a descriptor we own; released when `lock` is closed.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(Error::io(format!("lock {NETNS_RUN_DIR}"), io::Error::last_os_error()));
+    }
     let dir = c"/run/netns";
     let none = c"none";
     let make_shared = || {

@@ -12,9 +12,10 @@ use weft_kernel::netns;
 
 const INSIDE: &str = "WEFT_TEST_PRIVATE_MOUNTS";
 
-fn is_mount_point(dir: &str) -> bool {
+/// How many mounts `dir` is the mount point of (stacked ones count each).
+fn mounts_at(dir: &str) -> usize {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    mountinfo.lines().any(|line| line.split(' ').nth(4) == Some(dir))
+    mountinfo.lines().filter(|line| line.split(' ').nth(4) == Some(dir)).count()
 }
 
 #[test]
@@ -36,22 +37,46 @@ fn a_namespace_named_before_ip_netns_add_first_ran_can_still_be_removed() {
         return;
     }
     // In a mount namespace of our own: undo any mount of /run/netns, as on a fresh machine.
-    let dir = c"/run/netns";
-    // SAFETY: umount2 with a static string; private propagation keeps it to this namespace.
-    while unsafe { libc::umount2(dir.as_ptr(), libc::MNT_DETACH) } == 0 {}
-    assert!(!is_mount_point(netns::NETNS_RUN_DIR));
-
+    // Then threads name namespaces at once, as a lab's parallel tests do: one mount of
+    // /run/netns, not a stack of them (a race: a few rounds, so that it shows).
     let prefix = format!("wtest-{}-", std::process::id());
-    let (ours, theirs) = (format!("{prefix}weft"), format!("{prefix}ip"));
-    netns::create_named(&ours).unwrap();
-    assert!(is_mount_point(netns::NETNS_RUN_DIR), "weft made {} a mount point", netns::NETNS_RUN_DIR);
-    let added = Command::new("ip").args(["netns", "add", &theirs]).status().unwrap();
-    assert!(added.success());
+    for round in 0..5 {
+        let dir = c"/run/netns";
+        // SAFETY: umount2 with a static string; private propagation keeps it to this namespace.
+        while unsafe { libc::umount2(dir.as_ptr(), libc::MNT_DETACH) } == 0 {}
+        assert_eq!(mounts_at(netns::NETNS_RUN_DIR), 0);
 
-    let removed = (netns::delete_named(&ours), netns::delete_named(&theirs));
-    let left: Vec<String> =
-        netns::list_named().unwrap().into_iter().filter(|n| n.starts_with(&prefix)).collect();
-    removed.0.unwrap();
-    removed.1.unwrap();
-    assert!(left.is_empty(), "left: {left:?}");
+        let ours: Vec<String> = (0..16).map(|i| format!("{prefix}{round}-weft{i}")).collect();
+        let start = std::sync::Barrier::new(ours.len());
+        let made: Vec<_> = std::thread::scope(|scope| {
+            let start = &start;
+            let threads: Vec<_> = ours
+                .iter()
+                .map(|name| {
+                    scope.spawn(move || {
+                        start.wait();
+                        netns::create_named(name)
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        let mounts = mounts_at(netns::NETNS_RUN_DIR);
+        let theirs = format!("{prefix}{round}-ip");
+        let added = Command::new("ip").args(["netns", "add", &theirs]).status().unwrap();
+
+        let removed: Vec<_> =
+            ours.iter().chain([&theirs]).map(|name| (name, netns::delete_named(name))).collect();
+        let left: Vec<String> =
+            netns::list_named().unwrap().into_iter().filter(|n| n.starts_with(&prefix)).collect();
+        for (made, name) in made.into_iter().zip(&ours) {
+            made.unwrap_or_else(|e| panic!("create {name}: {e}"));
+        }
+        assert_eq!(mounts, 1, "round {round}: weft made {} one mount point", netns::NETNS_RUN_DIR);
+        assert!(added.success());
+        for (name, removed) in removed {
+            removed.unwrap_or_else(|e| panic!("remove {name}: {e}"));
+        }
+        assert!(left.is_empty(), "left: {left:?}");
+    }
 }
