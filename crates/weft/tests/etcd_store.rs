@@ -164,13 +164,21 @@ fn least_privilege(server: &EtcdServer, dir: &std::path::Path) -> (String, Strin
 
 #[test]
 fn with_etcd_authentication_a_user_who_may_touch_only_weft_keys_does_everything() {
-    let server = EtcdServer::start();
+    // Tokens that lapse after 2 s unused: the store must get a new one by itself.
+    let server = EtcdServer::start_with(&["--auth-token-ttl", "2"]);
     let dir = tempfile::tempdir().unwrap();
     let (weft, wrong, stranger) = least_privilege(&server, dir.path());
 
     // Everything an agent and `weft network init` do, as the least-privileged user: the
     // shared scenarios (leases, compare-and-swap, watches, keepalives, the informer).
     weft_store::conformance::run_all(&|| weft_store::open(&weft).unwrap());
+
+    // An agent idle for longer than its token lives: the next requests get a new token.
+    let store = weft_store::open(&weft).unwrap();
+    store.list().unwrap();
+    std::thread::sleep(Duration::from_millis(3500));
+    store.list().expect("a list after the token lapsed");
+    store.network().expect("a read after the token lapsed");
 
     // A wrong password: a clear refusal, before anything is read or written.
     let error = weft_store::open(&wrong).err().expect("refused").to_string();

@@ -16,6 +16,8 @@ pub struct EtcdServer {
     tls: Option<std::path::PathBuf>,
     client_port: u16,
     peer_port: u16,
+    /// More of etcd's flags, as `start_with` was given them.
+    flags: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -25,6 +27,11 @@ fn free_port() -> u16 {
 impl EtcdServer {
     /// On loopback, in the test's own namespace.
     pub fn start() -> EtcdServer {
+        EtcdServer::start_with(&[])
+    }
+
+    /// On loopback, with more of etcd's flags (`--auth-token-ttl 2`, say).
+    pub fn start_with(flags: &[&str]) -> EtcdServer {
         let dir =
             tempfile::Builder::new().prefix(&format!("{}etcd", super::unique_prefix())).tempdir().unwrap();
         let mut server = EtcdServer {
@@ -34,6 +41,7 @@ impl EtcdServer {
             tls: None,
             client_port: free_port(),
             peer_port: free_port(),
+            flags: flags.iter().map(|f| f.to_string()).collect(),
         };
         server.resume();
         server
@@ -54,6 +62,7 @@ impl EtcdServer {
             tls: Some(certs),
             client_port: free_port(),
             peer_port: free_port(),
+            flags: Vec::new(),
         };
         server.resume();
         server
@@ -103,6 +112,7 @@ impl EtcdServer {
                     tls.join("ca.crt").display().to_string(),
                 ]
             }))
+            .args(&self.flags)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
