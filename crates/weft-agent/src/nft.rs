@@ -88,9 +88,11 @@ pub fn overlay_ruleset(filter: Option<&OverlayFilter>) -> String {
          add rule {table} input udp dport {port} ip saddr != @{OVERLAY_SET} counter name {OVERLAY_DROPPED} drop\n",
         port = filter.port
     );
+    // The port first: every pod packet the node forwards meets this rule, and a compare ends
+    // it for all but VXLAN, before the set is looked up.
     if let IpNet::V4(pods) = filter.pods {
         script.push_str(&format!(
-            "add rule {table} forward ip saddr {pods} ip daddr @{OVERLAY_SET} udp dport {port} \
+            "add rule {table} forward udp dport {port} ip saddr {pods} ip daddr @{OVERLAY_SET} \
              counter name {OVERLAY_DROPPED} drop\n",
             pods = pods.trunc(),
             port = filter.port
@@ -164,7 +166,7 @@ mod tests {
         assert!(flush < script.find("add element").unwrap());
         // Pods may not reach a peer's VXLAN port (masqueraded, they would pass as this node).
         assert!(script.contains(
-            "add rule ip weft_overlay forward ip saddr 10.244.0.0/16 ip daddr @peers udp dport 8472 counter name dropped drop"
+            "add rule ip weft_overlay forward udp dport 8472 ip saddr 10.244.0.0/16 ip daddr @peers counter name dropped drop"
         ));
         let pods = "10.244.0.0/16".parse().unwrap();
         let lonely = overlay_ruleset(Some(&OverlayFilter { port: 4789, pods, sources: BTreeSet::new() }));
