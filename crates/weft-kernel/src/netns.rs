@@ -118,43 +118,21 @@ fn prepare_run_dir() -> Result<()> {
         return Err(Error::io(format!("lock {NETNS_RUN_DIR}"), io::Error::last_os_error()));
     }
     let dir = c"/run/netns";
-    let none = c"none";
-    let make_shared = || {
-        // SAFETY: mount(2) with static strings.
-        let done = unsafe {
-            libc::mount(
-                none.as_ptr(),
-                dir.as_ptr(),
-                none.as_ptr(),
-                libc::MS_SHARED | libc::MS_REC,
-                std::ptr::null(),
-            )
-        };
+    // mount(2) of `source` (a path, or "none") on the directory.
+    let mount = |source: &std::ffi::CStr, flags: libc::c_ulong| {
+        // SAFETY: mount(2) with strings that outlive the call.
+        let done =
+            unsafe { libc::mount(source.as_ptr(), dir.as_ptr(), c"none".as_ptr(), flags, std::ptr::null()) };
         if done == 0 {
             Ok(())
         } else {
             Err(io::Error::last_os_error())
         }
     };
-    let prepared = match make_shared() {
+    let prepared = match mount(c"none", libc::MS_SHARED | libc::MS_REC) {
         // EINVAL: not a mount point yet. Bind it onto itself, then share it.
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-            // SAFETY: mount(2) with static strings.
-            let bound = unsafe {
-                libc::mount(
-                    dir.as_ptr(),
-                    dir.as_ptr(),
-                    none.as_ptr(),
-                    libc::MS_BIND | libc::MS_REC,
-                    std::ptr::null(),
-                )
-            };
-            if bound == 0 {
-                make_shared()
-            } else {
-                Err(io::Error::last_os_error())
-            }
-        }
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => mount(dir, libc::MS_BIND | libc::MS_REC)
+            .and_then(|()| mount(c"none", libc::MS_SHARED | libc::MS_REC)),
         other => other,
     };
     prepared.map_err(|e| Error::io(format!("make {NETNS_RUN_DIR} a shared mount point"), e))

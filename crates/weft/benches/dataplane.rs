@@ -32,20 +32,7 @@ const ROUNDS: usize = 3;
 
 /// One iperf3 measurement from pod namespace `client` to `server_ip` in `server`, Gbit/s.
 fn iperf(server: &str, client: &str, server_ip: &str) -> f64 {
-    let mut daemon = Command::new("ip")
-        .args(["netns", "exec", server, "iperf3", "-s", "-1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let output = Command::new("ip")
-        .args(["netns", "exec", client, "iperf3", "-c", server_ip, "-t", SECONDS, "-J"])
-        .output()
-        .unwrap();
-    let _ = daemon.wait();
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("iperf3 JSON");
-    report["end"]["sum_received"]["bits_per_second"].as_f64().expect("throughput") / 1e9
+    iperf_run(server, client, server_ip, ["-t", SECONDS]).0
 }
 
 /// The whole machine's busy CPU time so far (every CPU: user, nice, system, irq, softirq;
@@ -59,9 +46,9 @@ fn busy_cpu_seconds() -> f64 {
     [0, 1, 2, 5, 6].iter().map(|&i| ticks[i]).sum::<f64>() / per_second
 }
 
-/// One iperf3 run moving `bytes` from `client` to `server_ip`: (Gbit/s, the machine's busy
-/// CPU seconds while it ran).
-fn iperf_bytes(server: &str, client: &str, server_ip: &str, bytes: &str) -> (f64, f64) {
+/// One iperf3 run from pod namespace `client` to `server_ip` in `server`, as long as `limit`
+/// says (`-t SECONDS` or `-n BYTES`): (Gbit/s, the machine's busy CPU seconds while it ran).
+fn iperf_run(server: &str, client: &str, server_ip: &str, limit: [&str; 2]) -> (f64, f64) {
     let mut daemon = Command::new("ip")
         .args(["netns", "exec", server, "iperf3", "-s", "-1"])
         .stdout(Stdio::null())
@@ -71,7 +58,8 @@ fn iperf_bytes(server: &str, client: &str, server_ip: &str, bytes: &str) -> (f64
     std::thread::sleep(Duration::from_millis(300));
     let before = busy_cpu_seconds();
     let output = Command::new("ip")
-        .args(["netns", "exec", client, "iperf3", "-c", server_ip, "-n", bytes, "-J"])
+        .args(["netns", "exec", client, "iperf3", "-c", server_ip, "-J"])
+        .args(limit)
         .output()
         .unwrap();
     let cpu = busy_cpu_seconds() - before;
@@ -281,7 +269,7 @@ fn overlay_filter_cost(lab: &mut weft_lab::Lab, server: &str, client: &str, serv
         // Which goes first alternates, so that an effect of going first or second cancels.
         for filter in [round % 2 == 0, round % 2 == 1] {
             set(filter);
-            let run = iperf_bytes(server, client, server_ip, FILTER_BYTES);
+            let run = iperf_run(server, client, server_ip, ["-n", FILTER_BYTES]);
             if filter {
                 on.push(run)
             } else {
