@@ -65,7 +65,13 @@ pub struct OverlayFilter {
     /// The cluster CIDR: pods, whose packets to a source's VXLAN port are dropped.
     pub pods: IpNet,
     pub sources: BTreeSet<IpNet>,
+    /// Whether this machine masquerades its pods: only then can a pod pass for the machine
+    /// at a peer's filter, and only then is the pods' rule needed.
+    pub masquerade: bool,
 }
+
+/// The overlay filter's nat chain for what this machine's pods send.
+const PODS_OUT: &str = "pods_out";
 
 /// The overlay filter as an `nft -f` script: one transaction that (re)declares the table,
 /// its chain and set, and replaces the set's elements, so no packet ever meets a set between
@@ -81,22 +87,30 @@ pub fn overlay_ruleset(filter: Option<&OverlayFilter>) -> String {
          add set {table} {OVERLAY_SET} {{ type ipv4_addr; flags interval; auto-merge; }}\n\
          add counter {table} {OVERLAY_DROPPED}\n\
          add chain {table} input {{ type filter hook input priority raw; policy accept; }}\n\
-         add chain {table} forward {{ type filter hook forward priority raw; policy accept; }}\n\
          flush chain {table} input\n\
+         add chain {table} forward {{ type filter hook forward priority raw; policy accept; }}\n\
          flush chain {table} forward\n\
+         delete chain {table} forward\n\
+         add chain {table} {PODS_OUT} {{ type nat hook postrouting priority srcnat - 1; policy accept; }}\n\
+         flush chain {table} {PODS_OUT}\n\
          flush set {table} {OVERLAY_SET}\n\
          add rule {table} input udp dport {port} ip saddr != @{OVERLAY_SET} counter name {OVERLAY_DROPPED} drop\n",
         port = filter.port
     );
-    // The port first: every pod packet the node forwards meets this rule, and a compare ends
-    // it for all but VXLAN, before the set is looked up.
-    if let IpNet::V4(pods) = filter.pods {
-        script.push_str(&format!(
-            "add rule {table} forward udp dport {port} ip saddr {pods} ip daddr @{OVERLAY_SET} \
+    // Pods may not send to a peer's VXLAN port: masqueraded, they would pass as this machine.
+    // In a nat chain, before the masquerade: only a flow's first packet meets it (and a flow
+    // whose first packet is dropped never gets a second), so pods' traffic pays nothing for
+    // it. (An older agent's filter chain in the forward hook, which every forwarded packet
+    // met, is removed above.) Without masquerade a pod keeps its own source, which no peer
+    // takes VXLAN from, and a nat chain would only turn connection tracking on.
+    match filter.pods {
+        IpNet::V4(pods) if filter.masquerade => script.push_str(&format!(
+            "add rule {table} {PODS_OUT} udp dport {port} ip saddr {pods} ip daddr @{OVERLAY_SET} \
              counter name {OVERLAY_DROPPED} drop\n",
             pods = pods.trunc(),
             port = filter.port
-        ));
+        )),
+        _ => script.push_str(&format!("delete chain {table} {PODS_OUT}\n")),
     }
     let sources: Vec<String> =
         filter.sources.iter().filter(|s| matches!(s, IpNet::V4(_))).map(|s| s.trunc().to_string()).collect();
@@ -148,6 +162,7 @@ mod tests {
     #[test]
     fn the_overlay_takes_vxlan_only_from_its_sources_and_is_never_deleted_while_on() {
         let filter = OverlayFilter {
+            masquerade: true,
             port: 8472,
             pods: "10.244.0.0/16".parse().unwrap(),
             sources: ["198.18.2.11/32", "203.0.113.10/32", "fd00::1/128"]
@@ -156,7 +171,7 @@ mod tests {
                 .collect(),
         };
         let script = overlay_ruleset(Some(&filter));
-        assert!(!script.contains("delete"), "{script}");
+        assert!(!script.contains("delete table"), "{script}");
         assert!(script.contains(
             "add rule ip weft_overlay input udp dport 8472 ip saddr != @peers counter name dropped drop"
         ));
@@ -164,13 +179,29 @@ mod tests {
         // The set's old elements go in the same transaction that adds the new.
         let flush = script.find("flush set").unwrap();
         assert!(flush < script.find("add element").unwrap());
-        // Pods may not reach a peer's VXLAN port (masqueraded, they would pass as this node).
+        // Pods may not reach a peer's VXLAN port (masqueraded, they would pass as this node):
+        // checked on a flow's first packet, before the masquerade.
         assert!(script.contains(
-            "add rule ip weft_overlay forward udp dport 8472 ip saddr 10.244.0.0/16 ip daddr @peers counter name dropped drop"
+            "add chain ip weft_overlay pods_out { type nat hook postrouting priority srcnat - 1; policy accept; }"
         ));
+        assert!(script.contains(
+            "add rule ip weft_overlay pods_out udp dport 8472 ip saddr 10.244.0.0/16 ip daddr @peers counter name dropped drop"
+        ));
+        assert!(!script.contains("delete chain ip weft_overlay pods_out"));
+        // An older agent's per-packet forward chain goes.
+        assert!(
+            script.contains("flush chain ip weft_overlay forward\ndelete chain ip weft_overlay forward\n")
+        );
         let pods = "10.244.0.0/16".parse().unwrap();
-        let lonely = overlay_ruleset(Some(&OverlayFilter { port: 4789, pods, sources: BTreeSet::new() }));
+        let lonely = overlay_ruleset(Some(&OverlayFilter {
+            port: 4789,
+            pods,
+            sources: BTreeSet::new(),
+            masquerade: false,
+        }));
         assert!(lonely.contains("udp dport 4789") && !lonely.contains("add element"));
+        // Without masquerade no nat chain (it would turn connection tracking on for nothing).
+        assert!(lonely.ends_with("delete chain ip weft_overlay pods_out\n"), "{lonely}");
         assert_eq!(overlay_ruleset(None), "add table ip weft_overlay\ndelete table ip weft_overlay\n");
     }
 }

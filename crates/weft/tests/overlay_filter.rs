@@ -219,7 +219,8 @@ fn the_overlay_takes_vxlan_only_from_its_peers() {
     wait_for(Duration::from_secs(20), || admitted(&lab, "n2", &n1), "n1 in n2's filter");
 
     // A pod may not send VXLAN to a peer: masqueraded, it would pass as its node, which the
-    // peer lets in. n2's forward chain drops it; n1-p1 sees nothing.
+    // peer lets in. n2's pods_out chain drops it (each packet: none gets a flow going); n1-p1
+    // sees nothing.
     let n2_pod = ns(&lab, "n2-p1");
     vxlan_towards(&lab, &n2_pod, "n1", &pod);
     let before = dropped(&lab, "n2");
