@@ -195,6 +195,14 @@ fn with_etcd_authentication_a_user_who_may_touch_only_weft_keys_does_everything(
     let store = weft_store::open(&stranger).unwrap();
     let error = store.list().expect_err("denied").to_string();
     assert!(error.contains("permission denied") && error.contains("/weft/"), "{error}");
+    // A watch etcd cancels for a reason other than compaction (here: not permitted): an error
+    // that says why, of the kind the informer answers by watching again (Unavailable), not
+    // by listing (Compacted).
+    let mut watch = store.watch(1).expect("a watch is asked for");
+    let error = watch.next(Duration::from_secs(10)).expect_err("cancelled by etcd");
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+    let error = error.to_string();
+    assert!(error.contains("cancelled by etcd") && error.contains("permission denied"), "{error}");
 
     // No user at all, where etcd asks for one.
     let error = weft_store::open(&server.url()).and_then(|s| s.list()).expect_err("refused").to_string();
