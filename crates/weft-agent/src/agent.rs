@@ -730,12 +730,7 @@ impl Agent {
             .filter(|(node, _)| **node != self.config.node)
             .map(|(_, (_, ip))| IpNet::from(*ip));
         let sources = peers.chain(config.overlay_sources.iter().copied()).collect();
-        Some(OverlayFilter {
-            port: config.port,
-            pods: config.cidr,
-            sources,
-            masquerade: self.config.masquerade,
-        })
+        Some(OverlayFilter { port: config.port, pods: config.cidr, sources })
     }
 
     /// Sets the overlay filter when its sources change (before the peers' routes, so a new

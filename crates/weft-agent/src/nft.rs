@@ -65,9 +65,6 @@ pub struct OverlayFilter {
     /// The cluster CIDR: pods, whose packets to a source's VXLAN port are dropped.
     pub pods: IpNet,
     pub sources: BTreeSet<IpNet>,
-    /// Whether this machine masquerades its pods: only then can a pod pass for the machine
-    /// at a peer's filter, and only then is the pods' rule needed.
-    pub masquerade: bool,
 }
 
 /// The overlay filter's nat chain for what this machine's pods send.
@@ -97,20 +94,23 @@ pub fn overlay_ruleset(filter: Option<&OverlayFilter>) -> String {
          add rule {table} input udp dport {port} ip saddr != @{OVERLAY_SET} counter name {OVERLAY_DROPPED} drop\n",
         port = filter.port
     );
-    // Pods may not send to a peer's VXLAN port: masqueraded, they would pass as this machine.
-    // In a nat chain, before the masquerade: only a flow's first packet meets it (and a flow
-    // whose first packet is dropped never gets a second), so pods' traffic pays nothing for
-    // it. (An older agent's filter chain in the forward hook, which every forwarded packet
-    // met, is removed above.) Without masquerade a pod keeps its own source, which no peer
-    // takes VXLAN from, and a nat chain would only turn connection tracking on.
+    // Pods may not send to the overlay's port outside the pod network: masqueraded (by weft,
+    // or by anything else on the node), they would pass as this machine at a peer's filter.
+    // Not only to the peers this machine knows now: a flow begun while an address was not yet
+    // (or no longer) a peer would carry on, masqueraded, once it is one. In a nat chain before
+    // weft's masquerade, which only a flow's first packet meets (and a flow whose first packet
+    // is dropped never gets a second), so pods' other traffic pays nothing for the check. (An
+    // older agent's filter chain in the forward hook, which every forwarded packet met, is
+    // removed above.) The price: pods cannot reach a UDP service on this port outside the pod
+    // network.
     match filter.pods {
-        IpNet::V4(pods) if filter.masquerade => script.push_str(&format!(
-            "add rule {table} {PODS_OUT} udp dport {port} ip saddr {pods} ip daddr @{OVERLAY_SET} \
+        IpNet::V4(pods) => script.push_str(&format!(
+            "add rule {table} {PODS_OUT} udp dport {port} ip saddr {pods} ip daddr != {pods} \
              counter name {OVERLAY_DROPPED} drop\n",
             pods = pods.trunc(),
             port = filter.port
         )),
-        _ => script.push_str(&format!("delete chain {table} {PODS_OUT}\n")),
+        IpNet::V6(_) => script.push_str(&format!("delete chain {table} {PODS_OUT}\n")),
     }
     let sources: Vec<String> =
         filter.sources.iter().filter(|s| matches!(s, IpNet::V4(_))).map(|s| s.trunc().to_string()).collect();
@@ -162,7 +162,6 @@ mod tests {
     #[test]
     fn the_overlay_takes_vxlan_only_from_its_sources_and_is_never_deleted_while_on() {
         let filter = OverlayFilter {
-            masquerade: true,
             port: 8472,
             pods: "10.244.0.0/16".parse().unwrap(),
             sources: ["198.18.2.11/32", "203.0.113.10/32", "fd00::1/128"]
@@ -185,7 +184,7 @@ mod tests {
             "add chain ip weft_overlay pods_out { type nat hook postrouting priority srcnat - 1; policy accept; }"
         ));
         assert!(script.contains(
-            "add rule ip weft_overlay pods_out udp dport 8472 ip saddr 10.244.0.0/16 ip daddr @peers counter name dropped drop"
+            "add rule ip weft_overlay pods_out udp dport 8472 ip saddr 10.244.0.0/16 ip daddr != 10.244.0.0/16 counter name dropped drop"
         ));
         assert!(!script.contains("delete chain ip weft_overlay pods_out"));
         // An older agent's per-packet forward chain goes.
@@ -193,15 +192,8 @@ mod tests {
             script.contains("flush chain ip weft_overlay forward\ndelete chain ip weft_overlay forward\n")
         );
         let pods = "10.244.0.0/16".parse().unwrap();
-        let lonely = overlay_ruleset(Some(&OverlayFilter {
-            port: 4789,
-            pods,
-            sources: BTreeSet::new(),
-            masquerade: false,
-        }));
+        let lonely = overlay_ruleset(Some(&OverlayFilter { port: 4789, pods, sources: BTreeSet::new() }));
         assert!(lonely.contains("udp dport 4789") && !lonely.contains("add element"));
-        // Without masquerade no nat chain (it would turn connection tracking on for nothing).
-        assert!(lonely.ends_with("delete chain ip weft_overlay pods_out\n"), "{lonely}");
         assert_eq!(overlay_ruleset(None), "add table ip weft_overlay\ndelete table ip weft_overlay\n");
     }
 }

@@ -214,6 +214,17 @@ fn the_overlay_takes_vxlan_only_from_its_peers() {
     // A node that leaves leaves the set; back, it is in again.
     lab.stop_agent("n2", libc::SIGTERM);
     wait_for(Duration::from_secs(20), || !admitted(&lab, "n1", &n2), "n2 out of n1's filter");
+    // Meanwhile n2's table (as its agent left it) still lets n1 in. A pod on n1 sending VXLAN
+    // to n2 now, while n2 is no peer of n1's, would pass masqueraded as n1 (and its flow carry
+    // on once n2 is back): n1 drops it anyway, whoever it is aimed at.
+    let n1_pod = ns(&lab, "n1-p1");
+    let n2_pod_ip = lab.pod_address("n2-p1").unwrap().to_string();
+    vxlan_towards(&lab, &n1_pod, "n2", &n2_pod_ip);
+    let before = dropped(&lab, "n1");
+    let seen = seen_in(&ns(&lab, "n2-p1"), || marked_pings(&n1_pod, &n2_pod_ip));
+    assert_eq!(seen, 0, "a pod's VXLAN to a node that was no peer got in");
+    assert!(dropped(&lab, "n1") >= before + 5, "n1's filter dropped its pod's five packets");
+    ip(&["-n", &n1_pod, "link", "del", "vx0"]);
     lab.start_agent("n2").unwrap();
     wait_for(Duration::from_secs(20), || admitted(&lab, "n1", &n2), "n2 back in n1's filter");
     wait_for(Duration::from_secs(20), || admitted(&lab, "n2", &n1), "n1 in n2's filter");
