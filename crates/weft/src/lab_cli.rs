@@ -303,7 +303,7 @@ impl Drop for Progress {
 }
 
 pub fn run(command: LabCommand) -> anyhow::Result<()> {
-    if matches!(command, LabCommand::Up { .. } | LabCommand::Demo) {
+    if matches!(command, LabCommand::Up { .. } | LabCommand::Demo | LabCommand::Show { .. }) {
         crate::finish_despite_a_closed_pipe();
     }
     match command {
@@ -427,7 +427,7 @@ pub fn run(command: LabCommand) -> anyhow::Result<()> {
             ] {
                 if let (Some(path), Some(text)) = (path, text) {
                     std::fs::write(path, text).with_context(|| format!("write {}", path.display()))?;
-                    println!("wrote {}", path.display());
+                    say!("wrote {}", path.display());
                 }
             }
             Ok(())

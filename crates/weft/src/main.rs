@@ -350,7 +350,8 @@ fn main() -> ExitCode {
     match command(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("weft: {}", describe(&e));
+            // (A closed stderr must not turn the failure into a panic.)
+            let _ = writeln!(std::io::stderr(), "weft: {}", describe(&e));
             ExitCode::FAILURE
         }
     }
@@ -428,6 +429,9 @@ fn command(command: Commands) -> anyhow::Result<()> {
             cni_conflist,
             proc_sys,
         } => {
+            // A daemon: a reader that goes away (an `nft` that exits before it read its whole
+            // script, say) must not end it; it writes no stdout of its own.
+            finish_despite_a_closed_pipe();
             weft_kernel::sysctl::set_root(proc_sys);
             if cni_conf_dir.is_some() && !matches!(role, RoleArg::Node) {
                 anyhow::bail!("--cni-conf-dir: only a node hosts pods (this is a {})", role_name(role));

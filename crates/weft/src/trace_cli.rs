@@ -84,12 +84,14 @@ fn on_this_node(
 
 /// The address to trace to and how to call it: a pod of this node by its name.
 fn destination(data_dir: &Path, to: &str) -> anyhow::Result<(IpAddr, String)> {
-    let pods = crate::pods::list(data_dir).unwrap_or_default();
+    let pods = crate::pods::list(data_dir);
     let named = |pod: &crate::pods::PodLine| pod.pod.as_ref().map(|name| name.to_string());
     if let Ok(dst) = to.parse::<IpAddr>() {
-        let name = pods.iter().find(|pod| pod.ips.contains(&dst)).and_then(named);
+        // An address is traced whatever the IPAM store says; its pod's name is a bonus.
+        let name = pods.ok().and_then(|pods| pods.iter().find(|pod| pod.ips.contains(&dst)).and_then(named));
         return Ok((dst, name.unwrap_or_else(|| to.to_string())));
     }
+    let pods = pods.with_context(|| format!("{to} is not an address; to find it as a pod"))?;
     let pod = pods.iter().find(|pod| named(pod).as_deref() == Some(to)).with_context(|| {
         format!(
             "{to} is neither an address nor a pod of this node in {} (`weft status` lists them)",

@@ -402,8 +402,9 @@ fn a_closed_pipe_does_not_stop_a_command_half_way() {
     let check = weft(&["lab", "check", &name]);
     assert!(check.status.success(), "the lab is whole: {}{}", stdout(&check), stderr(&check));
     let dir = tempfile::tempdir().unwrap();
-    piped(&format!("lab show {name} --html {}", dir.path().join("lab.html").display()));
-    assert!(dir.path().join("lab.html").exists());
+    let (html, svg) = (dir.path().join("lab.html"), dir.path().join("lab.svg"));
+    piped(&format!("lab show {name} --html {} --svg {}", html.display(), svg.display()));
+    assert!(html.exists() && svg.exists(), "both pictures written");
     piped(&format!("lab down {name}"));
     assert!(!weft_lab::state::lab_dir(&name).exists());
     let prefix = weft_lab::topology::netns_prefix(&name);
