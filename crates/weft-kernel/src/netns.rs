@@ -117,7 +117,7 @@ fn prepare_run_dir() -> Result<()> {
     if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
         return Err(Error::io(format!("lock {NETNS_RUN_DIR}"), io::Error::last_os_error()));
     }
-    let dir = c"/run/netns";
+    let dir = std::ffi::CString::new(NETNS_RUN_DIR).expect("no NUL in the path");
     // mount(2) of `source` (a path, or "none") on the directory.
     let mount = |source: &std::ffi::CStr, flags: libc::c_ulong| {
         // SAFETY: mount(2) with strings that outlive the call.
@@ -131,7 +131,7 @@ fn prepare_run_dir() -> Result<()> {
     };
     let prepared = match mount(c"none", libc::MS_SHARED | libc::MS_REC) {
         // EINVAL: not a mount point yet. Bind it onto itself, then share it.
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => mount(dir, libc::MS_BIND | libc::MS_REC)
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => mount(&dir, libc::MS_BIND | libc::MS_REC)
             .and_then(|()| mount(c"none", libc::MS_SHARED | libc::MS_REC)),
         other => other,
     };

@@ -41,8 +41,9 @@ fn a_namespace_named_before_ip_netns_add_first_ran_can_still_be_removed() {
     // /run/netns, not a stack of them (a race: a few rounds, so that it shows).
     let prefix = format!("wtest-{}-", std::process::id());
     for round in 0..5 {
-        let dir = c"/run/netns";
-        // SAFETY: umount2 with a static string; private propagation keeps it to this namespace.
+        let dir = std::ffi::CString::new(netns::NETNS_RUN_DIR).unwrap();
+        // SAFETY: umount2 with a string that outlives the call; private propagation keeps it
+        // to this namespace.
         while unsafe { libc::umount2(dir.as_ptr(), libc::MNT_DETACH) } == 0 {}
         assert_eq!(mounts_at(netns::NETNS_RUN_DIR), 0);
 

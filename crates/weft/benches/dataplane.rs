@@ -11,8 +11,8 @@
 //! 5 s, alternating weft and hand-built three times each; the medians are compared.
 //!
 //! Then the overlay filter's cost: the same weft vxlan pods with the nodes' filter table
-//! (VXLAN only from peers) and without it, in fifteen back-to-back pairs (which goes first alternating), each run moving the
-//! same 2 GiB. Two measures: throughput, and the machine's busy CPU time per GiB moved (from
+//! (VXLAN only from peers) and without it, in fifteen back-to-back pairs (which goes first
+//! alternating), each run moving the same 2 GiB. Two measures: throughput, and the machine's busy CPU time per GiB moved (from
 //! /proc/stat: the filter's work is CPU time in softirq, which a saturated 2-core machine
 //! shows more steadily than throughput). Each is a median of the pairs' ratios. The agents
 //! are stopped for this (the kernel keeps what they programmed), so the bench can take the
@@ -234,8 +234,8 @@ fn main() {
 }
 
 const FILTER_ROUNDS: usize = 15;
-/// What each run of the filter's comparison moves (2 GiB).
-const FILTER_BYTES: &str = "2G";
+/// What each run of the filter's comparison moves, in GiB.
+const FILTER_GIB: u32 = 2;
 
 /// vxlan throughput with the nodes' overlay filter and without, alternating.
 fn overlay_filter_cost(lab: &mut weft_lab::Lab, server: &str, client: &str, server_ip: &str) {
@@ -269,7 +269,7 @@ fn overlay_filter_cost(lab: &mut weft_lab::Lab, server: &str, client: &str, serv
         // Which goes first alternates, so that an effect of going first or second cancels.
         for filter in [round % 2 == 0, round % 2 == 1] {
             set(filter);
-            let run = iperf_run(server, client, server_ip, ["-n", FILTER_BYTES]);
+            let run = iperf_run(server, client, server_ip, ["-n", &format!("{FILTER_GIB}G")]);
             if filter {
                 on.push(run)
             } else {
@@ -287,7 +287,8 @@ fn overlay_filter_cost(lab: &mut weft_lab::Lab, server: &str, client: &str, serv
     let throughput = ratios(|run| run.0);
     let cpu = ratios(|run| run.1);
     let gbps = |runs: &[(f64, f64)]| median(runs.iter().map(|r| r.0).collect());
-    let cpu_per_gib = |runs: &[(f64, f64)]| median(runs.iter().map(|r| r.1 / 2.0).collect());
+    let cpu_per_gib =
+        |runs: &[(f64, f64)]| median(runs.iter().map(|r| r.1 / f64::from(FILTER_GIB)).collect());
     println!(
         "vxlan  filter on {:6.2} Gbit/s   off {:6.2} Gbit/s   on ÷ off, median of {FILTER_ROUNDS} pairs {:.3} \
          (pairs: {}; target ≥ 0.99)",

@@ -355,8 +355,7 @@ pub fn run(command: LabCommand) -> anyhow::Result<()> {
                     spec.mode.name()
                 );
             }
-            // Everything refused before anything is printed.
-            spec.validate()?;
+            // (`up` refuses what it must before it prints anything: `Lab::preflight`.)
             let has_pods = spec.pods_per_node > 0;
             up(spec)?;
             let example = if has_pods { "n1-p1 -- ip addr" } else { "n1 -- ip route" };
@@ -435,14 +434,9 @@ pub fn run(command: LabCommand) -> anyhow::Result<()> {
         LabCommand::Demo => demo(),
         LabCommand::List { json } => list(json),
         LabCommand::Status { lab, member, json } => status(&lab, member.as_deref(), json),
-        LabCommand::Trace { lab, from, to, verify, json } => crate::trace_cli::run(
-            Some(&lab),
-            None,
-            std::path::Path::new(weft_cni::DEFAULT_DATA_DIR),
-            &[from, to],
-            verify,
-            json,
-        ),
+        LabCommand::Trace { lab, from, to, verify, json } => {
+            crate::trace_cli::run(Some(&lab), None, &[from, to], verify, json)
+        }
         LabCommand::Logs { lab, member, follow } => logs(&lab, &member, follow),
         LabCommand::Restart { lab, member } => {
             let mut lab = open(&lab)?;

@@ -4,9 +4,9 @@
 //! left in an operator's environment changes nothing.
 
 /// A line on stdout from a command that changes things step by step (`lab up`, `lab demo`,
-/// `install-cni`): a reader that goes away (`… | head -1`) must not stop it half-way, so it
-/// carries on and what it cannot write is dropped (SIGPIPE ignored for it: see
-/// `finish_despite_a_closed_pipe`).
+/// `lab show`, `install-cni`): a reader that goes away (`… | head -1`) must not stop it
+/// half-way, so it carries on and what it cannot write is dropped (SIGPIPE ignored for it:
+/// see `finish_despite_a_closed_pipe`).
 macro_rules! say {
     () => { say!("") };
     ($($arg:tt)*) => {{
@@ -326,7 +326,8 @@ fn role_name(role: RoleArg) -> &'static str {
     }
 }
 
-/// For a command that must not stop half-way when its reader goes: it prints with `say!`.
+/// For a command that must not stop half-way when its reader goes (those above, which print
+/// with `say!`, and the agent, which writes to `nft`'s stdin and prints nothing).
 fn finish_despite_a_closed_pipe() {
     // SAFETY: sets the disposition of one signal; children get the default back at exec
     // (std's Command resets SIGPIPE).
@@ -514,7 +515,8 @@ fn command(command: Commands) -> anyhow::Result<()> {
         }
         Commands::Lab { command } => lab_cli::run(command),
         Commands::Trace { lab, state_dir, data_dir, args, verify, json } => {
-            trace_cli::run(lab.as_deref(), state_dir.as_deref(), &data_dir, &args, verify, json)
+            let node = state_dir.as_deref().map(|state_dir| (state_dir, data_dir.as_path()));
+            trace_cli::run(lab.as_deref(), node, &args, verify, json)
         }
     }
 }

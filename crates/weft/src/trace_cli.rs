@@ -5,22 +5,22 @@ use anyhow::{bail, Context};
 use std::net::IpAddr;
 use std::path::Path;
 
-/// Runs a trace and prints it; fails when a kernel on the way stops the packet or, with
+/// Runs a trace and prints it: in `lab`, or on this node (`node`: its agent's state dir and
+/// the plugin's IPAM store); fails when a kernel on the way stops the packet or, with
 /// `verify`, the probe is not seen at every hop.
 pub fn run(
     lab: Option<&str>,
-    state_dir: Option<&Path>,
-    data_dir: &Path,
+    node: Option<(&Path, &Path)>,
     args: &[String],
     verify: bool,
     json: bool,
 ) -> anyhow::Result<()> {
-    let trace = match (lab, state_dir, args) {
+    let trace = match (lab, node, args) {
         (Some(lab), None, [from, to]) => {
             let lab = weft_lab::Lab::open(lab, &std::env::current_exe()?)?;
             lab.trace(from, to, verify)?
         }
-        (None, Some(dir), [to]) => on_this_node(dir, data_dir, to, verify)?,
+        (None, Some((state_dir, data_dir)), [to]) => on_this_node(state_dir, data_dir, to, verify)?,
         (Some(_), _, _) => bail!("weft trace --lab LAB FROM TO"),
         _ => bail!("weft trace --lab LAB FROM TO, or weft trace --state-dir DIR TO (on a node)"),
     };
