@@ -20,4 +20,9 @@ fuzz_target!(|data: &[u8]| {
             assert!(!distrust.to_string().is_empty());
         }
     }
+    let dual = NetworkConfig::with_cidrs(&["10.244.0.0/16".parse().unwrap(), "fd00:244::/48".parse().unwrap()])
+        .expect("a dual network");
+    if let Err(distrust) = weft_core::trust::check(&lease, &dual) {
+        assert!(!distrust.to_string().is_empty());
+    }
 });

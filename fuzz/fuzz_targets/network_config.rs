@@ -16,22 +16,28 @@ fuzz_target!(|data: &[u8]| {
     if config.validate().is_err() {
         return;
     }
-    assert!(config.subnet_count() >= 2, "a valid config holds at least two node subnets");
-    let first = pick_subnet(&config, &HashSet::new(), "n1", None);
-    if let Some(subnet) = first {
-        assert!(config.cidr.contains(&subnet) && subnet.prefix_len() == config.subnet_len);
-        assert!(!config.is_reserved(&subnet));
+    // Each family's pool on its own, as the agent leases from it.
+    let mut subnets = Vec::new();
+    for family in config.families() {
+        let pool = config.for_family(family).expect("a family the config names");
+        assert!(pool.subnet_count() >= 2, "a valid config holds at least two node subnets");
+        let Some(subnet) = pick_subnet(&pool, &HashSet::new(), "n1", None) else { return };
+        assert!(pool.cidr.contains(&subnet) && subnet.prefix_len() == pool.subnet_len);
+        assert!(!pool.is_reserved(&subnet));
         let taken: HashSet<_> = [subnet].into();
-        if let Some(second) = pick_subnet(&config, &taken, "n2", None) {
+        if let Some(second) = pick_subnet(&pool, &taken, "n2", None) {
             assert_ne!(second, subnet, "two nodes got the same subnet");
         }
-        let lease = Lease {
-            node: "n1".into(),
-            subnet,
-            public_ip: "192.0.2.11".parse().unwrap(),
-            backend: config.backend,
-            vtep_mac: Some(weft_core::lease::vtep_mac("n1")),
-        };
-        let _ = weft_core::trust::check(&lease, &config);
+        subnets.push(subnet);
     }
+    let lease = Lease {
+        node: "n1".into(),
+        subnet: subnets[0],
+        public_ip: "192.0.2.11".parse().unwrap(),
+        backend: config.backend,
+        vtep_mac: Some(weft_core::lease::vtep_mac("n1")),
+        subnet6: subnets.get(1).copied(),
+        other_public_ip: Some("2001:db8::11".parse().unwrap()),
+    };
+    let _ = weft_core::trust::check(&lease, &config);
 });

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, error, info, warn};
 use weft_core::lease::Lease;
-use weft_core::network::{Backend, NetworkConfig};
+use weft_core::network::{Backend, Family, NetworkConfig};
 use weft_core::node::{NodeFile, NodeSubnet, NODE_FILE_NAME};
 use weft_core::plan::{LocalNode, PeerChange, Plan};
 use weft_core::status::{self, Role, StatusFile};
@@ -134,7 +134,7 @@ pub struct Agent {
     holders: HashMap<IpNet, (String, u64)>,
     /// Believed leases' subnets and underlay addresses, by node: the overlay filter lets in
     /// only these addresses (as checked, not as the cache may have them since).
-    held: HashMap<String, (IpNet, IpAddr)>,
+    held: HashMap<String, (Vec<IpNet>, IpAddr)>,
     /// Store changes a pass took from the watch but could not apply (it failed before):
     /// applied by the next one.
     deferred: Vec<Delta>,
@@ -147,7 +147,7 @@ pub struct Agent {
     node_file: Option<NodeFile>,
     /// Whether the CNI config list is in place (written, or found as it should be).
     conflist_written: bool,
-    masqueraded: Option<(ipnet::IpNet, Instant)>,
+    masqueraded: Option<(Masquerade, Instant)>,
     /// The overlay filter as last set, and when.
     filtered: Option<(Option<OverlayFilter>, Instant)>,
     next_resync: Instant,
@@ -416,27 +416,33 @@ impl Agent {
         let mut freed = Vec::new();
         let mut queue = vec![node.to_string()];
         while let Some(node) = queue.pop() {
-            if let Some((subnet, _)) = self.held.remove(&node) {
-                self.holders.remove(&subnet);
-                freed.push(subnet);
+            if let Some((subnets, _)) = self.held.remove(&node) {
+                for subnet in subnets {
+                    self.holders.remove(&subnet);
+                    freed.push(subnet);
+                }
             }
             let verdict = match (cluster.leases.get(&node), cluster.invalid.get(&node)) {
                 (Some(stored), _) => match trust::check(&stored.lease, config) {
                     Err(why) => Err(why),
-                    Ok(()) => match self.holders.get(&stored.lease.subnet) {
-                        Some((holder, created))
-                            if (*created, holder.as_str()) < (stored.created, node.as_str()) =>
-                        {
-                            Err(Distrust::Overlaps { subnet: stored.lease.subnet, holder: holder.clone() })
+                    Ok(()) => {
+                        // Each of its subnets (one per family): an older holder wins; a newer
+                        // one gives way.
+                        let claims: Vec<(IpNet, &(String, u64))> =
+                            stored.lease.subnets().filter_map(|s| Some((s, self.holders.get(&s)?))).collect();
+                        let older = claims.iter().find(|(_, (holder, created))| {
+                            (*created, holder.as_str()) < (stored.created, node.as_str())
+                        });
+                        match older {
+                            Some((subnet, (holder, _))) => {
+                                Err(Distrust::Overlaps { subnet: *subnet, holder: holder.clone() })
+                            }
+                            None => {
+                                queue.extend(claims.iter().map(|(_, (newer, _))| newer.clone()));
+                                Ok(Some(stored))
+                            }
                         }
-                        Some((newer, _)) => {
-                            // This one is older: the newer claim gives way.
-                            let newer = newer.clone();
-                            queue.push(newer);
-                            Ok(Some(stored))
-                        }
-                        None => Ok(Some(stored)),
-                    },
+                    }
                 },
                 (None, Some(error)) => Err(Distrust::Unreadable(error.clone())),
                 // Gone.
@@ -448,12 +454,21 @@ impl Agent {
                     plan.remove_peer(&node)
                 }
                 Ok(Some(stored)) => {
-                    if let Some((evicted, _)) =
-                        self.holders.insert(stored.lease.subnet, (node.clone(), stored.created))
-                    {
-                        self.held.remove(&evicted);
+                    for subnet in stored.lease.subnets() {
+                        if let Some((evicted, _)) =
+                            self.holders.insert(subnet, (node.clone(), stored.created))
+                        {
+                            if let Some((theirs, _)) = self.held.remove(&evicted) {
+                                for other in theirs {
+                                    if self.holders.get(&other).is_some_and(|(h, _)| *h == evicted) {
+                                        self.holders.remove(&other);
+                                    }
+                                }
+                            }
+                        }
                     }
-                    self.held.insert(node.clone(), (stored.lease.subnet, stored.lease.public_ip));
+                    self.held
+                        .insert(node.clone(), (stored.lease.subnets().collect(), stored.lease.public_ip));
                     if self.rejected.remove(&node).is_some() {
                         info!("the lease of {node} is believed now");
                     }
@@ -576,18 +591,32 @@ impl Agent {
         // lease held is kept alive meanwhile.
         let Some(config) = self.informer.cluster().network.clone() else { return Ok(()) };
         // A lease of another backend than the network's, or that no longer fits: again.
+        // (Or that lacks a family the network has, or has one it has not: a network that
+        // became dual stack, or stopped being.)
         let stale = self.lease.as_ref().is_some_and(|held| {
+            let fits = |family| match (config.for_family(family), held.lease.subnet_of(family)) {
+                (Some(pool), Some(subnet)) => {
+                    pool.cidr.contains(&subnet) && subnet.prefix_len() == pool.subnet_len
+                }
+                (None, None) => true,
+                _ => false,
+            };
             held.lease.backend != config.backend
-                || !config.cidr.contains(&held.lease.subnet)
-                || held.lease.subnet.prefix_len() != config.subnet_len
+                || !fits(Family::Ipv4)
+                || !fits(Family::Ipv6)
+                || held.lease.other_public_ip != self.uplink.other_public_ip
         });
         if !(lost || stale || trigger == Trigger::Start && self.lease.is_none()) {
             return Ok(());
         }
-        let previous = self.lease.as_ref().map(|l| l.lease.subnet).or_else(|| self.previous_subnet());
+        let previous = match &self.lease {
+            Some(held) => held.lease.subnets().collect(),
+            None => self.previous_subnets(),
+        };
         let request = LeaseRequest {
             node: &self.config.node,
             public_ip: self.uplink.public_ip,
+            other_public_ip: self.uplink.other_public_ip,
             ttl: self.config.lease_ttl,
             previous,
         };
@@ -603,10 +632,16 @@ impl Agent {
         let asked = (Instant::now(), weft_core::now());
         let held = acquire_with(self.informer.store().as_ref(), &request, Some(cached))?;
         let subnet = held.lease.subnet;
-        let changed_subnet = self.lease.as_ref().map(|l| l.lease.subnet) != Some(subnet);
-        match self.lease.as_ref().map(|l| l.lease.subnet) {
-            Some(old) if old != subnet => warn!("lease on {old} was lost; now {subnet}"),
-            _ => info!("leased {subnet}"),
+        let subnets = |lease: &StoredLease| {
+            lease.lease.subnets().map(|s| s.to_string()).collect::<Vec<_>>().join(" and ")
+        };
+        let changed_subnet = self.lease.as_ref().map(|l| (l.lease.subnet, l.lease.subnet6))
+            != Some((subnet, held.lease.subnet6));
+        match &self.lease {
+            Some(old) if changed_subnet => {
+                warn!("lease on {} was lost; now {}", subnets(old), subnets(&held))
+            }
+            _ => info!("leased {}", subnets(&held)),
         }
         self.lease = Some(held);
         self.renewed(report, LeaseEvent::Acquired(subnet), asked);
@@ -624,11 +659,12 @@ impl Agent {
         report.lease = event;
     }
 
-    /// The subnet this node had before a restart, from its node file: pods may still use it.
-    fn previous_subnet(&self) -> Option<ipnet::IpNet> {
-        let dir = self.config.state_dir.as_ref()?;
-        let text = std::fs::read_to_string(dir.join(NODE_FILE_NAME)).ok()?;
-        NodeFile::parse(&text).ok()?.subnets.first().map(|s| s.subnet)
+    /// The subnets this node had before a restart, from its node file: pods may still use
+    /// them.
+    fn previous_subnets(&self) -> Vec<ipnet::IpNet> {
+        let Some(dir) = self.config.state_dir.as_ref() else { return Vec::new() };
+        let Ok(text) = std::fs::read_to_string(dir.join(NODE_FILE_NAME)) else { return Vec::new() };
+        NodeFile::parse(&text).map(|file| file.subnets.iter().map(|s| s.subnet).collect()).unwrap_or_default()
     }
 
     /// Whether the lease is still alive as far as this node can tell (the store confirmed it
@@ -643,11 +679,18 @@ impl Agent {
         // L2 pods join the uplink's bridge and live on the segment, its router their gateway.
         let wanted = NodeFile {
             node: Some(self.config.node.clone()),
-            subnets: vec![NodeSubnet {
-                subnet: lease.lease.subnet,
-                gateway: config.gateway.filter(|_| l2),
-                segment: l2.then_some(config.cidr),
-            }],
+            subnets: lease
+                .lease
+                .subnets()
+                .filter_map(|subnet| {
+                    let pool = config.for_family(Family::of_net(&subnet))?;
+                    Some(NodeSubnet {
+                        subnet,
+                        gateway: pool.gateway.filter(|_| l2),
+                        segment: l2.then_some(pool.cidr),
+                    })
+                })
+                .collect(),
             mtu: Some(plan.pod_mtu),
             attach: l2.then_some(weft_core::AttachMode::Bridge),
             bridge: l2.then(|| weft_core::plan::L2_BRIDGE.to_string()),
@@ -703,17 +746,31 @@ impl Agent {
         if !self.config.masquerade || config.backend == Backend::L2 || self.lease.is_none() {
             return;
         }
-        // Re-asserted every resync interval: a firewall reload may have removed the table.
+        // One table per family (`ip weft`, `ip6 weft`); a family the network does not
+        // masquerade (or does not have) has none. Re-asserted every resync interval: a
+        // firewall reload may have removed a table.
+        let wanted: Masquerade = [Family::Ipv4, Family::Ipv6]
+            .into_iter()
+            .map(|family| {
+                (family, config.pool(family).filter(|_| config.masquerades(family)).map(|p| p.cidr))
+            })
+            .collect();
         let stale = self
             .masqueraded
             .as_ref()
-            .is_none_or(|(cidr, at)| *cidr != config.cidr || at.elapsed() >= self.config.resync);
+            .is_none_or(|(held, at)| *held != wanted || at.elapsed() >= self.config.resync);
         if !(due || stale) {
             return;
         }
-        match self.kernel.masquerade(&config.cidr) {
-            Ok(()) => self.masqueraded = Some((config.cidr, Instant::now())),
-            Err(e) => error!("masquerade: {e}"),
+        let mut failed = false;
+        for (family, cidr) in &wanted {
+            if let Err(e) = self.kernel.masquerade(*family, cidr.as_ref()) {
+                error!("masquerade {family}: {e}");
+                failed = true;
+            }
+        }
+        if !failed {
+            self.masqueraded = Some((wanted, Instant::now()));
         }
     }
 
@@ -972,6 +1029,7 @@ impl Agent {
                         .map(|peer| status::PeerStatus {
                             node: peer.node.clone(),
                             subnet: peer.subnet,
+                            subnet6: peer.subnet6,
                             path: peer.path.clone(),
                         })
                         .collect()
@@ -1002,12 +1060,17 @@ impl Agent {
     }
 }
 
+/// Each family's masqueraded CIDR (none: that family's table removed).
+type Masquerade = Vec<(Family, Option<IpNet>)>;
+
 /// This node, as the planner sees it.
 fn local_node(config: &AgentConfig, uplink: &Uplink, lease: Option<&StoredLease>) -> LocalNode {
     LocalNode {
         name: config.node.clone(),
         subnet: lease.map(|l| l.lease.subnet),
+        subnet6: lease.and_then(|l| l.lease.subnet6),
         public_ip: uplink.public_ip,
+        other_public_ip: uplink.other_public_ip,
         uplink: uplink.name.clone(),
         uplink_mtu: uplink.mtu,
         connected: uplink.connected.clone(),

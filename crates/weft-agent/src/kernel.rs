@@ -9,6 +9,7 @@ use ipnet::IpNet;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use weft_core::lease::MacAddr;
+use weft_core::network::Family;
 use weft_core::plan::{PlannedFdb, PlannedNeighbour, PlannedRoute, VxlanDevice, PEER_ROUTE_PROTOCOL};
 use weft_core::reconcile::{Changes, Observed};
 use weft_kernel::netlink::MAIN_TABLE;
@@ -50,7 +51,7 @@ pub trait Kernel: Send {
     fn apply(&mut self, changes: &Changes) -> Result<(), KernelError>;
 
     /// SNAT for pods' traffic leaving `cidr` (weft's own table, replaced whole).
-    fn masquerade(&mut self, cidr: &IpNet) -> Result<(), KernelError>;
+    fn masquerade(&mut self, family: Family, cidr: Option<&IpNet>) -> Result<(), KernelError>;
 
     /// VXLAN only from these sources (weft's own table, its set replaced atomically); `None`:
     /// no filter (the table removed).
@@ -142,13 +143,14 @@ impl Kernel for NetlinkKernel {
         }
         let held: Vec<IpNet> =
             nl.addresses()?.into_iter().filter(|(index, _)| *index == link.index).map(|(_, a)| a).collect();
-        if let Some(address) = device.address.filter(|a| !held.contains(a)) {
-            fixes.ensure_address(link.index, address, true);
+        for address in device.addresses.iter().filter(|a| !held.contains(a)) {
+            fixes.ensure_address(link.index, *address, true);
         }
         // An address left from a subnet this node no longer holds would make the new holder's
-        // tunnel gateway local here.
+        // tunnel gateway local here. (The kernel's own IPv6 link-local address stays.)
+        let link_local = |a: &IpNet| matches!(a.addr(), IpAddr::V6(v6) if v6.is_unicast_link_local());
         for address in held {
-            if Some(address) != device.address && !address.addr().is_ipv6() {
+            if !device.addresses.contains(&address) && !link_local(&address) {
                 fixes.delete_address(link.index, address);
             }
         }
@@ -230,8 +232,8 @@ impl Kernel for NetlinkKernel {
         Ok(())
     }
 
-    fn masquerade(&mut self, cidr: &IpNet) -> Result<(), KernelError> {
-        Ok(nft::masquerade(cidr)?)
+    fn masquerade(&mut self, family: Family, cidr: Option<&IpNet>) -> Result<(), KernelError> {
+        Ok(nft::masquerade(family, cidr)?)
     }
 
     fn overlay_filter(&mut self, filter: Option<&OverlayFilter>) -> Result<(), KernelError> {
@@ -257,7 +259,9 @@ pub struct RecordingKernel {
     pub routes: BTreeMap<IpNet, PlannedRoute>,
     pub neighbours: BTreeMap<(String, IpAddr), PlannedNeighbour>,
     pub fdb: BTreeMap<(String, MacAddr), PlannedFdb>,
-    pub masqueraded: Option<IpNet>,
+    /// Each family's masqueraded CIDR (shared, for a test to look at once the agent owns
+    /// the kernel).
+    pub masqueraded: std::sync::Arc<std::sync::Mutex<BTreeMap<Family, IpNet>>>,
     /// The overlay filter as last set (`Some(None)`: removed).
     pub overlay_filter: Option<Option<OverlayFilter>>,
     pub sysctls: BTreeMap<String, String>,
@@ -327,8 +331,12 @@ impl Kernel for RecordingKernel {
         Ok(())
     }
 
-    fn masquerade(&mut self, cidr: &IpNet) -> Result<(), KernelError> {
-        self.masqueraded = Some(*cidr);
+    fn masquerade(&mut self, family: Family, cidr: Option<&IpNet>) -> Result<(), KernelError> {
+        let mut masqueraded = self.masqueraded.lock().unwrap_or_else(|p| p.into_inner());
+        match cidr {
+            Some(cidr) => masqueraded.insert(family, *cidr),
+            None => masqueraded.remove(&family),
+        };
         Ok(())
     }
 

@@ -17,6 +17,7 @@ use ipnet::IpNet;
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::process::{Command, Stdio};
+use weft_core::network::Family;
 
 /// The overlay filter's table and set, as `nft list set ip weft_overlay peers` names them.
 pub const OVERLAY_TABLE: &str = "weft_overlay";
@@ -51,10 +52,16 @@ pub fn ruleset(cidr: &IpNet) -> String {
     )
 }
 
-/// Installs (or replaces) the masquerade table for `cidr` in the calling thread's network
-/// namespace.
-pub fn masquerade(cidr: &IpNet) -> Result<(), NftError> {
-    run(&ruleset(cidr))
+/// Installs (or replaces) `family`'s masquerade table for `cidr` in the calling thread's
+/// network namespace; `None` removes it.
+pub fn masquerade(family: Family, cidr: Option<&IpNet>) -> Result<(), NftError> {
+    match cidr {
+        Some(cidr) => run(&ruleset(cidr)),
+        None => {
+            let family = if family == Family::Ipv4 { "ip" } else { "ip6" };
+            run(&format!("add table {family} weft\ndelete table {family} weft\n"))
+        }
+    }
 }
 
 /// Who may send VXLAN to this machine: the overlay's UDP port and the underlay addresses

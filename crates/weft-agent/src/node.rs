@@ -24,6 +24,9 @@ pub struct Uplink {
     pub index: u32,
     pub mtu: u32,
     pub public_ip: IpAddr,
+    /// The uplink's first global address of the other family, if it has one: the next hop
+    /// peers route that family's pods to.
+    pub other_public_ip: Option<IpAddr>,
     /// Prefixes directly connected on the uplink.
     pub connected: Vec<IpNet>,
     /// When the l2 backend took the uplink into its bridge: the uplink is the bridge, and
@@ -89,11 +92,14 @@ pub fn discover(
             .min_by_key(|ip| ip.is_ipv6())
             .ok_or_else(|| NodeError::NoAddress(link.name.clone()))?,
     };
+    let other_public_ip =
+        addresses.iter().map(|net| net.addr()).find(|ip| ip.is_ipv4() != public_ip.is_ipv4());
     Ok(Uplink {
         name: link.name,
         index: link.index,
         mtu: link.mtu,
         public_ip,
+        other_public_ip,
         connected: addresses.iter().map(|net| net.trunc()).collect(),
         port,
     })

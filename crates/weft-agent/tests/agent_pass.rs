@@ -7,7 +7,7 @@ use std::time::Duration;
 use weft_agent::node::Uplink;
 use weft_agent::{Agent, AgentConfig, Kernel, LeaseEvent, PassReport, RecordingKernel, Trigger};
 use weft_core::lease::{vtep_mac, Lease};
-use weft_core::network::{Backend, NetworkConfig};
+use weft_core::network::{Backend, Family, NetworkConfig};
 use weft_core::status::Role;
 use weft_store::sqlite::SqliteStore;
 use weft_store::Store;
@@ -33,10 +33,20 @@ impl World {
     }
 
     fn agent(&self, name: &str, kernel: RecordingKernel) -> Agent {
+        self.agent_with(name, kernel, uplink(), None)
+    }
+
+    fn agent_with(
+        &self,
+        name: &str,
+        kernel: RecordingKernel,
+        uplink: Uplink,
+        state_dir: Option<std::path::PathBuf>,
+    ) -> Agent {
         let config = AgentConfig {
             role: Role::Node,
             node: name.into(),
-            state_dir: None,
+            state_dir,
             lease_ttl: Duration::from_secs(30),
             resync: Duration::from_secs(3600),
             masquerade: true,
@@ -45,7 +55,7 @@ impl World {
             local_asn: None,
             cni_conflist: None,
         };
-        Agent::new(config, self.store(), Box::new(kernel), uplink(), None, Default::default())
+        Agent::new(config, self.store(), Box::new(kernel), uplink, None, Default::default())
     }
 
     /// A peer's lease, written as its agent would.
@@ -56,6 +66,8 @@ impl World {
             public_ip: format!("198.51.100.{n}").parse().unwrap(),
             backend: Backend::Vxlan,
             vtep_mac: Some(vtep_mac(&format!("peer{n}"))),
+            subnet6: None,
+            other_public_ip: None,
         };
         self.store().put_lease(&lease, None, Duration::from_secs(60)).unwrap().unwrap();
         lease
@@ -72,6 +84,7 @@ fn uplink() -> Uplink {
         index: 2,
         mtu: 1500,
         public_ip: "192.0.2.11".parse().unwrap(),
+        other_public_ip: None,
         connected: vec!["192.0.2.0/24".parse().unwrap()],
         port: None,
     }
@@ -389,6 +402,8 @@ fn a_peer_that_comes_and_goes_in_one_batch_leaves_nothing_behind() {
         public_ip: "198.51.100.200".parse().unwrap(),
         backend: Backend::Vxlan,
         vtep_mac: Some(vtep_mac("visitor")),
+        subnet6: None,
+        other_public_ip: None,
     };
     let held = weft_store::StoredLease { lease: visitor, version: 1, created: 1, liveness: 1 };
     inject
@@ -513,6 +528,8 @@ fn the_overlay_filter_follows_the_believed_peers_and_the_networks_overlay_source
         public_ip: "10.244.5.5".parse().unwrap(),
         backend: Backend::Vxlan,
         vtep_mac: Some(vtep_mac("peer3")),
+        subnet6: None,
+        other_public_ip: None,
     };
     world.store().put_lease(&liar, None, Duration::from_secs(60)).unwrap().unwrap();
     next_store_pass(&mut agent);
@@ -586,4 +603,57 @@ fn readiness_goes_when_the_lease_can_no_longer_be_confirmed_and_comes_back_with_
         assert!(std::time::Instant::now() < deadline, "never ready again");
         agent.step(&stop);
     }
+}
+
+/// A dual-stack network: the node leases a subnet of each family in one lease, writes both
+/// into its node file, reaches a dual peer in both families through one VXLAN device over
+/// IPv4, masquerades both families, and stops masquerading IPv6 when the network says so.
+#[test]
+fn a_dual_stack_node_leases_plans_and_masquerades_both_families() {
+    let world = World::new();
+    let dual = |no_masquerade: Vec<Family>| NetworkConfig {
+        backend: Backend::Vxlan,
+        no_masquerade,
+        ..NetworkConfig::with_cidrs(&["10.244.0.0/16".parse().unwrap(), "fd00:10:244::/56".parse().unwrap()])
+            .unwrap()
+    };
+    world.store().init_network(&dual(vec![]), true).unwrap();
+    let peer = Lease {
+        subnet6: Some("fd00:10:244:65::/64".parse().unwrap()),
+        other_public_ip: Some("2001:db8:51::1".parse().unwrap()),
+        ..world.peer(1)
+    };
+    let store = world.store();
+    let held = store.list().unwrap().leases.into_iter().find(|l| l.lease.node == "peer1").unwrap();
+    store.put_lease(&peer, Some(&held), Duration::from_secs(60)).unwrap().unwrap();
+
+    let state = tempfile::tempdir().unwrap();
+    let mut link = uplink();
+    link.other_public_ip = Some("2001:db8:2::11".parse().unwrap());
+    link.connected.push("2001:db8:2::/64".parse().unwrap());
+    let kernel = RecordingKernel::new(link.clone());
+    let masqueraded = kernel.masqueraded.clone();
+    let mut agent = world.agent_with("n1", kernel, link, Some(state.path().to_path_buf()));
+    let stop = AtomicBool::new(false);
+    let start = agent.step(&stop);
+    assert!(start.error.is_none(), "{start:?}");
+    let lease = agent.lease().unwrap().clone();
+    let subnet6 = lease.subnet6.expect("an IPv6 half");
+    assert!(subnet6.prefix_len() == 64 && lease.subnet.prefix_len() == 24, "{lease:?}");
+    assert_eq!(lease.other_public_ip, Some("2001:db8:2::11".parse().unwrap()));
+    assert_eq!(start.reconciled.changes.count(), 5, "two routes, two neighbours, one FDB entry");
+    assert_eq!(routes(&mut agent), vec!["10.244.101.0/24".to_string(), "fd00:10:244:65::/64".to_string()]);
+
+    let file = std::fs::read_to_string(state.path().join(weft_core::node::NODE_FILE_NAME)).unwrap();
+    let file = weft_core::NodeFile::parse(&file).unwrap();
+    let subnets: Vec<_> = file.subnets.iter().map(|s| s.subnet).collect();
+    assert_eq!(subnets, vec![lease.subnet, subnet6]);
+
+    let families = |m: &std::sync::Mutex<std::collections::BTreeMap<Family, ipnet::IpNet>>| {
+        m.lock().unwrap().iter().map(|(f, c)| format!("{f} {c}")).collect::<Vec<_>>()
+    };
+    assert_eq!(families(&masqueraded), vec!["IPv4 10.244.0.0/16", "IPv6 fd00:10:244::/56"]);
+    world.store().init_network(&dual(vec![Family::Ipv6]), true).unwrap();
+    next_store_pass(&mut agent);
+    assert_eq!(families(&masqueraded), vec!["IPv4 10.244.0.0/16"], "the ip6 table is gone");
 }

@@ -1,7 +1,7 @@
 //! Leases: one node's claim on one pod subnet, and how a node picks a free subnet.
 
 use crate::names::fnv1a;
-use crate::network::{Backend, NetworkConfig};
+use crate::network::{Backend, Family, NetworkConfig};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -74,6 +74,32 @@ pub struct Lease {
     /// The node's VTEP MAC, for the vxlan and auto backends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vtep_mac: Option<MacAddr>,
+    /// Dual stack: the node's IPv6 pod subnet (`subnet` is the IPv4 one). Written in the same
+    /// value, so one compare-and-swap gives a node both or neither. Agents from before dual
+    /// stack ignore it and keep reaching the IPv4 pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<IpNet>,
+    /// The node's uplink address of the other family than `public_ip`, where it has one: the
+    /// next hop of that family's routes to this node (`public_ip` stays the VTEP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other_public_ip: Option<IpAddr>,
+}
+
+impl Lease {
+    /// The node's pod subnets, IPv4 first.
+    pub fn subnets(&self) -> impl Iterator<Item = IpNet> + '_ {
+        std::iter::once(self.subnet).chain(self.subnet6)
+    }
+
+    /// The node's pod subnet of `family`.
+    pub fn subnet_of(&self, family: Family) -> Option<IpNet> {
+        self.subnets().find(|s| Family::of_net(s) == family)
+    }
+
+    /// The node's uplink address of `family`, if it has one.
+    pub fn public_ip_of(&self, family: Family) -> Option<IpAddr> {
+        std::iter::once(self.public_ip).chain(self.other_public_ip).find(|ip| Family::of(*ip) == family)
+    }
 }
 
 /// A free subnet of the network for `node`: its previous one if that is still free (an

@@ -9,7 +9,7 @@
 //! `peer-subnet via peer-public-ip dev uplink`.
 
 use crate::lease::{vtep_mac, Lease, MacAddr};
-use crate::network::{Backend, NetworkConfig};
+use crate::network::{Backend, Family, NetworkConfig};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -39,8 +39,12 @@ pub struct LocalNode {
     /// This node's own lease's subnet; none for a machine that hosts no pods (a gateway, a
     /// client) and only reaches them.
     pub subnet: Option<IpNet>,
+    /// Dual stack: this node's IPv6 subnet (`subnet` is the IPv4 one).
+    pub subnet6: Option<IpNet>,
     /// The address peers reach this node at.
     pub public_ip: IpAddr,
+    /// The uplink's address of the other family, if it has one.
+    pub other_public_ip: Option<IpAddr>,
     /// The interface that carries traffic to other nodes.
     pub uplink: String,
     pub uplink_mtu: u32,
@@ -58,9 +62,9 @@ pub struct VxlanDevice {
     pub underlay: String,
     pub mtu: u32,
     pub mac: MacAddr,
-    /// This node's subnet's network address, as a host address on the device (the address
-    /// peers' routes point at); none without a subnet.
-    pub address: Option<IpNet>,
+    /// This node's subnets' network addresses, as host addresses on the device (the
+    /// addresses peers' routes point at), one per family; none without a subnet.
+    pub addresses: Vec<IpNet>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -115,10 +119,29 @@ impl fmt::Display for PeerPath {
 pub struct PeerPlan {
     pub node: String,
     pub subnet: IpNet,
+    /// Dual stack: the peer's IPv6 subnet.
+    pub subnet6: Option<IpNet>,
     pub path: PeerPath,
-    pub route: Option<PlannedRoute>,
-    pub neighbour: Option<PlannedNeighbour>,
+    /// One route per family the peer is reached in.
+    pub routes: Vec<PlannedRoute>,
+    /// VXLAN: one neighbour per family (the peer's tunnel gateway → its VTEP MAC).
+    pub neighbours: Vec<PlannedNeighbour>,
     pub fdb: Option<PlannedFdb>,
+}
+
+impl PeerPlan {
+    /// A plan of nothing: what a new peer had before.
+    pub fn default_empty() -> PeerPlan {
+        PeerPlan {
+            node: String::new(),
+            subnet: IpNet::V4(Default::default()),
+            subnet6: None,
+            path: PeerPath::Route,
+            routes: Vec::new(),
+            neighbours: Vec::new(),
+            fdb: None,
+        }
+    }
 }
 
 /// The kernel state a node should hold. Kept per peer, so that a change to one peer's lease
@@ -164,10 +187,10 @@ impl Owners {
                 self.unreachable -= 1;
             }
         }
-        if let Some(route) = &peer.route {
+        for route in &peer.routes {
             count(&mut self.routes, route.destination, up);
         }
-        if let Some(neighbour) = &peer.neighbour {
+        for neighbour in &peer.neighbours {
             count(&mut self.neighbours, (neighbour.device.clone(), neighbour.ip), up);
         }
         if let Some(fdb) = &peer.fdb {
@@ -210,7 +233,7 @@ impl Plan {
             underlay: local.uplink.clone(),
             mtu: local.uplink_mtu - overhead(local.public_ip),
             mac: vtep_mac(&local.name),
-            address: local.subnet.map(|subnet| host_net(subnet.network())),
+            addresses: local.subnet.iter().chain(&local.subnet6).map(|s| host_net(s.network())).collect(),
         });
         Plan {
             pod_mtu: vxlan.as_ref().map_or(local.uplink_mtu, |device| device.mtu),
@@ -271,14 +294,14 @@ impl Plan {
 
     /// Every planned route, in order.
     pub fn routes(&self) -> Vec<PlannedRoute> {
-        let mut routes: Vec<PlannedRoute> = self.peers.values().filter_map(|p| p.route.clone()).collect();
+        let mut routes: Vec<PlannedRoute> = self.peers.values().flat_map(|p| p.routes.clone()).collect();
         routes.sort();
         routes
     }
 
     pub fn neighbours(&self) -> Vec<PlannedNeighbour> {
         let mut neighbours: Vec<PlannedNeighbour> =
-            self.peers.values().filter_map(|p| p.neighbour.clone()).collect();
+            self.peers.values().flat_map(|p| p.neighbours.clone()).collect();
         neighbours.sort();
         neighbours
     }
@@ -309,8 +332,10 @@ impl PeerChange {
     }
 }
 
-/// How `local` reaches the holder of `lease`, and what that takes in the kernel. `None` when
-/// the lease is not a peer's: this node's own, or outside the cluster CIDR.
+/// How `local` reaches the holder of `lease`, and what that takes in the kernel: for each
+/// family both nodes have pods of, a route (and in VXLAN a neighbour; one FDB entry serves
+/// every family). `None` when the lease is not a peer's: this node's own, or outside the
+/// cluster CIDR.
 pub fn plan_peer(
     local: &LocalNode,
     config: &NetworkConfig,
@@ -321,12 +346,22 @@ pub fn plan_peer(
     {
         return None;
     }
+    // The peer's subnets of the families this network and this node have pods of (a gateway,
+    // without subnets, reaches every family the network has).
+    let ours = |family: Family| match (local.subnet, local.subnet6) {
+        (None, None) => config.pool(family).is_some(),
+        (a, b) => a.iter().chain(&b).any(|s| Family::of_net(s) == family),
+    };
+    let subnet6 = lease.subnet6.filter(|s| config.ipv6.as_ref().is_some_and(|p| p.cidr.contains(s)));
+    let subnets: Vec<IpNet> =
+        std::iter::once(lease.subnet).chain(subnet6).filter(|s| ours(Family::of_net(s))).collect();
     let mut peer = PeerPlan {
         node: lease.node.clone(),
         subnet: lease.subnet,
+        subnet6,
         path: PeerPath::Route,
-        route: None,
-        neighbour: None,
+        routes: Vec::new(),
+        neighbours: Vec::new(),
         fdb: None,
     };
     let same_segment = local.connected.iter().any(|net| net.contains(&lease.public_ip));
@@ -338,13 +373,8 @@ pub fn plan_peer(
         Backend::Bgp => PeerPath::Bgp,
         Backend::L2 => PeerPath::L2,
     };
+    let mut unreachable = Vec::new();
     peer.path = match wanted {
-        PeerPath::Route if lease.subnet.addr().is_ipv4() != lease.public_ip.is_ipv4() => {
-            PeerPath::Unreachable(format!(
-                "the route backend cannot send {} pods via {}: address families differ",
-                lease.subnet, lease.public_ip
-            ))
-        }
         PeerPath::Route if !same_segment => PeerPath::Unreachable(format!(
             "the route backend needs the peer on this node's L2 segment; {} is not on {}",
             lease.public_ip, local.uplink
@@ -352,12 +382,28 @@ pub fn plan_peer(
         PeerPath::Bgp => PeerPath::Bgp,
         PeerPath::L2 => PeerPath::L2,
         PeerPath::Route => {
-            peer.route = Some(PlannedRoute {
-                destination: lease.subnet,
-                gateway: lease.public_ip,
-                device: local.uplink.clone(),
-                onlink: false,
-            });
+            // Each family via the peer's address of that family on the segment.
+            for subnet in &subnets {
+                let family = Family::of_net(subnet);
+                match lease.public_ip_of(family) {
+                    Some(gateway) if local.connected.iter().any(|net| net.contains(&gateway)) => {
+                        peer.routes.push(PlannedRoute {
+                            destination: *subnet,
+                            gateway,
+                            device: local.uplink.clone(),
+                            onlink: false,
+                        })
+                    }
+                    Some(gateway) => unreachable.push(format!(
+                        "the route backend cannot send {subnet} pods via {gateway}: not on {}",
+                        local.uplink
+                    )),
+                    None => unreachable.push(format!(
+                        "the route backend cannot send {subnet} pods: {} has no {family} address",
+                        lease.node
+                    )),
+                }
+            }
             PeerPath::Route
         }
         _ => match (device, lease.vtep_mac) {
@@ -369,20 +415,27 @@ pub fn plan_peer(
                 ))
             }
             (Some(device), Some(mac)) => {
-                let gateway = lease.subnet.network();
-                peer.neighbour = Some(PlannedNeighbour { device: device.name.clone(), ip: gateway, mac });
+                // One device carries both families over one underlay: per family a
+                // neighbour and an onlink route, one FDB entry for the peer's VTEP.
+                for subnet in &subnets {
+                    let gateway = subnet.network();
+                    peer.neighbours.push(PlannedNeighbour { device: device.name.clone(), ip: gateway, mac });
+                    peer.routes.push(PlannedRoute {
+                        destination: *subnet,
+                        gateway,
+                        device: device.name.clone(),
+                        onlink: true,
+                    });
+                }
                 peer.fdb = Some(PlannedFdb { device: device.name.clone(), mac, remote: lease.public_ip });
-                peer.route = Some(PlannedRoute {
-                    destination: lease.subnet,
-                    gateway,
-                    device: device.name.clone(),
-                    onlink: true,
-                });
                 PeerPath::Vxlan
             }
             (None, Some(_)) => unreachable!("a vxlan path is only chosen with a vxlan device"),
         },
     };
+    if !unreachable.is_empty() {
+        peer.path = PeerPath::Unreachable(unreachable.join("; "));
+    }
     Some(peer)
 }
 
@@ -395,7 +448,9 @@ pub(crate) mod tests {
         LocalNode {
             name: "n1".into(),
             subnet: Some("10.244.1.0/24".parse().unwrap()),
+            subnet6: None,
             public_ip: "192.0.2.11".parse().unwrap(),
+            other_public_ip: None,
             uplink: "eth0".into(),
             uplink_mtu: 1500,
             connected: vec!["192.0.2.0/24".parse().unwrap()],
@@ -409,6 +464,8 @@ pub(crate) mod tests {
             public_ip: ip.parse().unwrap(),
             backend: Backend::Vxlan,
             vtep_mac: Some(vtep_mac(node)),
+            subnet6: None,
+            other_public_ip: None,
         }
     }
 
@@ -448,7 +505,7 @@ pub(crate) mod tests {
         let device = plan.vxlan.clone().unwrap();
         assert_eq!((device.name.as_str(), device.vni, device.port, device.mtu), ("weft.1", 1, 8472, 1450));
         assert_eq!(device.mac, vtep_mac("n1"));
-        assert_eq!(device.address.unwrap().to_string(), "10.244.1.0/32");
+        assert_eq!(device.addresses, vec!["10.244.1.0/32".parse::<IpNet>().unwrap()]);
         assert_eq!(plan.pod_mtu, 1450);
         assert_eq!(plan.routes().len(), 2);
         let routes = plan.routes();
@@ -501,7 +558,7 @@ pub(crate) mod tests {
         let gateway = LocalNode { name: "g1".into(), subnet: None, ..local() };
         let plan = plan(&gateway, &config(Backend::Vxlan), &cluster());
         assert_eq!(plan.peers.len(), 3, "n1 is a peer like any other");
-        assert_eq!(plan.vxlan.as_ref().unwrap().address, None);
+        assert_eq!(plan.vxlan.as_ref().unwrap().addresses, vec![]);
         assert_eq!(plan.routes().len(), 3);
     }
 
@@ -548,7 +605,98 @@ pub(crate) mod tests {
         node.subnet = Some("fd00:244:0:1::/64".parse().unwrap());
         let plan = plan(&node, &config, &leases);
         assert!(plan.routes().is_empty());
-        assert!(matches!(&plan.peers["n2"].path, PeerPath::Unreachable(why) if why.contains("families")));
+        assert!(
+            matches!(&plan.peers["n2"].path, PeerPath::Unreachable(why) if why.contains("no IPv6 address"))
+        );
+    }
+
+    /// n1 and n2 share rack 192.0.2.0/24 and 2001:db8:2::/64; n3 is on another rack.
+    fn dual() -> (LocalNode, NetworkConfig, Vec<Lease>) {
+        let mut node = local();
+        node.subnet6 = Some("fd00:10:244:1::/64".parse().unwrap());
+        node.other_public_ip = Some("2001:db8:2::11".parse().unwrap());
+        node.connected.push("2001:db8:2::/64".parse().unwrap());
+        let config = NetworkConfig::with_cidrs(&[
+            "10.244.0.0/16".parse().unwrap(),
+            "fd00:10:244::/56".parse().unwrap(),
+        ])
+        .unwrap();
+        let mut leases = cluster();
+        for (lease, (subnet6, ip6)) in leases.iter_mut().zip([
+            ("fd00:10:244:1::/64", "2001:db8:2::11"),
+            ("fd00:10:244:2::/64", "2001:db8:2::12"),
+            ("fd00:10:244:3::/64", "2001:db8:3::13"),
+        ]) {
+            lease.subnet6 = Some(subnet6.parse().unwrap());
+            lease.other_public_ip = Some(ip6.parse().unwrap());
+        }
+        (node, config, leases)
+    }
+
+    #[test]
+    fn dual_route_reaches_each_family_via_the_peers_address_of_that_family() {
+        let (node, config, leases) = dual();
+        let plan = plan(&node, &NetworkConfig { backend: Backend::Route, ..config }, &leases);
+        let routes: Vec<(String, String)> =
+            plan.routes().iter().map(|r| (r.destination.to_string(), r.gateway.to_string())).collect();
+        assert_eq!(
+            routes,
+            vec![
+                ("10.244.2.0/24".to_string(), "192.0.2.12".to_string()),
+                ("fd00:10:244:2::/64".to_string(), "2001:db8:2::12".to_string())
+            ]
+        );
+        assert_eq!(plan.peers["n2"].path, PeerPath::Route);
+    }
+
+    #[test]
+    fn dual_route_to_a_peer_without_an_ipv6_address_keeps_ipv4_and_says_why_not_ipv6() {
+        let (node, config, mut leases) = dual();
+        leases[1].other_public_ip = None;
+        let plan = plan(&node, &NetworkConfig { backend: Backend::Route, ..config }, &leases);
+        assert_eq!(plan.routes().len(), 1);
+        assert_eq!(plan.routes()[0].destination.to_string(), "10.244.2.0/24");
+        assert!(
+            matches!(&plan.peers["n2"].path, PeerPath::Unreachable(why) if why.contains("fd00:10:244:2::/64") && why.contains("no IPv6 address")),
+            "{:?}",
+            plan.peers["n2"].path
+        );
+    }
+
+    #[test]
+    fn dual_vxlan_carries_both_families_in_one_device_over_the_ipv4_underlay() {
+        let (node, config, leases) = dual();
+        let plan = plan(&node, &NetworkConfig { backend: Backend::Vxlan, ..config }, &leases);
+        let device = plan.vxlan.clone().unwrap();
+        assert_eq!(
+            device.addresses,
+            vec!["10.244.1.0/32".parse::<IpNet>().unwrap(), "fd00:10:244:1::/128".parse().unwrap()]
+        );
+        assert_eq!(device.mtu, 1450, "an IPv4 underlay");
+        let n3 = &plan.peers["n3"];
+        assert_eq!(n3.routes.len(), 2);
+        let v6 = n3.routes.iter().find(|r| !r.destination.addr().is_ipv4()).unwrap();
+        assert_eq!(
+            (v6.gateway.to_string().as_str(), v6.device.as_str(), v6.onlink),
+            ("fd00:10:244:3::", "weft.1", true)
+        );
+        assert_eq!(n3.neighbours.len(), 2);
+        assert!(n3.neighbours.iter().all(|n| n.mac == vtep_mac("n3")));
+        assert_eq!(
+            n3.fdb.as_ref().unwrap().remote.to_string(),
+            "198.51.100.13",
+            "one FDB entry, the IPv4 VTEP"
+        );
+        assert_eq!((plan.routes().len(), plan.neighbours().len(), plan.fdb().len()), (4, 4, 2));
+    }
+
+    #[test]
+    fn an_ipv4_only_peer_in_a_dual_network_is_reached_in_ipv4() {
+        let (node, config, mut leases) = dual();
+        leases[2].subnet6 = None; // an agent from before dual stack
+        let plan = plan(&node, &NetworkConfig { backend: Backend::Vxlan, ..config }, &leases);
+        assert_eq!(plan.peers["n3"].routes.len(), 1);
+        assert_eq!(plan.peers["n3"].path, PeerPath::Vxlan);
     }
 
     #[test]

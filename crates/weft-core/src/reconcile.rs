@@ -4,7 +4,7 @@
 //! appears here, and state that is already right is left alone, so a restarted agent
 //! changes nothing on a node that is as planned.
 
-use crate::plan::{PeerChange, Plan, PlannedFdb, PlannedNeighbour, PlannedRoute};
+use crate::plan::{PeerChange, PeerPlan, Plan, PlannedFdb, PlannedNeighbour, PlannedRoute};
 use std::collections::BTreeMap;
 
 /// What the kernel holds of what weft manages: routes with weft's peer-route protocol,
@@ -88,33 +88,32 @@ pub fn peer_changes(plan: &Plan, change: &PeerChange) -> Changes {
     let mut changes = Changes::default();
     let before = change.before.as_ref();
     let after = change.after.as_ref();
-    if let Some(route) = before.and_then(|b| b.route.as_ref()) {
+    let empty = PeerPlan::default_empty();
+    let was = before.unwrap_or(&empty);
+    for route in &was.routes {
         if !plan.plans_route(&route.destination) {
             changes.delete_routes.push(route.clone());
         }
     }
-    if let Some(fdb) = before.and_then(|b| b.fdb.as_ref()) {
+    if let Some(fdb) = &was.fdb {
         if !plan.plans_fdb(&fdb.device, fdb.mac) {
             changes.delete_fdb.push(fdb.clone());
         }
     }
-    if let Some(neighbour) = before.and_then(|b| b.neighbour.as_ref()) {
+    for neighbour in &was.neighbours {
         if !plan.plans_neighbour(&neighbour.device, neighbour.ip) {
             changes.delete_neighbours.push(neighbour.clone());
         }
     }
     if let Some(after) = after {
         // Set whatever is new or differs; an entry equal to before's is already there.
-        if after.neighbour.is_some() && after.neighbour.as_ref() != before.and_then(|b| b.neighbour.as_ref())
-        {
-            changes.set_neighbours.extend(after.neighbour.clone());
-        }
-        if after.fdb.is_some() && after.fdb.as_ref() != before.and_then(|b| b.fdb.as_ref()) {
+        changes
+            .set_neighbours
+            .extend(after.neighbours.iter().filter(|n| !was.neighbours.contains(n)).cloned());
+        if after.fdb.is_some() && after.fdb != was.fdb {
             changes.set_fdb.extend(after.fdb.clone());
         }
-        if after.route.is_some() && after.route.as_ref() != before.and_then(|b| b.route.as_ref()) {
-            changes.set_routes.extend(after.route.clone());
-        }
+        changes.set_routes.extend(after.routes.iter().filter(|r| !was.routes.contains(r)).cloned());
     }
     changes
 }
@@ -134,6 +133,8 @@ mod tests {
             public_ip: format!("198.51.100.{n}").parse().unwrap(),
             backend: Backend::Vxlan,
             vtep_mac: Some(vtep_mac(&format!("n{n}"))),
+            subnet6: None,
+            other_public_ip: None,
         }
     }
 

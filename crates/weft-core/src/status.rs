@@ -120,6 +120,9 @@ pub struct BgpSessionStatus {
 pub struct PeerStatus {
     pub node: String,
     pub subnet: IpNet,
+    /// Dual stack: the peer's IPv6 subnet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<IpNet>,
     pub path: PeerPath,
 }
 
@@ -171,6 +174,8 @@ mod tests {
                     public_ip: "192.0.2.11".parse().unwrap(),
                     backend: crate::network::Backend::Vxlan,
                     vtep_mac: Some(crate::lease::vtep_mac("n1")),
+                    subnet6: None,
+                    other_public_ip: None,
                 },
                 ttl: 60,
                 renewed_at: 1_699_999_990,
@@ -185,6 +190,7 @@ mod tests {
             peers: vec![PeerStatus {
                 node: "n2".into(),
                 subnet: "10.244.2.0/24".parse().unwrap(),
+                subnet6: None,
                 path: PeerPath::Unreachable("no VTEP MAC".into()),
             }],
             rejected: vec![RejectedLease {

@@ -33,6 +33,8 @@ pub enum Distrust {
         cidr: IpNet,
     },
     PublicIpNotUnicast(IpAddr),
+    /// Two public IPs of one family: the second is meant to be the other family's.
+    PublicIpsOfOneFamily(IpAddr, IpAddr),
     VtepMac(MacAddr),
 }
 
@@ -56,6 +58,9 @@ impl fmt::Display for Distrust {
                 write!(f, "public IP {ip} is inside the pod network {cidr}")
             }
             Distrust::PublicIpNotUnicast(ip) => write!(f, "public IP {ip} is not a unicast address"),
+            Distrust::PublicIpsOfOneFamily(a, b) => {
+                write!(f, "public IPs {a} and {b} are of one family; the second must be of the other")
+            }
             Distrust::VtepMac(mac) => write!(f, "VTEP MAC {mac} is not a unicast Ethernet address"),
         }
     }
@@ -87,19 +92,40 @@ pub fn check(lease: &Lease, config: &NetworkConfig) -> Result<(), Distrust> {
     if !valid_node_name(&lease.node) {
         return Err(Distrust::BadName);
     }
-    if !config.cidr.contains(&lease.subnet) {
-        return Err(Distrust::SubnetOutsideCidr { subnet: lease.subnet, cidr: config.cidr });
+    // The first subnet is of the first pool's family; a dual lease's second is IPv6, and a
+    // lease from before dual stack may lack it.
+    let first = config.pools().remove(0);
+    let mut pools = vec![(lease.subnet, first)];
+    if let Some(subnet6) = lease.subnet6 {
+        match config.ipv6.clone() {
+            Some(pool) => pools.push((subnet6, pool)),
+            None => return Err(Distrust::SubnetOutsideCidr { subnet: subnet6, cidr: config.cidr }),
+        }
     }
-    if lease.subnet.prefix_len() != config.subnet_len || lease.subnet.trunc() != lease.subnet {
-        return Err(Distrust::SubnetLength { subnet: lease.subnet, length: config.subnet_len });
+    for (subnet, pool) in &pools {
+        if !pool.cidr.contains(subnet) {
+            return Err(Distrust::SubnetOutsideCidr { subnet: *subnet, cidr: pool.cidr });
+        }
+        if subnet.prefix_len() != pool.subnet_len || subnet.trunc() != *subnet {
+            return Err(Distrust::SubnetLength { subnet: *subnet, length: pool.subnet_len });
+        }
     }
-    if !unicast(lease.public_ip) {
-        return Err(Distrust::PublicIpNotUnicast(lease.public_ip));
+    let other = lease.other_public_ip.filter(|ip| ip.is_ipv4() == lease.public_ip.is_ipv4());
+    if let Some(ip) = other {
+        return Err(Distrust::PublicIpsOfOneFamily(lease.public_ip, ip));
     }
-    // (In l2 the CIDR is the nodes' own segment: there only a pod subnet may not hold it.)
-    let pods = if config.backend == crate::network::Backend::L2 { lease.subnet } else { config.cidr };
-    if pods.contains(&lease.public_ip) {
-        return Err(Distrust::PublicIpInPodNetwork { ip: lease.public_ip, cidr: pods });
+    for ip in std::iter::once(lease.public_ip).chain(lease.other_public_ip) {
+        if !unicast(ip) {
+            return Err(Distrust::PublicIpNotUnicast(ip));
+        }
+        // (In l2 the CIDR is the nodes' own segment: there only a pod subnet may not hold it.)
+        let l2 = config.backend == crate::network::Backend::L2;
+        for (subnet, pool) in &pools {
+            let pods = if l2 { *subnet } else { pool.cidr };
+            if pods.contains(&ip) {
+                return Err(Distrust::PublicIpInPodNetwork { ip, cidr: pods });
+            }
+        }
     }
     if let Some(mac) = lease.vtep_mac {
         if mac.0[0] & 1 == 1 || mac.0 == [0; 6] {
@@ -122,6 +148,8 @@ mod tests {
             public_ip: "192.0.2.11".parse().unwrap(),
             backend: Backend::Vxlan,
             vtep_mac: Some(vtep_mac("node-1.rack-a")),
+            subnet6: None,
+            other_public_ip: None,
         }
     }
 
@@ -169,6 +197,55 @@ mod tests {
             let verdict = check(&lease, &config).expect_err(what);
             assert!(verdict.to_string().contains(says), "{what}: {verdict}");
         }
+    }
+
+    #[test]
+    fn each_thing_a_dual_lease_may_lie_about() {
+        let config = NetworkConfig::with_cidrs(&[
+            "fd00:10:244::/56".parse().unwrap(),
+            "10.244.0.0/16".parse().unwrap(),
+        ])
+        .unwrap();
+        let dual = || Lease {
+            subnet6: Some("fd00:10:244:1::/64".parse().unwrap()),
+            other_public_ip: Some("2001:db8::11".parse().unwrap()),
+            ..good()
+        };
+        assert_eq!(check(&dual(), &config), Ok(()));
+        assert_eq!(check(&good(), &config), Ok(()), "a lease from before dual stack is believed");
+        type Edit = Box<dyn Fn(&mut Lease)>;
+        let cases: Vec<(&str, Edit, &str)> = vec![
+            (
+                "IPv6 half outside",
+                Box::new(|l| l.subnet6 = Some("fd00:99::/64".parse().unwrap())),
+                "outside the cluster CIDR fd00:10:244::/56",
+            ),
+            (
+                "IPv6 half a /60",
+                Box::new(|l| l.subnet6 = Some("fd00:10:244::/60".parse().unwrap())),
+                "not a /64",
+            ),
+            (
+                "IPv6 address among pods",
+                Box::new(|l| l.other_public_ip = Some("fd00:10:244:9::1".parse().unwrap())),
+                "inside the pod network",
+            ),
+            (
+                "two IPv4 addresses",
+                Box::new(|l| l.other_public_ip = Some("192.0.2.99".parse().unwrap())),
+                "of one family",
+            ),
+            ("multicast IPv6", Box::new(|l| l.other_public_ip = Some("ff02::1".parse().unwrap())), "unicast"),
+        ];
+        for (what, edit, says) in cases {
+            let mut lease = dual();
+            edit(&mut lease);
+            let verdict = check(&lease, &config).expect_err(what);
+            assert!(verdict.to_string().contains(says), "{what}: {verdict}");
+        }
+        let single = NetworkConfig::new("10.244.0.0/16".parse().unwrap());
+        let verdict = check(&dual(), &single).expect_err("an IPv6 half where the network has none");
+        assert!(verdict.to_string().contains("outside"), "{verdict}");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use proptest::prelude::*;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use weft_core::lease::{Lease, MacAddr};
-use weft_core::network::{Backend, NetworkConfig};
+use weft_core::network::{Backend, Family, NetworkConfig, Pool};
 use weft_core::plan::{PeerPath, PlannedRoute};
 use weft_core::status::{
     BgpSessionStatus, LeaseStatus, PassStatus, PeerStatus, RejectedLease, Role, StatusFile, StoreStatus,
@@ -49,15 +49,24 @@ fn backend() -> impl Strategy<Value = Backend> {
 }
 
 fn lease() -> impl Strategy<Value = Lease> {
-    (text(), net(), ip(), backend(), proptest::option::of(any::<[u8; 6]>())).prop_map(
-        |(node, subnet, public_ip, backend, mac)| Lease {
+    (
+        text(),
+        net(),
+        ip(),
+        backend(),
+        proptest::option::of(any::<[u8; 6]>()),
+        proptest::option::of(v6().prop_map(IpNet::V6)),
+        proptest::option::of(ip()),
+    )
+        .prop_map(|(node, subnet, public_ip, backend, mac, subnet6, other_public_ip)| Lease {
             node,
             subnet,
             public_ip,
             backend,
             vtep_mac: mac.map(MacAddr),
-        },
-    )
+            subnet6,
+            other_public_ip,
+        })
 }
 
 /// One subnet of a node file, valid: a gateway of its family in the subnet, and inside the
@@ -107,10 +116,41 @@ fn network_config() -> impl Strategy<Value = NetworkConfig> {
         proptest::option::of(ip()),
         proptest::collection::vec(net(), 0..4),
         proptest::collection::vec(net(), 0..4),
+        proptest::option::of(pool()),
+        proptest::collection::vec(prop_oneof![Just(Family::Ipv4), Just(Family::Ipv6)], 0..2),
     )
-        .prop_map(|(cidr, subnet_len, backend, vni, port, gateway, reserved, overlay_sources)| {
-            NetworkConfig { cidr, subnet_len, backend, vni, port, gateway, reserved, overlay_sources }
-        })
+        .prop_map(
+            |(
+                cidr,
+                subnet_len,
+                backend,
+                vni,
+                port,
+                gateway,
+                reserved,
+                overlay_sources,
+                ipv6,
+                no_masquerade,
+            )| {
+                NetworkConfig {
+                    cidr,
+                    subnet_len,
+                    backend,
+                    vni,
+                    port,
+                    gateway,
+                    reserved,
+                    overlay_sources,
+                    ipv6,
+                    no_masquerade,
+                }
+            },
+        )
+}
+
+fn pool() -> impl Strategy<Value = Pool> {
+    (net(), any::<u8>(), proptest::option::of(ip()), proptest::collection::vec(net(), 0..3))
+        .prop_map(|(cidr, subnet_len, gateway, reserved)| Pool { cidr, subnet_len, gateway, reserved })
 }
 
 fn peer_path() -> impl Strategy<Value = PeerPath> {
@@ -197,7 +237,7 @@ fn status_file() -> impl Strategy<Value = StatusFile> {
                 overlay_filter_error,
                 peers: peers
                     .into_iter()
-                    .map(|(node, subnet, path)| PeerStatus { node, subnet, path })
+                    .map(|(node, subnet, path)| PeerStatus { node, subnet, subnet6: None, path })
                     .collect(),
                 rejected: rejected.into_iter().map(|(node, reason)| RejectedLease { node, reason }).collect(),
                 planned_routes: routes

@@ -15,8 +15,9 @@ fn request(node: &str, ttl: u64) -> LeaseRequest<'_> {
     LeaseRequest {
         node,
         public_ip: format!("192.0.2.{last}").parse().unwrap(),
+        other_public_ip: Some(format!("2001:db8::{last:x}").parse().unwrap()),
         ttl: Duration::from_secs(ttl),
-        previous: None,
+        previous: Vec::new(),
     }
 }
 
@@ -32,6 +33,13 @@ pub fn run_all(open: Open) {
     the_informer_turns_changes_into_deltas_and_lists_once(open);
     after_a_compaction_the_informer_lists_once_more(open);
     a_restarting_agent_keeps_its_subnet_and_a_dead_ones_is_freed(open);
+    thirty_agents_joining_a_dual_network_at_once_get_whole_leases(open);
+    a_dual_lease_is_claimed_whole_or_not_at_all(open);
+    a_single_family_lease_gains_its_ipv6_half_keeping_its_ipv4_subnet(open);
+}
+
+fn dual(v6: &str) -> NetworkConfig {
+    NetworkConfig::with_cidrs(&["10.244.0.0/16".parse().unwrap(), v6.parse().unwrap()]).unwrap()
 }
 
 fn clear(store: &dyn Store) {
@@ -246,4 +254,72 @@ pub fn a_restarting_agent_keeps_its_subnet_and_a_dead_ones_is_freed(open: Open) 
     let nodes: Vec<String> = store.list().unwrap().leases.into_iter().map(|l| l.lease.node).collect();
     assert_eq!(nodes, vec!["n2", "n3"]);
     clear(store.as_ref());
+}
+
+/// Thirty agents lease at once from a dual network whose IPv6 pool has room for 32: most
+/// compare-and-swaps that lose, lose on the IPv6 subnet after the IPv4 one was free. Every
+/// lease is whole, and no subnet of either family is given twice.
+pub fn thirty_agents_joining_a_dual_network_at_once_get_whole_leases(open: Open) {
+    open().init_network(&dual("fd00:10:244::/59"), true).unwrap();
+    std::thread::scope(|scope| {
+        for i in 0..30 {
+            scope.spawn(move || acquire(open().as_ref(), &request(&format!("node-{i}"), 60)).unwrap());
+        }
+    });
+    let leases = open().list().unwrap().leases;
+    assert_eq!(leases.len(), 30);
+    let v4: HashSet<_> = leases.iter().map(|l| l.lease.subnet).collect();
+    let v6: HashSet<_> = leases.iter().filter_map(|l| l.lease.subnet6).collect();
+    assert_eq!((v4.len(), v6.len()), (30, 30), "{leases:?}");
+    assert!(v4.iter().all(|s| s.addr().is_ipv4() && s.prefix_len() == 24));
+    assert!(v6.iter().all(|s| !s.addr().is_ipv4() && s.prefix_len() == 64));
+    clear(open().as_ref());
+}
+
+/// A lease that claims a free IPv4 subnet and a taken IPv6 one writes nothing, nor does one
+/// that claims the other way round.
+pub fn a_dual_lease_is_claimed_whole_or_not_at_all(open: Open) {
+    let store = open();
+    let ttl = Duration::from_secs(60);
+    store.init_network(&dual("fd00:10:244::/56"), true).unwrap();
+    let n1 = acquire(store.as_ref(), &request("n1", 60)).unwrap();
+    assert!(n1.lease.subnet6.is_some(), "a dual network's lease has both halves: {:?}", n1.lease);
+    let mut n2 = n1.lease.clone();
+    n2.node = "n2".into();
+    n2.subnet = "10.244.250.0/24".parse().unwrap();
+    assert!(store.put_lease(&n2, None, ttl).unwrap().is_none(), "n1 holds the IPv6 subnet");
+    let mut n2b = n1.lease.clone();
+    n2b.node = "n2".into();
+    n2b.subnet6 = Some("fd00:10:244:fa::/64".parse().unwrap());
+    assert!(store.put_lease(&n2b, None, ttl).unwrap().is_none(), "n1 holds the IPv4 subnet");
+    assert_eq!(store.list().unwrap().leases, vec![n1.clone()], "neither half was written");
+    n2.subnet6 = n2b.subnet6;
+    let held = store.put_lease(&n2, None, ttl).unwrap().expect("both halves free");
+    // n1 gives up its IPv6 half: n2 may then have it, and nobody else n1's IPv4 one
+    let mut n1_single = n1.lease.clone();
+    n1_single.subnet6 = Some("fd00:10:244:fb::/64".parse().unwrap());
+    let moved = store.put_lease(&n1_single, Some(&n1), ttl).unwrap().expect("n1 moves its IPv6 half");
+    let mut n3 = n1.lease.clone();
+    n3.node = "n3".into();
+    n3.subnet = "10.244.251.0/24".parse().unwrap();
+    assert!(store.put_lease(&n3, None, ttl).unwrap().is_some(), "n1's old IPv6 subnet is free again");
+    let nodes: Vec<_> = store.list().unwrap().leases.into_iter().map(|l| l.lease).collect();
+    assert_eq!(nodes.len(), 3);
+    assert!(nodes.contains(&held.lease) && nodes.contains(&moved.lease));
+    clear(store.as_ref());
+}
+
+/// An IPv4 network that becomes dual (a forced change): a node's next lease keeps its IPv4
+/// subnet, so its pods keep their addresses, and gains an IPv6 one.
+pub fn a_single_family_lease_gains_its_ipv6_half_keeping_its_ipv4_subnet(open: Open) {
+    let store = open();
+    store.init_network(&NetworkConfig::new("10.244.0.0/16".parse().unwrap()), true).unwrap();
+    let single = acquire(store.as_ref(), &request("n1", 60)).unwrap();
+    assert_eq!(single.lease.subnet6, None);
+    store.init_network(&dual("fd00:10:244::/56"), true).unwrap();
+    let whole = acquire(store.as_ref(), &request("n1", 60)).unwrap();
+    assert_eq!(whole.lease.subnet, single.lease.subnet);
+    assert!(whole.lease.subnet6.is_some_and(|s| s.prefix_len() == 64));
+    clear(store.as_ref());
+    store.init_network(&NetworkConfig::new("10.244.0.0/16".parse().unwrap()), true).unwrap();
 }

@@ -477,28 +477,34 @@ impl Store for EtcdStore {
         ttl: Duration,
     ) -> Result<Option<StoredLease>, StoreError> {
         let node_key = lease_key(&lease.node);
-        let subnet = subnet_key(&lease.subnet);
-        let keeps_subnet = expected.is_some_and(|e| e.lease.subnet == lease.subnet);
         let mut compare = vec![match expected {
             Some(e) => Compare::mod_revision(node_key.as_str(), CompareOp::Equal, e.version as i64),
             None => Compare::create_revision(node_key.as_str(), CompareOp::Equal, 0),
         }];
-        compare.push(match keeps_subnet {
-            true => Compare::value(subnet.as_str(), CompareOp::Equal, lease.node.as_str()),
-            false => Compare::create_revision(subnet.as_str(), CompareOp::Equal, 0),
-        });
+        // Every subnet of the lease (one per family) is checked and claimed in the one
+        // transaction: a node never holds half of a dual lease.
+        let held = |subnet: &ipnet::IpNet| expected.is_some_and(|e| e.lease.subnets().any(|s| s == *subnet));
+        for subnet in lease.subnets() {
+            let key = subnet_key(&subnet);
+            compare.push(match held(&subnet) {
+                true => Compare::value(key.as_str(), CompareOp::Equal, lease.node.as_str()),
+                false => Compare::create_revision(key.as_str(), CompareOp::Equal, 0),
+            });
+        }
         let seconds = ttl.as_secs().max(1) as i64;
         let granted =
             self.retry("grant a lease", |mut c| async move { c.lease_grant(seconds, None).await })?;
         let id = granted.id();
         let text = crate::lease_json(lease);
         let with_lease = || Some(PutOptions::new().with_lease(id));
-        let mut success = vec![
-            TxnOp::put(node_key.as_str(), text, with_lease()),
-            TxnOp::put(subnet.as_str(), lease.node.as_str(), with_lease()),
-        ];
-        if let Some(old) = expected.filter(|e| e.lease.subnet != lease.subnet) {
-            success.push(TxnOp::delete(subnet_key(&old.lease.subnet), None));
+        let mut success = vec![TxnOp::put(node_key.as_str(), text, with_lease())];
+        for subnet in lease.subnets() {
+            success.push(TxnOp::put(subnet_key(&subnet).as_str(), lease.node.as_str(), with_lease()));
+        }
+        if let Some(old) = expected {
+            for gone in old.lease.subnets().filter(|s| !lease.subnets().any(|n| n == *s)) {
+                success.push(TxnOp::delete(subnet_key(&gone), None));
+            }
         }
         let txn = Txn::new().when(compare).and_then(success);
         let reply = self.retry("write the lease", |mut c| {
@@ -560,7 +566,9 @@ impl Store for EtcdStore {
         let Some(kv) = reply.kvs().first() else { return Ok(()) };
         let mut success = vec![TxnOp::delete(key.as_str(), None)];
         if let Some(Ok(held)) = stored(kv) {
-            success.push(TxnOp::delete(subnet_key(&held.lease.subnet), None));
+            for subnet in held.lease.subnets() {
+                success.push(TxnOp::delete(subnet_key(&subnet), None));
+            }
         }
         let unchanged = Compare::mod_revision(key.as_str(), CompareOp::Equal, kv.mod_revision());
         let txn = Txn::new().when([unchanged]).and_then(success);

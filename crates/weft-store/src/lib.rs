@@ -25,7 +25,7 @@ pub mod sqlite;
 use std::net::IpAddr;
 use std::time::Duration;
 use weft_core::lease::{pick_subnet, vtep_mac, Lease};
-use weft_core::network::NetworkConfig;
+use weft_core::network::{Family, NetworkConfig};
 
 pub use informer::{Cluster, Delta, Informer, InformerStats};
 
@@ -192,10 +192,12 @@ pub(crate) fn lease_json(lease: &Lease) -> String {
 pub struct LeaseRequest<'a> {
     pub node: &'a str,
     pub public_ip: IpAddr,
+    /// The node's uplink address of the other family, if it has one.
+    pub other_public_ip: Option<IpAddr>,
     pub ttl: Duration,
-    /// The subnet the node had before (its node file's): taken again if still free, so a
-    /// node whose lease lapsed keeps its pods' addresses.
-    pub previous: Option<ipnet::IpNet>,
+    /// The subnets the node had before (its node file's), one per family: taken again if
+    /// still free, so a node whose lease lapsed keeps its pods' addresses.
+    pub previous: Vec<ipnet::IpNet>,
 }
 
 /// The node's lease: the one it holds, kept alive and not rewritten, if it still says what
@@ -227,34 +229,54 @@ pub fn acquire_with(
         let config = snapshot.network.ok_or(StoreError::NoNetwork)?;
         let leases = &snapshot.leases;
         let own = leases.iter().find(|l| l.lease.node == request.node);
-        // A lease from before a config change that it no longer fits is replaced.
-        let fits = |l: &&StoredLease| {
-            l.lease.subnet.prefix_len() == config.subnet_len && config.cidr.contains(&l.lease.subnet)
-        };
-        let subnet = match own.filter(fits) {
-            Some(own) => own.lease.subnet,
-            None => {
-                let taken =
-                    leases.iter().filter(|l| l.lease.node != request.node).map(|l| l.lease.subnet).collect();
-                let previous = request.previous.or(own.map(|o| o.lease.subnet));
-                // A subnet holding a node's own address would hand that address to a pod (it
-                // can happen in l2, where pods share the nodes' segment).
-                let mut config = config.clone();
-                let host = |ip: IpAddr| {
-                    ipnet::IpNet::new(ip, if ip.is_ipv4() { 32 } else { 128 }).expect("a host prefix")
-                };
-                config.reserved.extend(leases.iter().map(|l| host(l.lease.public_ip)));
-                config.reserved.push(host(request.public_ip));
-                pick_subnet(&config, &taken, request.node, previous)
-                    .ok_or(StoreError::Exhausted(config.subnet_count()))?
+        // One subnet per family, in one value: a node holds all of a dual lease or none.
+        let mut subnets = Vec::new();
+        for family in config.families() {
+            let pool = config.for_family(family).expect("a family of the network");
+            // A lease from before a config change that it no longer fits is replaced.
+            let fits = |s: &ipnet::IpNet| s.prefix_len() == pool.subnet_len && pool.cidr.contains(s);
+            if let Some(kept) = own.and_then(|o| o.lease.subnet_of(family)).filter(fits) {
+                subnets.push(kept);
+                continue;
             }
-        };
+            let taken = leases
+                .iter()
+                .filter(|l| l.lease.node != request.node)
+                .flat_map(|l| l.lease.subnet_of(family))
+                .collect();
+            let previous = request
+                .previous
+                .iter()
+                .copied()
+                .chain(own.and_then(|o| o.lease.subnet_of(family)))
+                .find(|p| Family::of_net(p) == family);
+            // A subnet holding a node's own address would hand that address to a pod (it
+            // can happen in l2, where pods share the nodes' segment).
+            let mut pool = pool;
+            let host = |ip: IpAddr| {
+                ipnet::IpNet::new(ip, if ip.is_ipv4() { 32 } else { 128 }).expect("a host prefix")
+            };
+            let addresses = |l: &Lease| l.public_ip_of(family);
+            pool.reserved.extend(leases.iter().filter_map(|l| addresses(&l.lease)).map(host));
+            pool.reserved.extend(
+                std::iter::once(request.public_ip)
+                    .chain(request.other_public_ip)
+                    .filter(|ip| Family::of(*ip) == family)
+                    .map(host),
+            );
+            subnets.push(
+                pick_subnet(&pool, &taken, request.node, previous)
+                    .ok_or(StoreError::Exhausted(pool.subnet_count()))?,
+            );
+        }
         let lease = Lease {
             node: request.node.to_string(),
-            subnet,
+            subnet: subnets[0],
             public_ip: request.public_ip,
             backend: config.backend,
             vtep_mac: Some(vtep_mac(request.node)),
+            subnet6: subnets.get(1).copied(),
+            other_public_ip: request.other_public_ip,
         };
         if let Some(own) = own.filter(|own| own.lease == lease) {
             // It says what we would write: keep it alive, write nothing (no watcher hears of
@@ -296,6 +318,8 @@ mod tests {
             public_ip: "192.0.2.11".parse().unwrap(),
             backend: weft_core::network::Backend::Vxlan,
             vtep_mac: Some(vtep_mac("n1")),
+            subnet6: None,
+            other_public_ip: None,
         };
         let text = lease_json(&lease);
         let previous: PreviousLease = serde_json::from_str(&text).expect("41a29d1's agents read it");

@@ -30,6 +30,7 @@ const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS leases (
         node TEXT PRIMARY KEY,
         subnet TEXT NOT NULL UNIQUE,
+        subnet6 TEXT UNIQUE,
         lease TEXT NOT NULL,
         version INTEGER NOT NULL,
         created INTEGER NOT NULL,
@@ -171,6 +172,16 @@ impl SqliteStore {
             connection.execute_batch("DROP TABLE leases")?;
         }
         connection.execute_batch(SCHEMA)?;
+        // A store from before dual stack: the IPv6 half of a lease gets its column.
+        let single: bool = !connection
+            .prepare("SELECT 1 FROM pragma_table_info('leases') WHERE name = 'subnet6'")?
+            .exists([])?;
+        if single {
+            connection.execute_batch(
+                "ALTER TABLE leases ADD COLUMN subnet6 TEXT;
+                 CREATE UNIQUE INDEX IF NOT EXISTS leases_subnet6 ON leases (subnet6);",
+            )?;
+        }
         Ok(SqliteStore { path, connection: Mutex::new(connection) })
     }
 
@@ -263,13 +274,20 @@ impl Store for SqliteStore {
             if current.map(|v| v as u64) != expected.map(|e| e.version) {
                 return Ok(None);
             }
-            let holder: Option<String> = tx
-                .query_row("SELECT node FROM leases WHERE subnet = ?1", [lease.subnet.to_string()], |r| {
-                    r.get(0)
-                })
-                .optional()?;
-            if holder.is_some_and(|holder| holder != lease.node) {
-                return Ok(None);
+            // Every subnet of the lease (one per family) is checked in this one transaction: a
+            // node never holds half of a dual lease.
+            for subnet in lease.subnets() {
+                let subnet = subnet.to_string();
+                let holder: Option<String> = tx
+                    .query_row(
+                        "SELECT node FROM leases WHERE (subnet = ?1 OR subnet6 = ?1) AND node != ?2",
+                        [&subnet, &lease.node],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if holder.is_some() {
+                    return Ok(None);
+                }
             }
             let text = crate::lease_json(lease);
             let key = format!("{LEASE_KEY_PREFIX}{}", lease.node);
@@ -280,8 +298,8 @@ impl Store for SqliteStore {
             let token = version as i64;
             let ttl = ttl.as_secs().max(1) as i64;
             tx.execute(
-                "INSERT OR REPLACE INTO leases (node, subnet, lease, version, created, token, ttl, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT OR REPLACE INTO leases (node, subnet, subnet6, lease, version, created, token, ttl, expires_at)
+                 VALUES (?1, ?2, ?9, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     lease.node,
                     lease.subnet.to_string(),
@@ -290,7 +308,8 @@ impl Store for SqliteStore {
                     created as i64,
                     token,
                     ttl,
-                    weft_core::now() as i64 + ttl
+                    weft_core::now() as i64 + ttl,
+                    lease.subnet6.map(|s| s.to_string()),
                 ],
             )?;
             Ok(Some(StoredLease { lease: lease.clone(), version, created, liveness: token }))

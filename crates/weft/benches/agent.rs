@@ -25,6 +25,8 @@ fn synthetic_lease(i: u32) -> Lease {
         public_ip: format!("100.{}.{}.{}", 64 + i / 65536, (i / 256) % 256, i % 256).parse().unwrap(),
         backend: Backend::Vxlan,
         vtep_mac: Some(vtep_mac(&node)),
+        subnet6: None,
+        other_public_ip: None,
         node,
     }
 }

@@ -79,6 +79,8 @@ fn lease(name: &str, i: usize) -> Lease {
         public_ip: format!("100.{}.{}.{}", 64 + i / 65536, (i / 256) % 256, i % 256).parse().unwrap(),
         backend: Backend::Vxlan,
         vtep_mac: Some(vtep_mac(name)),
+        subnet6: None,
+        other_public_ip: None,
     }
 }
 
@@ -396,6 +398,7 @@ fn uplink(i: usize) -> Uplink {
         index: 2,
         mtu: 1500,
         public_ip: IpAddr::V4(ip),
+        other_public_ip: None,
         connected: vec![format!("100.127.{}.{}/32", i / 250, i % 250 + 1).parse().unwrap()],
         port: None,
     }

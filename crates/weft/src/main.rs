@@ -237,12 +237,15 @@ enum NetworkCommand {
         /// or etcd://HOST:PORT[,HOST:PORT...][?ca=FILE&cert=FILE&key=FILE].
         #[arg(long)]
         store: String,
-        /// The cluster CIDR every pod address comes from, as a network (10.244.0.0/16).
-        #[arg(long, value_parser = parse_network)]
-        cidr: ipnet::IpNet,
-        /// Prefix length of each node's subnet (default: 24 for IPv4, 64 for IPv6).
+        /// The cluster CIDR every pod address comes from, as a network (10.244.0.0/16). Give
+        /// one IPv4 and one IPv6 CIDR for a dual-stack network (each node leases a subnet of
+        /// each), or one IPv6 CIDR for an IPv6-only one.
+        #[arg(long, value_parser = parse_network, required = true, num_args = 1)]
+        cidr: Vec<ipnet::IpNet>,
+        /// Prefix length of each node's subnet (default: 24 for IPv4, 64 for IPv6). With two
+        /// CIDRs, one per CIDR, in the same order.
         #[arg(long)]
-        subnet_len: Option<u8>,
+        subnet_len: Vec<u8>,
         /// What carries pod traffic between nodes.
         #[arg(long, value_enum, default_value = "auto")]
         backend: BackendArg,
@@ -255,9 +258,9 @@ enum NetworkCommand {
         /// Change a config that nodes already use.
         #[arg(long)]
         force: bool,
-        /// l2: the segment's router, the pods' gateway.
+        /// l2: the segment's router, the pods' gateway. Dual stack: one per family.
         #[arg(long)]
-        gateway: Option<IpAddr>,
+        gateway: Vec<IpAddr>,
         /// A range of the CIDR never leased to nodes (l2: the router's and nodes' own
         /// addresses). Repeatable.
         #[arg(long, value_parser = parse_network)]
@@ -267,7 +270,17 @@ enum NetworkCommand {
         /// Repeatable.
         #[arg(long, value_parser = parse_network, value_name = "CIDR")]
         overlay_source: Vec<ipnet::IpNet>,
+        /// Do not masquerade this family's pods leaving the cluster (IPv6 pods are often
+        /// globally routed). Repeatable.
+        #[arg(long, value_enum, value_name = "FAMILY")]
+        no_masquerade: Vec<FamilyArg>,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum FamilyArg {
+    Ipv4,
+    Ipv6,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -373,11 +386,24 @@ fn command(command: Commands) -> anyhow::Result<()> {
                     gateway,
                     reserve,
                     overlay_source,
+                    no_masquerade,
                 },
         } => {
-            let mut config = NetworkConfig::new(cidr);
-            if let Some(len) = subnet_len {
-                config.subnet_len = len;
+            use weft_core::network::Family;
+            let mut config = NetworkConfig::with_cidrs(&cidr)
+                .map_err(|e| anyhow::anyhow!("--cidr: {e}; give one CIDR, or one IPv4 and one IPv6"))?;
+            match (subnet_len.as_slice(), cidr.as_slice()) {
+                ([], _) => {}
+                (&[len], &[_]) => config.subnet_len = len,
+                (lens, cidrs) if lens.len() == cidrs.len() => {
+                    for (len, cidr) in lens.iter().zip(cidrs) {
+                        match (cidr.addr().is_ipv4(), config.ipv6.as_mut()) {
+                            (false, Some(pool)) => pool.subnet_len = *len,
+                            _ => config.subnet_len = *len,
+                        }
+                    }
+                }
+                _ => bail!("--subnet-len: give one per --cidr, in the same order"),
             }
             config.backend = match backend {
                 BackendArg::Route => Backend::Route,
@@ -388,13 +414,36 @@ fn command(command: Commands) -> anyhow::Result<()> {
             };
             config.vni = vni;
             config.port = port;
-            config.gateway = gateway;
-            config.reserved = reserve;
+            // Gateways and reserved ranges go to their family's pool.
+            for gateway in gateway {
+                match (gateway.is_ipv4(), config.ipv6.as_mut()) {
+                    (false, Some(pool)) => pool.gateway = Some(gateway),
+                    _ if config.gateway.is_some() => bail!("--gateway {gateway}: one per family"),
+                    _ => config.gateway = Some(gateway),
+                }
+            }
+            for range in reserve {
+                match (range.addr().is_ipv4(), config.ipv6.as_mut()) {
+                    (false, Some(pool)) => pool.reserved.push(range),
+                    _ => config.reserved.push(range),
+                }
+            }
             config.overlay_sources = overlay_source;
+            config.no_masquerade = no_masquerade
+                .into_iter()
+                .map(|f| if f == FamilyArg::Ipv4 { Family::Ipv4 } else { Family::Ipv6 })
+                .collect();
+            config.no_masquerade.dedup();
             if let Err(e) = config.validate() {
                 use weft_core::network::NetworkConfigError as E;
                 match e {
                     E::SubnetLen { .. } => bail!("--subnet-len: {e}"),
+                    E::InPool { ref error, .. } if matches!(**error, E::SubnetLen { .. }) => {
+                        bail!("--subnet-len: {e}")
+                    }
+                    E::InPool { ref error, .. } if matches!(**error, E::L2Gateway(_)) => {
+                        bail!("--backend l2 needs the segment's routers: pass --gateway once per family, {e}")
+                    }
                     E::L2Gateway(cidr) => bail!(
                         "--backend l2 needs the segment's router: pass --gateway with its address in {cidr}"
                     ),

@@ -187,7 +187,8 @@ pub fn render(status: &StatusFile, liveness: &Liveness, kernel: &KernelCheck) ->
     let _ = writeln!(out, "agent     {}", liveness.describe(status));
     if let Some(held) = &status.lease {
         let expires = held.renewed_at + held.ttl;
-        let _ = writeln!(out, "subnet    {}", held.lease.subnet);
+        let subnets: Vec<String> = held.lease.subnets().map(|s| s.to_string()).collect();
+        let _ = writeln!(out, "subnet    {}", subnets.join(", "));
         let _ = writeln!(out, "public IP {}", held.lease.public_ip);
         let _ = writeln!(
             out,
@@ -247,7 +248,9 @@ pub fn render(status: &StatusFile, liveness: &Liveness, kernel: &KernelCheck) ->
     let _ = writeln!(out, "\npeers ({}):", status.peers.len());
     let width = status.peers.iter().map(|p| p.node.len()).max().unwrap_or(4).max(4);
     for peer in &status.peers {
-        let _ = writeln!(out, "  {:<width$}  {:<20} {}", peer.node, peer.subnet.to_string(), peer.path);
+        let subnets: Vec<String> =
+            std::iter::once(peer.subnet).chain(peer.subnet6).map(|s| s.to_string()).collect();
+        let _ = writeln!(out, "  {:<width$}  {:<20} {}", peer.node, subnets.join(", "), peer.path);
     }
     if let Some(error) = &status.overlay_filter_error {
         let _ = writeln!(out, "\noverlay   FILTER NOT SET: {error}");

@@ -33,6 +33,8 @@ impl TestNode {
             public_ip: self.local.public_ip,
             backend: Backend::Vxlan,
             vtep_mac: Some(vtep_mac(&self.local.name)),
+            subnet6: None,
+            other_public_ip: None,
         }
     }
 
@@ -68,7 +70,9 @@ fn two_nodes() -> Vec<TestNode> {
                 local: LocalNode {
                     name: format!("node-{n}"),
                     subnet: Some(format!("10.244.{n}.0/24").parse().unwrap()),
+                    subnet6: None,
                     public_ip: format!("192.0.2.1{n}").parse().unwrap(),
+                    other_public_ip: None,
                     uplink: "up0".into(),
                     uplink_mtu: 1500,
                     connected: vec!["192.0.2.0/24".parse().unwrap()],

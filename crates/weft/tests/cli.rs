@@ -182,6 +182,102 @@ fn network_init_says_what_is_wrong_before_writing_anything() {
 }
 
 #[test]
+fn network_init_takes_one_cidr_per_family_and_each_familys_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite:{}", dir.path().join("store.db").display());
+    let init = |more: &[&str]| {
+        let mut args = vec!["network", "init", "--store", &store];
+        args.extend_from_slice(more);
+        args.into_iter().map(String::from).collect::<Vec<String>>()
+    };
+    let run = |more: &[&str]| {
+        let args = init(more);
+        weft(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let refuse = |more: &[&str], words: &[&str]| {
+        let args = init(more);
+        refused(&args.iter().map(String::as_str).collect::<Vec<_>>(), words)
+    };
+    refuse(&["--cidr", "10.244.0.0/16", "--cidr", "10.9.0.0/16"], &["--cidr", "one IPv4 and one IPv6"]);
+    refuse(
+        &["--cidr", "10.244.0.0/16", "--cidr", "fd00:10:244::/56", "--subnet-len", "24"],
+        &["--subnet-len", "one per --cidr"],
+    );
+    refuse(
+        &[
+            "--cidr",
+            "10.244.0.0/16",
+            "--cidr",
+            "fd00:10:244::/56",
+            "--subnet-len",
+            "24",
+            "--subnet-len",
+            "127",
+        ],
+        &["--subnet-len", "IPv6 pool"],
+    );
+    refuse(
+        &[
+            "--cidr",
+            "198.18.1.0/24",
+            "--cidr",
+            "2001:db8:1::/64",
+            "--backend",
+            "l2",
+            "--gateway",
+            "198.18.1.1",
+        ],
+        &["--gateway once per family"],
+    );
+    assert!(!dir.path().join("store.db").exists(), "nothing was written");
+    // IPv6 first on the command line: IPv4 first in the config, each length to its CIDR
+    let good = run(&[
+        "--cidr",
+        "fd00:10:244::/56",
+        "--cidr",
+        "10.244.0.0/16",
+        "--subnet-len",
+        "80",
+        "--subnet-len",
+        "20",
+        "--no-masquerade",
+        "ipv6",
+    ]);
+    assert!(good.status.success(), "{}", stderr(&good));
+    let config: weft_core::network::NetworkConfig = serde_json::from_str(&stdout(&good)).unwrap();
+    assert_eq!((config.cidr.to_string(), config.subnet_len), ("10.244.0.0/16".into(), 20));
+    let v6 = config.ipv6.clone().unwrap();
+    assert_eq!((v6.cidr.to_string(), v6.subnet_len), ("fd00:10:244::/56".into(), 80));
+    assert_eq!(config.no_masquerade, vec![weft_core::network::Family::Ipv6]);
+    // l2 with a router per family
+    let l2 = run(&[
+        "--cidr",
+        "198.18.1.0/24",
+        "--cidr",
+        "2001:db8:1::/64",
+        "--backend",
+        "l2",
+        "--gateway",
+        "198.18.1.1",
+        "--gateway",
+        "2001:db8:1::1",
+        "--reserve",
+        "2001:db8:1::/72",
+        "--subnet-len",
+        "28",
+        "--subnet-len",
+        "80",
+        "--force",
+    ]);
+    assert!(l2.status.success(), "{}", stderr(&l2));
+    let config: weft_core::network::NetworkConfig = serde_json::from_str(&stdout(&l2)).unwrap();
+    let v6 = config.ipv6.unwrap();
+    assert_eq!(v6.gateway, Some("2001:db8:1::1".parse().unwrap()));
+    assert_eq!(v6.reserved, vec!["2001:db8:1::/72".parse().unwrap()]);
+    assert_eq!(config.gateway, Some("198.18.1.1".parse().unwrap()));
+}
+
+#[test]
 fn lab_flags_that_cannot_apply_are_refused_before_anything_is_printed() {
     let name = lab_name();
     refused(&["lab", "up", &name, "--mode", "vxlan", "--router", "frr"], &["--router", "bgp"]);

@@ -55,6 +55,8 @@ fn visitor(lab: &Lab, name: &str) -> String {
             public_ip: "198.18.1.250".parse().unwrap(),
             backend: config.backend,
             vtep_mac: Some(vtep_mac(&name)),
+            subnet6: None,
+            other_public_ip: None,
             node: name,
         };
         store.put_lease(&lease, None, Duration::from_secs(600)).unwrap().expect("a free subnet");

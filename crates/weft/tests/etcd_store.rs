@@ -15,8 +15,9 @@ fn request(node: &str) -> LeaseRequest<'_> {
     LeaseRequest {
         node,
         public_ip: "192.0.2.11".parse().unwrap(),
+        other_public_ip: None,
         ttl: Duration::from_secs(60),
-        previous: None,
+        previous: Vec::new(),
     }
 }
 

@@ -88,6 +88,8 @@ fn lease(node: &str, third: u8) -> Lease {
         public_ip: format!("198.51.100.{third}").parse().unwrap(),
         backend: Backend::Vxlan,
         vtep_mac: Some(vtep_mac(node)),
+        subnet6: None,
+        other_public_ip: None,
     }
 }
 
@@ -103,6 +105,7 @@ fn uplink() -> Uplink {
         index: 2,
         mtu: 1500,
         public_ip: "192.0.2.11".parse().unwrap(),
+        other_public_ip: None,
         connected: vec!["192.0.2.0/24".parse().unwrap()],
         port: None,
     }

@@ -331,6 +331,8 @@ fn core(dir: &Path) {
         public_ip: "192.0.2.11".parse().unwrap(),
         backend: Backend::Vxlan,
         vtep_mac: Some(vtep_mac("n1")),
+        subnet6: None,
+        other_public_ip: None,
     };
     write(dir, "lease", "vxlan", serde_json::to_string(&lease).unwrap().as_bytes());
     let v6 = Lease {
@@ -339,8 +341,16 @@ fn core(dir: &Path) {
         public_ip: "2001:db8::b".parse().unwrap(),
         backend: Backend::Route,
         vtep_mac: None,
+        subnet6: None,
+        other_public_ip: None,
     };
     write(dir, "lease", "route-v6", serde_json::to_string(&v6).unwrap().as_bytes());
+    let dual = Lease {
+        subnet6: Some("fd00:10:244:1::/64".parse().unwrap()),
+        other_public_ip: Some("2001:db8:2::11".parse().unwrap()),
+        ..lease.clone()
+    };
+    write(dir, "lease", "dual", serde_json::to_string(&dual).unwrap().as_bytes());
     write(
         dir,
         "lease",
@@ -365,6 +375,19 @@ fn core(dir: &Path) {
         ..NetworkConfig::new("10.244.0.0/16".parse().unwrap())
     };
     write(dir, "network_config", "vxlan-overlay-sources", serde_json::to_string(&vxlan).unwrap().as_bytes());
+    let dual = NetworkConfig {
+        backend: Backend::L2,
+        gateway: Some("198.18.1.1".parse().unwrap()),
+        ipv6: Some(weft_core::network::Pool {
+            cidr: "2001:db8:1::/64".parse().unwrap(),
+            subnet_len: 80,
+            gateway: Some("2001:db8:1::1".parse().unwrap()),
+            reserved: vec!["2001:db8:1::/72".parse().unwrap()],
+        }),
+        no_masquerade: vec![weft_core::network::Family::Ipv6],
+        ..NetworkConfig::new("198.18.1.0/24".parse().unwrap())
+    };
+    write(dir, "network_config", "dual-l2", serde_json::to_string(&dual).unwrap().as_bytes());
 
     let status = StatusFile {
         node: "n1".into(),
@@ -393,10 +416,11 @@ fn core(dir: &Path) {
         overlay_sources: Some(vec!["198.18.1.12/32".parse().unwrap(), "198.18.2.11/32".parse().unwrap()]),
         overlay_filter_error: Some("nft: Operation not permitted".into()),
         peers: vec![
-            PeerStatus { node: "n2".into(), subnet: "10.244.2.0/24".parse().unwrap(), path: PeerPath::Vxlan },
+            PeerStatus { node: "n2".into(), subnet: "10.244.2.0/24".parse().unwrap(), subnet6: None, path: PeerPath::Vxlan },
             PeerStatus {
                 node: "n3".into(),
                 subnet: "10.244.3.0/24".parse().unwrap(),
+                subnet6: Some("fd00:10:244:3::/64".parse().unwrap()),
                 path: PeerPath::Unreachable("no VTEP MAC".into()),
             },
         ],
