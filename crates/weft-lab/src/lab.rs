@@ -8,18 +8,20 @@ use crate::report::Report;
 use crate::router::Neighbor;
 use crate::state::{lab_dir, LabState, PodRecord, Process, LAB_ROOT};
 use crate::topology::{
-    LabSpec, Member, Mode, StoreKind, Topology, OUTSIDE_CLIENT_IP, OUTSIDE_GATEWAY_IP, OUTSIDE_SUBNET,
-    POD_CIDR, ROUTER_ASN,
+    LabSpec, Member, Mode, StoreKind, Topology, L2_SLICE_LEN6, OUTSIDE_CLIENT_IP, OUTSIDE_CLIENT_IP6,
+    OUTSIDE_GATEWAY_IP, OUTSIDE_GATEWAY_IP6, OUTSIDE_SUBNET, OUTSIDE_SUBNET6, POD_CIDR, POD_CIDR6,
+    ROUTER_ASN,
 };
 use crate::wiring::{cable, create_bridge, create_namespace, open_namespace, sysctl_in, End};
 use crate::LabError;
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use std::collections::HashMap;
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use weft_core::network::Family;
 use weft_core::plan::PeerPath;
 use weft_core::status::{StatusFile, STATUS_FILE_NAME};
 use weft_kernel::NetNs;
@@ -93,7 +95,7 @@ impl Lab {
         let pods = topology
             .pods
             .iter()
-            .map(|p| PodRecord { name: p.name.clone(), node: p.node.clone(), address: None })
+            .map(|p| PodRecord { name: p.name.clone(), node: p.node.clone(), address: None, address6: None })
             .collect();
         let state = LabState {
             spec: spec.clone(),
@@ -182,23 +184,36 @@ impl Lab {
         let router = create_namespace(&topology.router_netns)?;
         let outside = create_namespace(&topology.outside_netns)?;
         sysctl_in(&router, "net.ipv4.ip_forward", "1")?;
+        let dual = topology.ip_family.has_ipv6();
+        if dual {
+            sysctl_in(&router, "net.ipv6.conf.all.forwarding", "1")?;
+        }
         let outside_net: Ipv4Net = OUTSIDE_SUBNET.parse().expect("a network");
+        let v6 = |ip: Ipv6Addr| dual.then(|| Ipv6Net::new(ip, 64).expect("/64"));
         cable(
             &End::host(
                 &router,
                 "outside",
                 Ipv4Net::new(OUTSIDE_GATEWAY_IP, outside_net.prefix_len()).expect("/24"),
                 None,
-            ),
+            )
+            .and_ipv6(v6(OUTSIDE_GATEWAY_IP6), None),
             &End::host(
                 &outside,
                 "eth0",
                 Ipv4Net::new(OUTSIDE_CLIENT_IP, outside_net.prefix_len()).expect("/24"),
                 Some(OUTSIDE_GATEWAY_IP),
-            ),
+            )
+            .and_ipv6(v6(OUTSIDE_CLIENT_IP6), Some(OUTSIDE_GATEWAY_IP6)),
         )?;
         timed(
-            format!("router, and the outside client at {OUTSIDE_CLIENT_IP} ({OUTSIDE_SUBNET})"),
+            match dual {
+                false => format!("router, and the outside client at {OUTSIDE_CLIENT_IP} ({OUTSIDE_SUBNET})"),
+                true => format!(
+                    "router, and the outside client at {OUTSIDE_CLIENT_IP} ({OUTSIDE_SUBNET}) and \
+                     {OUTSIDE_CLIENT_IP6} ({OUTSIDE_SUBNET6})"
+                ),
+            },
             started,
             progress,
         );
@@ -208,7 +223,11 @@ impl Lab {
             let switch = create_namespace(&rack.netns)?;
             let bridge = create_bridge(&switch)?;
             let gateway = Ipv4Net::new(rack.gateway, rack.subnet.prefix_len()).expect("/24");
-            cable(&End::port(&switch, "router", bridge), &End::host(&router, &rack.name, gateway, None))?;
+            let gateway6 = topology.ipv6(rack.gateway);
+            cable(
+                &End::port(&switch, "router", bridge),
+                &End::host(&router, &rack.name, gateway, None).and_ipv6(gateway6.and_then(v6), None),
+            )?;
             // Nodes, gateways and etcd members plug in alike: eth0 on a port named after them.
             let machines = topology
                 .nodes
@@ -235,11 +254,16 @@ impl Lab {
                 let address = Ipv4Net::new(ip, rack.subnet.prefix_len()).expect("/24");
                 cable(
                     &End::port(&switch, name, bridge),
-                    &End::host(&ns, "eth0", address, Some(rack.gateway)),
+                    &End::host(&ns, "eth0", address, Some(rack.gateway))
+                        .and_ipv6(topology.ipv6(ip).and_then(v6), gateway6),
                 )?;
                 nodes.push(format!("{kind}{name} {ip}"));
             }
-            timed(format!("{} {}: {}", rack.name, rack.subnet, nodes.join(", ")), started, progress);
+            let segments = match rack.subnet6 {
+                Some(v6) => format!("{} + {v6}", rack.subnet),
+                None => rack.subnet.to_string(),
+            };
+            timed(format!("{} {segments}: {}", rack.name, nodes.join(", ")), started, progress);
         }
 
         if self.state.spec.store == StoreKind::Etcd {
@@ -340,7 +364,7 @@ impl Lab {
 
     /// Writes the network config (the lab's mode) into the store.
     /// Returns the pods' network.
-    fn init_network(&self) -> Result<ipnet::IpNet, LabError> {
+    fn init_network(&self) -> Result<String, LabError> {
         let mut config = weft_core::network::NetworkConfig::new(POD_CIDR.parse().expect("a network"));
         if self.state.spec.mode == Mode::L2 {
             // The pods' network is rack 1's segment; nodes lease slices of its upper half.
@@ -352,16 +376,29 @@ impl Lab {
                 ipnet::Ipv4Net::new(rack.subnet.network(), rack.subnet.prefix_len() + 1).expect("a /25");
             config.reserved = vec![ipnet::IpNet::V4(lower_half)];
         }
+        let topology = self.topology();
+        if topology.ip_family.has_ipv6() {
+            // Dual stack: the second pool is the pods' IPv6 network (l2: rack 1's IPv6
+            // segment, its upper half sliced as the IPv4 one is).
+            let mut pool = weft_core::network::Pool::new(POD_CIDR6.parse().expect("a network"));
+            if let (Mode::L2, Some(segment)) = (self.state.spec.mode, topology.racks[0].subnet6) {
+                pool = weft_core::network::Pool::new(ipnet::IpNet::V6(segment));
+                pool.subnet_len = L2_SLICE_LEN6;
+                pool.gateway = topology.ipv6(topology.racks[0].gateway).map(Into::into);
+                let lower_half = Ipv6Net::new(segment.network(), segment.prefix_len() + 1).expect("a /65");
+                pool.reserved = vec![ipnet::IpNet::V6(lower_half)];
+            }
+            config.ipv6 = Some(pool);
+        }
         config.backend = self.state.spec.mode.backend();
         // Gateways and the client send into the overlay without holding a lease: the nodes'
         // overlay filter takes VXLAN from them by name of their addresses.
-        let topology = self.topology();
         config.overlay_sources =
             topology.gateways.iter().map(|g| ipnet::IpNet::from(std::net::IpAddr::V4(g.ip))).collect();
         if topology.client {
             config.overlay_sources.push(std::net::IpAddr::V4(crate::topology::OUTSIDE_CLIENT_IP).into());
         }
-        let cidr = config.cidr;
+        let cidrs: Vec<String> = config.pools().iter().map(|p| p.cidr.to_string()).collect();
         let url = self.state.store_url.clone();
         // From the router's namespace, which reaches every etcd member.
         let router = open_namespace(&self.topology().router_netns)?;
@@ -369,7 +406,7 @@ impl Lab {
             .run(|| weft_store::open(&url).and_then(|store| store.init_network(&config, false)))
             .map_err(|e| LabError::kernel("enter the router's namespace", e))?
             .map_err(|source| LabError::Store { what: format!("network init in {url}"), source })?;
-        Ok(cidr)
+        Ok(cidrs.join(" and "))
     }
 
     /// Starts (or starts again) the agent of `member` inside its namespace: a node's, a
@@ -550,8 +587,8 @@ impl Lab {
             loop {
                 let text = std::fs::read_to_string(&path).unwrap_or_default();
                 if let Ok(file) = weft_core::NodeFile::parse(&text) {
-                    let subnet = file.subnets.first().map(|s| s.subnet.to_string()).unwrap_or_default();
-                    subnets.push(format!("{node} {subnet}"));
+                    let subnet: Vec<String> = file.subnets.iter().map(|s| s.subnet.to_string()).collect();
+                    subnets.push(format!("{node} {}", subnet.join(" + ")));
                     break;
                 }
                 if Instant::now() > deadline {
@@ -610,7 +647,12 @@ impl Lab {
         if Path::new(weft_kernel::netns::NETNS_RUN_DIR).join(&netns).exists() {
             return Err(LabError::Invalid(format!("namespace {netns} exists already")));
         }
-        self.state.pods.push(PodRecord { name: pod.to_string(), node: node.to_string(), address: None });
+        self.state.pods.push(PodRecord {
+            name: pod.to_string(),
+            node: node.to_string(),
+            address: None,
+            address6: None,
+        });
         self.state.save()?;
         self.wire_pod(node, pod)
     }
@@ -649,15 +691,29 @@ impl Lab {
         if let Some(message) = result["msg"].as_str() {
             return Err(cni_error(format!("error {}: {message}", result["code"])));
         }
-        let address: Ipv4Addr = result["ips"]
+        let addresses: Vec<std::net::IpAddr> = result["ips"]
             .as_array()
             .into_iter()
             .flatten()
             .filter_map(|ip| ip["address"].as_str()?.split('/').next()?.parse().ok())
-            .next()
+            .collect();
+        let address = addresses
+            .iter()
+            .find_map(|ip| match ip {
+                std::net::IpAddr::V4(v4) => Some(*v4),
+                _ => None,
+            })
             .ok_or_else(|| cni_error(format!("no IPv4 address in the result: {output}")))?;
+        let address6 = addresses.iter().find_map(|ip| match ip {
+            std::net::IpAddr::V6(v6) => Some(*v6),
+            _ => None,
+        });
+        if self.topology().ip_family.has_ipv6() && address6.is_none() {
+            return Err(cni_error(format!("no IPv6 address in the result of a dual-stack lab: {output}")));
+        }
         if let Some(record) = self.state.pods.iter_mut().find(|p| p.name == pod) {
             record.address = Some(address);
+            record.address6 = address6;
         }
         self.state.save()?;
         Ok(address)
@@ -682,7 +738,20 @@ impl Lab {
         if probes.is_empty() {
             return Err(LabError::Invalid(format!("lab {} has no pods to probe", self.name())));
         }
-        let target = |to: &str| self.pod_address(to).unwrap_or(OUTSIDE_CLIENT_IP);
+        // Each probe's target: the pod's (or the outside client's) address of its family.
+        let target = |probe: &Probe| -> std::net::IpAddr {
+            match probe.family {
+                Family::Ipv4 => self.pod_address(&probe.to).unwrap_or(OUTSIDE_CLIENT_IP).into(),
+                Family::Ipv6 => self
+                    .state
+                    .pods
+                    .iter()
+                    .find(|p| p.name == probe.to)
+                    .and_then(|p| p.address6)
+                    .unwrap_or(OUTSIDE_CLIENT_IP6)
+                    .into(),
+            }
+        };
         let mut sources: Vec<&str> = Vec::new();
         for probe in &probes {
             if !sources.contains(&probe.from.as_str()) {
@@ -690,31 +759,32 @@ impl Lab {
             }
         }
         // Every source probes its targets at once, all sources side by side.
-        let results: Vec<Result<HashMap<String, bool>, LabError>> = std::thread::scope(|scope| {
+        let results: Vec<Result<Vec<bool>, LabError>> = std::thread::scope(|scope| {
             let handles: Vec<_> = sources
                 .iter()
                 .map(|from| {
-                    let mine: Vec<&Probe> = probes.iter().filter(|p| p.from == *from).collect();
-                    let targets: Vec<Ipv4Addr> = mine.iter().map(|p| target(&p.to)).collect();
+                    let targets: Vec<std::net::IpAddr> =
+                        probes.iter().filter(|p| p.from == *from).map(target).collect();
                     let netns = self.netns(from);
                     scope.spawn(move || {
                         let ns = open_namespace(&netns?)?;
-                        let reached = probe::reachable(&ns, &targets, timeout)?;
-                        Ok(mine.iter().map(|p| p.to.clone()).zip(reached).collect())
+                        Ok(probe::reachable(&ns, &targets, timeout)?)
                     })
                 })
                 .collect();
             handles.into_iter().map(|h| h.join().expect("probe thread")).collect()
         });
-        let mut reached: HashMap<(String, String), bool> = HashMap::new();
+        let mut reached: HashMap<&str, std::vec::IntoIter<bool>> = HashMap::new();
         for (from, result) in sources.iter().zip(results) {
-            for (to, ok) in result? {
-                reached.insert((from.to_string(), to), ok);
-            }
+            reached.insert(from, result?.into_iter());
         }
+        // Each source's answers come in the order of its probes.
         let found: Vec<(String, bool)> = probes
             .iter()
-            .map(|p| (target(&p.to).to_string(), reached[&(p.from.clone(), p.to.clone())]))
+            .map(|p| {
+                let ok = reached.get_mut(p.from.as_str()).and_then(Iterator::next).unwrap_or(false);
+                (target(p).to_string(), ok)
+            })
             .collect();
         Ok(Report::new(self.name(), Design::of(&topology), &probes, &found))
     }

@@ -1,8 +1,9 @@
 //! What each mode promises: which probes of the matrix must get through and which must
 //! not, and why. Pure.
 
-use crate::topology::{Mode, Topology, POD_CIDR};
+use crate::topology::{Mode, Topology, POD_CIDR, POD_CIDR6};
 use serde::Serialize;
+use weft_core::network::Family;
 
 /// The kinds of path the matrix probes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -66,18 +67,26 @@ impl std::fmt::Display for Design {
     }
 }
 
-pub fn promise(design: Design, category: Category) -> Promise {
+/// What the design promises a category of probes in `family`: the same in both families
+/// (every design carries IPv6 as it carries IPv4), said in each family's words.
+pub fn promise(design: Design, category: Category, family: Family) -> Promise {
     let yes = |why: &str| Promise { reached: true, why: why.to_string() };
+    let (finds, pod_cidr) = match family {
+        Family::Ipv4 => ("ARP finds", POD_CIDR),
+        Family::Ipv6 => ("neighbour discovery finds", POD_CIDR6),
+    };
     match (design.mode, category) {
         (Mode::L2, Category::PodToPodSameNode | Category::NodeToOwnPod) => yes("on the node's bridge"),
         (Mode::L2, Category::PodToPodSameRack | Category::NodeToPodSameRack) => {
-            yes("on one segment: ARP finds the pod, no routes")
+            yes(&format!("on one segment: {finds} the pod, no routes"))
         }
         (Mode::L2, Category::PodToPodOtherRack | Category::NodeToPodOtherRack) => {
             Promise { reached: false, why: "l2 mode has one segment".into() }
         }
         (Mode::L2, Category::PodToOutside) => yes("the segment's router is the pods' gateway"),
-        (Mode::L2, Category::OutsideToPod) => yes("pods live on the router's own segment: it ARPs for them"),
+        (Mode::L2, Category::OutsideToPod) => {
+            yes(&format!("pods live on the router's own segment: {finds} them"))
+        }
         (_, Category::PodToPodSameNode | Category::NodeToOwnPod) => yes("the node routes to each pod's veth"),
         (Mode::Vxlan, Category::PodToPodSameRack | Category::NodeToPodSameRack) => {
             yes("through the VXLAN overlay")
@@ -108,7 +117,7 @@ pub fn promise(design: Design, category: Category) -> Promise {
         (_, Category::OutsideToPod) => Promise {
             reached: false,
             why: format!(
-                "the router has no route to the pod network {POD_CIDR}: in this mode pods are \
+                "the router has no route to the pod network {pod_cidr}: in this mode pods are \
                  reachable only from inside the cluster (bgp, gateways or a client open it)"
             ),
         },
@@ -121,11 +130,26 @@ pub struct Probe {
     pub from: String,
     pub to: String,
     pub category: Category,
+    /// The family probed (a dual-stack lab probes every pair in each).
+    pub family: Family,
 }
 
 /// The matrix's probes: every pod and node to every pod (but itself), every pod to the
-/// outside client, and the outside client to every pod.
+/// outside client, and the outside client to every pod; in each family the lab has.
 pub fn probes(topology: &Topology) -> Vec<Probe> {
+    let mut probes = Vec::new();
+    for family in topology.ip_family.families() {
+        probes.extend(probes_of_one_family(topology).into_iter().map(|(from, to, category)| Probe {
+            from,
+            to,
+            category,
+            family,
+        }));
+    }
+    probes
+}
+
+fn probes_of_one_family(topology: &Topology) -> Vec<(String, String, Category)> {
     let rack_of = |node: &str| topology.node(node).map(|n| n.rack);
     let mut probes = Vec::new();
     for from in &topology.pods {
@@ -137,13 +161,9 @@ pub fn probes(topology: &Topology) -> Vec<Probe> {
             } else {
                 Category::PodToPodOtherRack
             };
-            probes.push(Probe { from: from.name.clone(), to: to.name.clone(), category });
+            probes.push((from.name.clone(), to.name.clone(), category));
         }
-        probes.push(Probe {
-            from: from.name.clone(),
-            to: "outside".into(),
-            category: Category::PodToOutside,
-        });
+        probes.push((from.name.clone(), "outside".into(), Category::PodToOutside));
     }
     for node in &topology.nodes {
         for to in &topology.pods {
@@ -154,11 +174,11 @@ pub fn probes(topology: &Topology) -> Vec<Probe> {
             } else {
                 Category::NodeToPodOtherRack
             };
-            probes.push(Probe { from: node.name.clone(), to: to.name.clone(), category });
+            probes.push((node.name.clone(), to.name.clone(), category));
         }
     }
     for to in &topology.pods {
-        probes.push(Probe { from: "outside".into(), to: to.name.clone(), category: Category::OutsideToPod });
+        probes.push(("outside".into(), to.name.clone(), Category::OutsideToPod));
     }
     probes
 }
@@ -171,16 +191,16 @@ mod tests {
     #[test]
     fn route_mode_promises_no_crossing_of_racks_and_says_why() {
         let plain = |mode| Design { mode, gateways: 0, client: false };
-        let p = promise(plain(Mode::Route), Category::PodToPodOtherRack);
+        let p = promise(plain(Mode::Route), Category::PodToPodOtherRack, Family::Ipv4);
         assert!(!p.reached && p.why.contains("L2 segment"));
-        assert!(promise(plain(Mode::Route), Category::PodToPodSameRack).reached);
-        assert!(promise(plain(Mode::Vxlan), Category::PodToPodOtherRack).reached);
-        assert!(promise(plain(Mode::Auto), Category::NodeToPodOtherRack).reached);
-        assert!(promise(plain(Mode::Bgp), Category::PodToPodOtherRack).reached);
+        assert!(promise(plain(Mode::Route), Category::PodToPodSameRack, Family::Ipv4).reached);
+        assert!(promise(plain(Mode::Vxlan), Category::PodToPodOtherRack, Family::Ipv4).reached);
+        assert!(promise(plain(Mode::Auto), Category::NodeToPodOtherRack, Family::Ipv4).reached);
+        assert!(promise(plain(Mode::Bgp), Category::PodToPodOtherRack, Family::Ipv4).reached);
         for mode in Mode::ALL {
-            assert!(promise(plain(mode), Category::PodToOutside).reached);
+            assert!(promise(plain(mode), Category::PodToOutside, Family::Ipv4).reached);
             assert_eq!(
-                promise(plain(mode), Category::OutsideToPod).reached,
+                promise(plain(mode), Category::OutsideToPod, Family::Ipv4).reached,
                 matches!(mode, Mode::Bgp | Mode::L2)
             );
         }
@@ -189,9 +209,17 @@ mod tests {
     #[test]
     fn gateways_and_clients_open_the_cluster_to_the_outside() {
         let gateways = Design { mode: Mode::Vxlan, gateways: 2, client: false };
-        assert!(promise(gateways, Category::OutsideToPod).why.contains("gateways by BGP"));
+        assert!(promise(gateways, Category::OutsideToPod, Family::Ipv4).why.contains("gateways by BGP"));
         let client = Design { mode: Mode::Auto, gateways: 0, client: true };
-        assert!(promise(client, Category::OutsideToPod).reached);
+        assert!(promise(client, Category::OutsideToPod, Family::Ipv4).reached);
+        let l2 = Design { mode: Mode::L2, gateways: 0, client: false };
+        assert!(promise(l2, Category::PodToPodSameRack, Family::Ipv6).why.contains("neighbour discovery"));
+        let closed = promise(
+            Design { mode: Mode::Route, gateways: 0, client: false },
+            Category::OutsideToPod,
+            Family::Ipv6,
+        );
+        assert!(!closed.reached && closed.why.contains("fd00:10:244::/56"), "{}", closed.why);
         assert_eq!(gateways.to_string(), "vxlan mode with 2 gateways");
         assert_eq!(client.to_string(), "auto mode with a client");
     }
@@ -211,6 +239,12 @@ mod tests {
         assert_eq!(count(Category::PodToOutside), 8);
         assert_eq!(count(Category::OutsideToPod), 8);
         assert!(!probes.iter().any(|p| p.from == p.to));
+        assert!(probes.iter().all(|p| p.family == Family::Ipv4));
+        let mut dual = LabSpec::new("x", Mode::Auto);
+        dual.ip_family = crate::topology::IpFamily::Dual;
+        let both = super::probes(&Topology::of(&dual));
+        assert_eq!(both.len(), 2 * probes.len());
+        assert_eq!(both.iter().filter(|p| p.family == Family::Ipv6).count(), probes.len());
         let n1_to_n3 = probes.iter().find(|p| p.from == "n1-p1" && p.to == "n3-p1").unwrap();
         assert_eq!(n1_to_n3.category, Category::PodToPodOtherRack);
     }

@@ -5,6 +5,7 @@ use crate::promise::{promise, Category, Design, Probe};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use weft_core::network::Family;
 
 /// One probe's outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -13,6 +14,7 @@ pub struct Cell {
     pub to: String,
     pub address: String,
     pub category: Category,
+    pub family: Family,
     pub reached: bool,
     pub promised: bool,
 }
@@ -27,7 +29,8 @@ impl Cell {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Summary {
     pub category: Category,
-    pub label: &'static str,
+    pub family: Family,
+    pub label: String,
     pub probes: usize,
     pub reached: usize,
     pub promised: bool,
@@ -56,21 +59,29 @@ impl Report {
                 to: probe.to.clone(),
                 address: address.clone(),
                 category: probe.category,
+                family: probe.family,
                 reached: *reached,
-                promised: promise(design, probe.category).reached,
+                promised: promise(design, probe.category, probe.family).reached,
             })
             .collect();
-        let mut by_category: BTreeMap<Category, Vec<&Cell>> = BTreeMap::new();
+        // By family, then kind of path; each family's name in the labels when there are two.
+        let mut by_category: BTreeMap<(Family, Category), Vec<&Cell>> = BTreeMap::new();
         for cell in &cells {
-            by_category.entry(cell.category).or_default().push(cell);
+            by_category.entry((cell.family, cell.category)).or_default().push(cell);
         }
+        let dual = cells.iter().any(|c| c.family != cells[0].family);
         let summary: Vec<Summary> = by_category
             .into_iter()
-            .map(|(category, cells)| {
-                let promise = promise(design, category);
+            .map(|((family, category), cells)| {
+                let promise = promise(design, category, family);
                 Summary {
                     category,
-                    label: category.label(),
+                    family,
+                    label: if dual {
+                        format!("{}, {family}", category.label())
+                    } else {
+                        category.label().into()
+                    },
                     probes: cells.len(),
                     reached: cells.iter().filter(|c| c.reached).count(),
                     promised: promise.reached,
@@ -158,14 +169,17 @@ pub fn render(report: &Report, style: Style) -> String {
             let _ = write!(out, "  {from:<row_width$}");
             for to in &destinations {
                 let w = to.len().max(3);
-                let cell = report.cells.iter().find(|c| c.from == *from && c.to == *to);
-                let mark = match cell {
-                    None => " ".repeat(w),
-                    Some(c) => match (c.reached, c.holds()) {
-                        (_, false) => style.red(&format!("{BROKEN:^w$}")),
-                        (true, true) => style.green(&format!("{REACHED:^w$}")),
-                        (false, true) => style.dim(&format!("{NOT_REACHED:^w$}")),
-                    },
+                // Every family's probe of the pair: broken if one is.
+                let cells: Vec<&Cell> =
+                    report.cells.iter().filter(|c| c.from == *from && c.to == *to).collect();
+                let mark = if cells.is_empty() {
+                    " ".repeat(w)
+                } else if cells.iter().any(|c| !c.holds()) {
+                    style.red(&format!("{BROKEN:^w$}"))
+                } else if cells.iter().all(|c| c.reached) {
+                    style.green(&format!("{REACHED:^w$}"))
+                } else {
+                    style.dim(&format!("{NOT_REACHED:^w$}"))
                 };
                 let _ = write!(out, " {mark}");
             }
@@ -253,7 +267,7 @@ mod tests {
     #[test]
     fn a_route_lab_that_behaves_holds_every_promise() {
         let design = Design { mode: Mode::Route, gateways: 0, client: false };
-        let r = report(Mode::Route, |p| promise(design, p.category).reached);
+        let r = report(Mode::Route, |p| promise(design, p.category, p.family).reached);
         assert!(r.ok);
         let text = render(&r, Style { color: false });
         assert!(text.contains("pod → pod, other rack"), "{text}");

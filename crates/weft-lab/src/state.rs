@@ -31,6 +31,9 @@ pub struct PodRecord {
     pub name: String,
     pub node: String,
     pub address: Option<Ipv4Addr>,
+    /// Dual stack: the pod's IPv6 address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address6: Option<std::net::Ipv6Addr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

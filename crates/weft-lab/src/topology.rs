@@ -5,12 +5,17 @@
 //! Rack `r` is `198.18.r.0/24`: the router at `.1`, nodes from `.11` (at most 64: up to
 //! `.74`), etcd member `i` at `.100+i` (`.101`…`.105`, on rack `(i-1) % racks + 1`), gateway
 //! `g` at `.200+g` (`.201`…`.204`). In l2 mode the upper half (`.128`…) is the pods'.
+//!
+//! A dual-stack lab (`--ip-family dual`) gives rack `r` the segment `2001:db8:r::/64` too,
+//! each machine the IPv6 address with the same last number (`198.18.1.11` is also
+//! `2001:db8:1::11`), the outside `2001:db8:ff::/64`, and pods a second address from
+//! `fd00:10:244::/56` (l2: from the rack's IPv6 segment). The underlay stays IPv4.
 
 use crate::LabError;
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
-use std::net::Ipv4Addr;
-use weft_core::network::Backend;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use weft_core::network::{Backend, Family};
 
 /// Every lab namespace starts with this, so `down --all` finds them all.
 pub const NETNS_PREFIX: &str = "weftlab-";
@@ -27,6 +32,55 @@ pub fn netns_name(lab: &str, member: &str) -> String {
 }
 /// The pods' network in every lab.
 pub const POD_CIDR: &str = "10.244.0.0/16";
+/// The pods' IPv6 network in a dual-stack lab.
+pub const POD_CIDR6: &str = "fd00:10:244::/56";
+/// The outside's IPv6 segment, client and router, in a dual-stack lab.
+pub const OUTSIDE_SUBNET6: &str = "2001:db8:ff::/64";
+pub const OUTSIDE_CLIENT_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xff, 0, 0, 0, 0, 0x10);
+pub const OUTSIDE_GATEWAY_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xff, 0, 0, 0, 0, 1);
+/// L2, dual stack: nodes lease /80 slices of the rack's IPv6 segment's upper half.
+pub const L2_SLICE_LEN6: u8 = 80;
+
+/// The IPv6 twin of a lab machine's IPv4 address: `198.18.r.x` is `2001:db8:r::x` (the
+/// last number written in hex as it reads in decimal, so `.11` is `::11`).
+pub fn ipv6_of(ip: Ipv4Addr) -> Ipv6Addr {
+    let [_, _, rack, host] = ip.octets();
+    let twin = u16::from_str_radix(&host.to_string(), 16).expect("decimal digits read as hex");
+    Ipv6Addr::new(0x2001, 0xdb8, u16::from(rack), 0, 0, 0, 0, twin)
+}
+
+/// Which address families a lab's pods (and machines) have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum IpFamily {
+    #[default]
+    Ipv4,
+    Ipv6,
+    Dual,
+}
+
+impl IpFamily {
+    pub fn name(self) -> &'static str {
+        match self {
+            IpFamily::Ipv4 => "ipv4",
+            IpFamily::Ipv6 => "ipv6",
+            IpFamily::Dual => "dual",
+        }
+    }
+
+    /// The families pods have, IPv4 first.
+    pub fn families(self) -> Vec<Family> {
+        match self {
+            IpFamily::Ipv4 => vec![Family::Ipv4],
+            IpFamily::Ipv6 => vec![Family::Ipv6],
+            IpFamily::Dual => vec![Family::Ipv4, Family::Ipv6],
+        }
+    }
+
+    pub fn has_ipv6(self) -> bool {
+        self != IpFamily::Ipv4
+    }
+}
 /// The outside world: a client behind the router, on a documentation range.
 pub const OUTSIDE_SUBNET: &str = "203.0.113.0/24";
 pub const OUTSIDE_CLIENT_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
@@ -151,6 +205,9 @@ pub struct LabSpec {
     /// lab's `bgp-passwords` file, mode 600, never in the spec or an argument).
     #[serde(default)]
     pub bgp_password: bool,
+    /// The families of the lab's pods and machines.
+    #[serde(default)]
+    pub ip_family: IpFamily,
 }
 
 fn one() -> u32 {
@@ -179,6 +236,7 @@ impl LabSpec {
             graceful_restart: 0,
             etcd_members: 1,
             bgp_password: false,
+            ip_family: IpFamily::Ipv4,
         }
     }
 
@@ -272,6 +330,20 @@ impl LabSpec {
                 self.mode.name()
             ));
         }
+        if self.ip_family == IpFamily::Ipv6 {
+            return invalid(
+                "--ip-family ipv6: not yet; an IPv6-only lab needs an IPv6 underlay, which the lab \
+                 does not build yet (use --ip-family dual)"
+                    .into(),
+            );
+        }
+        if self.ip_family == IpFamily::Dual && self.router_speaks_bgp() {
+            return invalid(format!(
+                "--ip-family dual: not yet with BGP ({}): the speaker announces IPv4 only so far \
+                 (use --mode route, vxlan, auto or l2, without --gateways)",
+                if self.mode == Mode::Bgp { "bgp mode" } else { "--gateways" }
+            ));
+        }
         if self.resync == 0 {
             return invalid("--resync 0: at least 1 s".into());
         }
@@ -317,6 +389,8 @@ pub struct Rack {
     pub name: String,
     pub netns: String,
     pub subnet: Ipv4Net,
+    /// Dual stack: the rack's IPv6 segment.
+    pub subnet6: Option<Ipv6Net>,
     /// The router's address on this segment, the nodes' default gateway.
     pub gateway: Ipv4Addr,
 }
@@ -377,6 +451,7 @@ pub struct Pod {
 pub struct Topology {
     pub name: String,
     pub mode: Mode,
+    pub ip_family: IpFamily,
     pub router_netns: String,
     pub outside_netns: String,
     pub racks: Vec<Rack>,
@@ -410,6 +485,9 @@ impl Topology {
                 name: format!("rack{number}"),
                 netns: ns(&format!("rack{number}")),
                 subnet: Ipv4Net::new(Ipv4Addr::new(198, 18, number as u8, 0), 24).expect("/24"),
+                subnet6: spec.ip_family.has_ipv6().then(|| {
+                    Ipv6Net::new(Ipv6Addr::new(0x2001, 0xdb8, number as u16, 0, 0, 0, 0, 0), 64).expect("/64")
+                }),
                 gateway: Ipv4Addr::new(198, 18, number as u8, 1),
             })
             .collect();
@@ -457,6 +535,7 @@ impl Topology {
         Topology {
             name: spec.name.clone(),
             mode: spec.mode,
+            ip_family: spec.ip_family,
             gateways,
             etcd,
             client: spec.client,
@@ -466,6 +545,11 @@ impl Topology {
             nodes,
             pods,
         }
+    }
+
+    /// A machine's IPv6 address beside its IPv4 one, in a lab that has IPv6.
+    pub fn ipv6(&self, ip: Ipv4Addr) -> Option<Ipv6Addr> {
+        self.ip_family.has_ipv6().then(|| ipv6_of(ip))
     }
 
     pub fn node(&self, name: &str) -> Option<&Node> {
@@ -548,6 +632,21 @@ impl Topology {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_machines_ipv6_address_reads_as_its_ipv4_one() {
+        assert_eq!(ipv6_of(Ipv4Addr::new(198, 18, 1, 11)).to_string(), "2001:db8:1::11");
+        assert_eq!(ipv6_of(Ipv4Addr::new(198, 18, 12, 201)).to_string(), "2001:db8:c::201");
+        assert_eq!(ipv6_of(Ipv4Addr::new(198, 18, 2, 1)).to_string(), "2001:db8:2::1");
+        let mut spec = LabSpec::new("x", Mode::Auto);
+        assert_eq!(Topology::of(&spec).racks[0].subnet6, None);
+        spec.ip_family = IpFamily::Dual;
+        let topology = Topology::of(&spec);
+        assert_eq!(topology.racks[1].subnet6.unwrap().to_string(), "2001:db8:2::/64");
+        assert_eq!(topology.ipv6(topology.nodes[2].ip).unwrap().to_string(), "2001:db8:2::11");
+        spec.mode = Mode::Bgp;
+        assert!(spec.validate().unwrap_err().to_string().contains("not yet with BGP"));
+    }
 
     #[test]
     fn default_lab_is_two_racks_of_two_nodes_of_two_pods() {

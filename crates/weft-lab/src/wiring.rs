@@ -2,8 +2,8 @@
 //! addresses and static routes.
 
 use crate::LabError;
-use ipnet::{IpNet, Ipv4Net};
-use std::net::{IpAddr, Ipv4Addr};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use weft_kernel::{netns, random_mac, Batch, NetNs, Netlink, Route, VethSpec};
 
 /// `proto static`: routes the lab sets, which no weft component owns.
@@ -41,15 +41,23 @@ pub struct End<'a> {
     /// ... or an address of its own, with the default route through `gateway`.
     pub address: Option<Ipv4Net>,
     pub gateway: Option<Ipv4Addr>,
+    /// Dual stack: an IPv6 address too, with the default IPv6 route through `gateway6`.
+    pub address6: Option<Ipv6Net>,
+    pub gateway6: Option<Ipv6Addr>,
 }
 
 impl<'a> End<'a> {
     pub fn port(ns: &'a NetNs, name: &'a str, bridge: u32) -> End<'a> {
-        End { ns, name, bridge: Some(bridge), address: None, gateway: None }
+        End { ns, name, bridge: Some(bridge), address: None, gateway: None, address6: None, gateway6: None }
     }
 
     pub fn host(ns: &'a NetNs, name: &'a str, address: Ipv4Net, gateway: Option<Ipv4Addr>) -> End<'a> {
-        End { ns, name, bridge: None, address: Some(address), gateway }
+        End { ns, name, bridge: None, address: Some(address), gateway, address6: None, gateway6: None }
+    }
+
+    /// This end with an IPv6 address (and default route) too, if `address6` is some.
+    pub fn and_ipv6(self, address6: Option<Ipv6Net>, gateway6: Option<Ipv6Addr>) -> End<'a> {
+        End { address6, gateway6: gateway6.filter(|_| address6.is_some()), ..self }
     }
 }
 
@@ -82,9 +90,15 @@ fn configure(nl: &mut Netlink, end: &End) -> weft_kernel::Result<()> {
     if let Some(address) = end.address {
         batch.add_address(link.index, IpNet::V4(address), false);
     }
-    if let Some(gateway) = end.gateway {
-        let mut default =
-            Route::via("0.0.0.0/0".parse().expect("a network"), IpAddr::V4(gateway), link.index, false);
+    if let Some(address) = end.address6 {
+        // No duplicate address detection: the lab hands out each address once, and a
+        // tentative address could not be used for the first seconds.
+        batch.add_address(link.index, IpNet::V6(address), true);
+    }
+    let defaults =
+        [end.gateway.map(|g| ("0.0.0.0/0", IpAddr::V4(g))), end.gateway6.map(|g| ("::/0", IpAddr::V6(g)))];
+    for (any, gateway) in defaults.into_iter().flatten() {
+        let mut default = Route::via(any.parse().expect("a network"), gateway, link.index, false);
         default.protocol = STATIC_ROUTE_PROTOCOL;
         batch.add_route(&default);
     }

@@ -3,7 +3,7 @@
 //! single marked probes for `weft trace --verify`.
 
 use crate::TraceError;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
@@ -11,20 +11,24 @@ use weft_kernel::NetNs;
 
 const ICMP_ECHO_REPLY: u8 = 0;
 const ICMP_ECHO_REQUEST: u8 = 8;
+const ICMPV6_ECHO_REQUEST: u8 = 128;
+const ICMPV6_ECHO_REPLY: u8 = 129;
 const RESEND_EVERY: Duration = Duration::from_millis(250);
 /// What a reachability probe carries.
 const PROBE_PAYLOAD: &[u8; 16] = b"weft lab probe!!";
 
 static NEXT_ID: AtomicU16 = AtomicU16::new(0);
 
-/// From inside `ns`, which of `targets` answer an echo request within `timeout`.
-pub fn reachable(ns: &NetNs, targets: &[Ipv4Addr], timeout: Duration) -> Result<Vec<bool>, TraceError> {
+/// From inside `ns`, which of `targets` answer an echo request within `timeout`: ICMP for
+/// IPv4 targets, ICMPv6 for IPv6 ones, side by side.
+pub fn reachable(ns: &NetNs, targets: &[IpAddr], timeout: Duration) -> Result<Vec<bool>, TraceError> {
     ns.run(|| ping_all(targets, timeout))
         .map_err(|e| TraceError::kernel(format!("enter {}", ns.path().display()), e))?
 }
 
-fn ping_all(targets: &[Ipv4Addr], timeout: Duration) -> Result<Vec<bool>, TraceError> {
-    let socket = icmp_socket()?;
+fn ping_all(targets: &[IpAddr], timeout: Duration) -> Result<Vec<bool>, TraceError> {
+    let v4 = targets.iter().any(IpAddr::is_ipv4).then(icmp_socket).transpose()?;
+    let v6 = targets.iter().any(IpAddr::is_ipv6).then(icmp6_socket).transpose()?;
     // One id per probing run, told apart from other runs' replies in the same namespace.
     let id =
         (std::process::id() as u16).wrapping_mul(31).wrapping_add(NEXT_ID.fetch_add(1, Ordering::Relaxed));
@@ -35,12 +39,20 @@ fn ping_all(targets: &[Ipv4Addr], timeout: Duration) -> Result<Vec<bool>, TraceE
         if Instant::now() >= next_send {
             for (seq, target) in targets.iter().enumerate().filter(|(i, _)| !answered[*i]) {
                 // A target without a route fails here (ENETUNREACH): it stays unanswered.
-                let _ = send_echo(&socket, *target, &echo_request(id, seq as u16));
+                let _ = match (target, &v4, &v6) {
+                    (IpAddr::V4(ip), Some(socket), _) => {
+                        send_echo(socket, *ip, &echo_request(id, seq as u16))
+                    }
+                    (IpAddr::V6(ip), _, Some(socket)) => {
+                        send_echo6(socket, *ip, &echo6_request(id, seq as u16))
+                    }
+                    _ => Ok(()),
+                };
             }
             next_send = Instant::now() + RESEND_EVERY;
         }
         let wait = next_send.min(deadline).saturating_duration_since(Instant::now());
-        if let Some(index) = receive_reply(&socket, id, targets, wait)? {
+        for index in receive_replies(v4.as_ref(), v6.as_ref(), id, targets, wait)? {
             answered[index] = true;
         }
     }
@@ -117,36 +129,67 @@ fn send_echo(socket: &OwnedFd, target: Ipv4Addr, packet: &[u8]) -> std::io::Resu
     Ok(())
 }
 
-/// One echo reply to our probes, as the index of the target that sent it, waiting up to
-/// `wait`.
-fn receive_reply(
-    socket: &OwnedFd,
+/// Echo replies to our probes (from either socket), as the indices of the targets that sent
+/// them, waiting up to `wait` for the first.
+fn receive_replies(
+    v4: Option<&OwnedFd>,
+    v6: Option<&OwnedFd>,
     id: u16,
-    targets: &[Ipv4Addr],
+    targets: &[IpAddr],
     wait: Duration,
-) -> Result<Option<usize>, TraceError> {
-    let mut poll = libc::pollfd { fd: socket.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+) -> Result<Vec<usize>, TraceError> {
+    let sockets: Vec<(&OwnedFd, bool)> =
+        v4.map(|s| (s, false)).into_iter().chain(v6.map(|s| (s, true))).collect();
+    let mut polls: Vec<libc::pollfd> = sockets
+        .iter()
+        .map(|(s, _)| libc::pollfd { fd: s.as_raw_fd(), events: libc::POLLIN, revents: 0 })
+        .collect();
     let millis = wait.as_millis().clamp(1, 1000) as libc::c_int;
-    // SAFETY: one pollfd, valid for the call.
-    if unsafe { libc::poll(&mut poll, 1, millis) } <= 0 {
-        return Ok(None);
+    // SAFETY: the pollfds are valid for the call, their number is passed.
+    if unsafe { libc::poll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, millis) } <= 0 {
+        return Ok(Vec::new());
     }
-    let mut buffer = [0u8; 1500];
-    // SAFETY: the buffer outlives the call; its length is passed.
-    let n = unsafe { libc::recv(socket.as_raw_fd(), buffer.as_mut_ptr().cast(), buffer.len(), 0) };
-    if n < 0 {
-        let error = std::io::Error::last_os_error();
-        if error.kind() == std::io::ErrorKind::Interrupted {
-            return Ok(None);
+    let mut found = Vec::new();
+    for ((socket, is_v6), poll) in sockets.iter().zip(&polls) {
+        if poll.revents & libc::POLLIN == 0 {
+            continue;
         }
-        return Err(TraceError::io("receive ICMP", error));
+        let mut buffer = [0u8; 1500];
+        // SAFETY: sockaddr_in6 is plain data, all zeroes a valid value.
+        let mut from: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+        let mut from_len = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+        // SAFETY: the buffer and address outlive the call; their lengths are passed.
+        let n = unsafe {
+            libc::recvfrom(
+                socket.as_raw_fd(),
+                buffer.as_mut_ptr().cast(),
+                buffer.len(),
+                0,
+                (&mut from as *mut libc::sockaddr_in6).cast(),
+                &mut from_len,
+            )
+        };
+        if n < 0 {
+            let error = std::io::Error::last_os_error();
+            if error.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(TraceError::io("receive ICMP", error));
+        }
+        let packet = &buffer[..n as usize];
+        let index = if *is_v6 {
+            parse_reply6(packet, Ipv6Addr::from(from.sin6_addr.s6_addr), id, targets)
+        } else {
+            parse_reply(packet, id, targets)
+        };
+        found.extend(index);
     }
-    Ok(parse_reply(&buffer[..n as usize], id, targets))
+    Ok(found)
 }
 
 /// The index of the target a reply answers: our id, a sequence number naming a target, and
 /// sent by that target. A raw ICMP socket hands over the IP header too.
-fn parse_reply(packet: &[u8], id: u16, targets: &[Ipv4Addr]) -> Option<usize> {
+fn parse_reply(packet: &[u8], id: u16, targets: &[IpAddr]) -> Option<usize> {
     let header_len = usize::from(packet.first()? & 0x0f) * 4;
     let icmp = packet.get(header_len..header_len + 8)?;
     if icmp[0] != ICMP_ECHO_REPLY || u16::from_be_bytes([icmp[4], icmp[5]]) != id {
@@ -154,7 +197,61 @@ fn parse_reply(packet: &[u8], id: u16, targets: &[Ipv4Addr]) -> Option<usize> {
     }
     let from = Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]);
     let index = usize::from(u16::from_be_bytes([icmp[6], icmp[7]]));
-    (targets.get(index) == Some(&from)).then_some(index)
+    (targets.get(index) == Some(&IpAddr::V4(from))).then_some(index)
+}
+
+/// The same for ICMPv6, which a raw socket hands over without the IP header (the sender
+/// comes from the socket address).
+fn parse_reply6(packet: &[u8], from: Ipv6Addr, id: u16, targets: &[IpAddr]) -> Option<usize> {
+    let icmp = packet.get(..8)?;
+    if icmp[0] != ICMPV6_ECHO_REPLY || u16::from_be_bytes([icmp[4], icmp[5]]) != id {
+        return None;
+    }
+    let index = usize::from(u16::from_be_bytes([icmp[6], icmp[7]]));
+    (targets.get(index) == Some(&IpAddr::V6(from))).then_some(index)
+}
+
+/// An ICMPv6 echo request; the kernel fills in the checksum (it covers the IPv6
+/// pseudo-header, which only the kernel knows in full).
+fn echo6_request(id: u16, seq: u16) -> [u8; 24] {
+    let mut packet = [0u8; 24];
+    packet[0] = ICMPV6_ECHO_REQUEST;
+    packet[4..6].copy_from_slice(&id.to_be_bytes());
+    packet[6..8].copy_from_slice(&seq.to_be_bytes());
+    packet[8..].copy_from_slice(PROBE_PAYLOAD);
+    packet
+}
+
+fn icmp6_socket() -> Result<OwnedFd, TraceError> {
+    // SAFETY: socket returns a new fd or -1; ownership passes to OwnedFd.
+    let fd =
+        unsafe { libc::socket(libc::AF_INET6, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::IPPROTO_ICMPV6) };
+    if fd < 0 {
+        return Err(TraceError::io("open an ICMPv6 socket (needs root)", std::io::Error::last_os_error()));
+    }
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn send_echo6(socket: &OwnedFd, target: Ipv6Addr, packet: &[u8]) -> std::io::Result<()> {
+    // SAFETY: sockaddr_in6 is plain data, all zeroes a valid value.
+    let mut address: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+    address.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+    address.sin6_addr = libc::in6_addr { s6_addr: target.octets() };
+    // SAFETY: the buffer and address outlive the call; lengths are theirs.
+    let sent = unsafe {
+        libc::sendto(
+            socket.as_raw_fd(),
+            packet.as_ptr().cast(),
+            packet.len(),
+            0,
+            (&address as *const libc::sockaddr_in6).cast(),
+            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+        )
+    };
+    if sent < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -174,15 +271,29 @@ mod tests {
         let mut icmp = echo_request(99, 3).to_vec();
         icmp[0] = ICMP_ECHO_REPLY;
         reply.extend_from_slice(&icmp);
-        let mut targets = vec![Ipv4Addr::new(10, 244, 9, 9); 4];
-        targets[3] = Ipv4Addr::new(10, 244, 1, 2);
+        let mut targets = vec![IpAddr::from([10, 244, 9, 9]); 4];
+        targets[3] = IpAddr::from([10, 244, 1, 2]);
         assert_eq!(parse_reply(&reply, 99, &targets), Some(3));
         assert_eq!(parse_reply(&reply, 98, &targets), None, "another prober's reply");
         assert_eq!(parse_reply(&reply, 99, &targets[..3]), None, "a sequence number of no target");
-        targets[3] = Ipv4Addr::new(10, 244, 1, 3);
+        targets[3] = IpAddr::from([10, 244, 1, 3]);
         assert_eq!(parse_reply(&reply, 99, &targets), None, "an answer from someone else");
-        targets[3] = Ipv4Addr::new(10, 244, 1, 2);
+        targets[3] = IpAddr::from([10, 244, 1, 2]);
         reply[20] = ICMP_ECHO_REQUEST;
         assert_eq!(parse_reply(&reply, 99, &targets), None, "a request is not a reply");
+    }
+
+    #[test]
+    fn icmpv6_replies_are_matched_by_id_and_sender() {
+        let pod: Ipv6Addr = "fd00:10:244:2::5".parse().unwrap();
+        let targets = vec![IpAddr::from([10, 244, 2, 5]), IpAddr::V6(pod)];
+        let mut reply = echo6_request(7, 1).to_vec();
+        assert_eq!(parse_reply6(&reply, pod, 7, &targets), None, "a request is not a reply");
+        reply[0] = ICMPV6_ECHO_REPLY;
+        assert_eq!(parse_reply6(&reply, pod, 7, &targets), Some(1));
+        assert_eq!(parse_reply6(&reply, pod, 8, &targets), None, "another prober's reply");
+        assert_eq!(parse_reply6(&reply, "fd00::1".parse().unwrap(), 7, &targets), None, "someone else");
+        reply[7] = 0;
+        assert_eq!(parse_reply6(&reply, pod, 7, &targets), None, "sequence 0 names the IPv4 target");
     }
 }

@@ -6,6 +6,7 @@ use clap::{Subcommand, ValueEnum};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use weft_lab::topology::IpFamily;
 use weft_lab::{Lab, LabSpec, Mode, Step, StoreKind, Style};
 
 const DEFAULT_NAME: &str = "lab";
@@ -26,6 +27,16 @@ impl LabName {
     fn get(&self) -> String {
         self.lab.clone().or_else(|| self.name.clone()).unwrap_or_else(|| DEFAULT_NAME.into())
     }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum IpFamilyArg {
+    /// IPv4 only.
+    Ipv4,
+    /// IPv6 only: not built yet (refused, saying why).
+    Ipv6,
+    /// IPv4 and IPv6 on every machine and pod, over an IPv4 underlay.
+    Dual,
 }
 
 #[derive(Subcommand)]
@@ -81,6 +92,11 @@ pub enum LabCommand {
         /// keeps in its directory (mode 600); bgp mode or --gateways.
         #[arg(long)]
         bgp_password: bool,
+        /// The pods' (and machines') address families: ipv4, or dual (every machine and pod
+        /// has an IPv6 address too, from 2001:db8::/32 and fd00:10:244::/56; the underlay
+        /// stays IPv4). ipv6 alone is not built yet.
+        #[arg(long, value_enum, default_value = "ipv4")]
+        ip_family: IpFamilyArg,
     },
     /// Probe what reaches what and hold it against what the mode promises (exit 1 if a
     /// promise is broken).
@@ -323,6 +339,7 @@ pub fn run(command: LabCommand) -> anyhow::Result<()> {
             ibgp,
             graceful_restart,
             bgp_password,
+            ip_family,
         } => {
             let name = name.get();
             let defaults = LabSpec::new(&name, mode.into());
@@ -342,6 +359,11 @@ pub fn run(command: LabCommand) -> anyhow::Result<()> {
                 ibgp,
                 graceful_restart: graceful_restart.unwrap_or(0),
                 bgp_password,
+                ip_family: match ip_family {
+                    IpFamilyArg::Ipv4 => IpFamily::Ipv4,
+                    IpFamilyArg::Ipv6 => IpFamily::Ipv6,
+                    IpFamilyArg::Dual => IpFamily::Dual,
+                },
                 router: match router.unwrap_or(RouterArg::Bird) {
                     RouterArg::Bird => weft_lab::topology::RouterKind::Bird,
                     RouterArg::Frr => weft_lab::topology::RouterKind::Frr,
@@ -649,9 +671,10 @@ fn up(spec: LabSpec) -> anyhow::Result<Lab> {
     let name = spec.name.clone();
     Lab::preflight(&spec)?;
     say!(
-        "{} {name}: {}, {} × {} × {}, {} store",
+        "{} {name}: {}{}, {} × {} × {}, {} store",
         style().bold("weft lab up"),
         weft_lab::promise::Design { mode: spec.mode, gateways: spec.gateways, client: spec.client },
+        if spec.ip_family == IpFamily::Dual { ", dual stack" } else { "" },
         count(spec.racks, "rack", "racks"),
         count(spec.nodes_per_rack, "node", "nodes"),
         count(spec.pods_per_node, "pod", "pods"),

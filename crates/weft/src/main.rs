@@ -279,7 +279,9 @@ enum NetworkCommand {
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
 enum FamilyArg {
+    /// IPv4 pods.
     Ipv4,
+    /// IPv6 pods.
     Ipv6,
 }
 

@@ -1,0 +1,115 @@
+//! Dual stack end to end: labs whose machines and pods have IPv4 and IPv6 addresses (the
+//! underlay IPv4), every design without BGP checked in both families, the kernel state each
+//! family takes, and an agent restart that loses no packet of either. Needs root.
+
+mod support;
+
+use std::time::Duration;
+use support::exec_in;
+use support::lab::ns;
+use weft_core::network::Family;
+use weft_lab::promise::Category;
+use weft_lab::topology::IpFamily;
+use weft_lab::{Lab, Mode};
+
+fn dual(mode: Mode, client: bool) -> Lab {
+    support::lab::lab(mode, |spec| {
+        spec.ip_family = IpFamily::Dual;
+        spec.client = client;
+    })
+}
+
+/// (reached, probed) of a category in a family.
+fn reached(report: &weft_lab::report::Report, family: Family, category: Category) -> (usize, usize) {
+    let cells: Vec<_> =
+        report.cells.iter().filter(|c| c.family == family && c.category == category).collect();
+    (cells.iter().filter(|c| c.reached).count(), cells.len())
+}
+
+#[test]
+fn every_design_without_bgp_keeps_its_promises_in_both_families() {
+    for (mode, client) in [
+        (Mode::Route, false),
+        (Mode::Vxlan, false),
+        (Mode::Auto, false),
+        (Mode::L2, false),
+        (Mode::Vxlan, true),
+    ] {
+        let what = format!("{mode:?}{}", if client { " with a client" } else { "" });
+        let lab = dual(mode, client);
+        let report = lab.check(weft_lab::lab::PROBE_TIMEOUT).unwrap();
+        assert!(report.ok, "{what}: {}", weft_lab::report::render(&report, weft_lab::Style { color: false }));
+        // What the probes found in IPv6 is what they found in IPv4, category by category, and
+        // that is not nothing: a check that probed no IPv6 would fail here.
+        for category in [
+            Category::PodToPodSameNode,
+            Category::PodToPodSameRack,
+            Category::PodToPodOtherRack,
+            Category::NodeToPodSameRack,
+            Category::NodeToPodOtherRack,
+            Category::PodToOutside,
+            Category::OutsideToPod,
+        ] {
+            assert_eq!(
+                reached(&report, Family::Ipv6, category),
+                reached(&report, Family::Ipv4, category),
+                "{what}: {category:?}"
+            );
+        }
+        let pods = lab.state.pods.len();
+        assert_eq!(reached(&report, Family::Ipv6, Category::PodToOutside), (pods, pods), "{what}");
+        let across = if matches!(mode, Mode::Route | Mode::L2) { 0 } else { 32 };
+        assert_eq!(reached(&report, Family::Ipv6, Category::PodToPodOtherRack).0, across, "{what}");
+
+        // Each pod has one address of each family, the IPv6 one from the pods' IPv6 network
+        // (l2: the rack's IPv6 segment).
+        let pod6 = std::net::IpAddr::V6(lab.state.pods[0].address6.expect("an IPv6 address"));
+        let inside: ipnet::IpNet =
+            if mode == Mode::L2 { "2001:db8:1:0:8000::/65" } else { "fd00:10:244::/56" }.parse().unwrap();
+        assert!(inside.contains(&pod6), "{what}: {pod6}");
+        // The kernel: IPv6 peer routes of weft's protocol as the design programs them, and
+        // masquerade in an ip6 table (l2 pods live on the segment: nothing to hide).
+        let routes6 = exec_in(&ns(&lab, "n1"), "ip", &["-6", "route", "show", "proto", "88"], true);
+        match mode {
+            Mode::Route => assert!(routes6.contains("via 2001:db8:1::12 dev eth0"), "{what}: {routes6}"),
+            Mode::Vxlan | Mode::Auto => {
+                assert!(routes6.contains("dev weft.1") && routes6.contains("onlink"), "{what}: {routes6}")
+            }
+            _ => assert!(routes6.trim().is_empty(), "{what}: {routes6}"),
+        }
+        let ruleset = exec_in(&ns(&lab, "n1"), "nft", &["list", "ruleset"], true);
+        assert_eq!(ruleset.contains("table ip6 weft"), mode != Mode::L2, "{what}: {ruleset}");
+        if mode == Mode::Vxlan {
+            // One device for both families: an IPv6 neighbour per peer, one FDB entry each.
+            let neighbours = exec_in(&ns(&lab, "n1"), "ip", &["-6", "neigh", "show", "dev", "weft.1"], true);
+            assert_eq!(neighbours.lines().filter(|l| l.contains("PERMANENT")).count(), 3, "{neighbours}");
+            let fdb = exec_in(&ns(&lab, "n1"), "bridge", &["fdb", "show", "dev", "weft.1"], true);
+            assert_eq!(fdb.lines().filter(|l| l.contains("dst 198.18.")).count(), 3, "{fdb}");
+        }
+    }
+}
+
+#[test]
+fn an_agent_restart_in_a_dual_stack_lab_loses_no_packet_of_either_family() {
+    let mut lab = dual(Mode::Vxlan, false);
+    let pod = ns(&lab, "n1-p1");
+    let target = lab.state.pods.iter().find(|p| p.name == "n3-p1").unwrap().clone();
+    let (v4, v6) = (target.address.unwrap().to_string(), target.address6.unwrap().to_string());
+    let mut summary6 = String::new();
+    // Pings every 10 ms in each family, across racks (through the overlay), while n1's agent
+    // stops and starts again.
+    let summary4 = support::ping_while(&pod, &v4, 300, || {
+        summary6 = support::ping_while(&pod, &v6, 300, || {
+            std::thread::sleep(Duration::from_millis(500));
+            lab.stop_agent("n1", libc::SIGTERM);
+            std::thread::sleep(Duration::from_millis(500));
+            lab.start_agent("n1").unwrap();
+        });
+    });
+    for (family, summary) in [("IPv4", &summary4), ("IPv6", &summary6)] {
+        assert!(
+            summary.contains("300 received") && summary.contains(" 0% packet loss"),
+            "{family}: {summary}"
+        );
+    }
+}
