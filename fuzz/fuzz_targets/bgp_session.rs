@@ -2,8 +2,8 @@
 //! (session::react, accept_open, updates, open_for) driven over a message sequence, as
 //! speaker.rs drives them from the socket, without the socket.
 //!
-//! Input: 16 bytes of configuration (our AS, hold time, router ID, graceful restart; the
-//! peer's AS), then the bytes the peer sends. Our configuration stays within what
+//! Input: 16 bytes of configuration (our AS, hold time, router ID, graceful restart and,
+//! in its top bit, whether we speak IPv6 too; the peer's AS), then the bytes the peer sends. Our configuration stays within what
 //! `weft agent` accepts (hold time 0 or 3+, AS not 0 or 23456, restart 1..=4095 s). The
 //! routes the peer announces and withdraws double as the set we are asked to announce,
 //! so the UPDATEs we send cover hostile shapes too.
@@ -16,7 +16,8 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use ipnet::IpNet;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 use weft_bgp::message::{Message, Notification, AS_TRANS, MAX_MESSAGE_LEN};
 use weft_bgp::session::{open_for, react, updates, Local, Negotiated, Reaction, State};
@@ -51,16 +52,20 @@ fuzz_target!(|data: &[u8]| {
         1 | 2 => 3,
         n => n,
     };
-    let graceful_restart = match u16::from_be_bytes([config[10], config[11]]) & 0x0fff {
+    let restart_and_flags = u16::from_be_bytes([config[10], config[11]]);
+    let graceful_restart = match restart_and_flags & 0x0fff {
         0 => None,
         n => Some(n),
     };
+    // The top bit: a dual-stack node, offering IPv6 unicast with an IPv6 next hop.
+    let next_hop6 = (restart_and_flags & 0x8000 != 0).then(|| Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x11));
     let router_id = Ipv4Addr::new(config[6], config[7], config[8], config[9]);
     let local = Local {
         asn: asn([config[0], config[1], config[2], config[3]]),
         router_id,
         hold_time,
         next_hop: router_id,
+        next_hop6,
         graceful_restart,
     };
     let peer_asn = asn([config[12], config[13], config[14], config[15]]);
@@ -112,11 +117,17 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(state, State::Established);
                 if let Message::Update(update) = &message {
                     for net in &update.withdrawn {
-                        wanted.remove(net);
+                        wanted.remove(&IpNet::V4(*net));
                     }
-                    wanted.extend(update.nlri.iter().copied());
+                    for net in update.mp_unreach.iter().flatten() {
+                        wanted.remove(&IpNet::V6(*net));
+                    }
+                    wanted.extend(update.nlri.iter().copied().map(IpNet::V4));
+                    wanted.extend(update.mp_reach.iter().flat_map(|r| r.nlri.iter().copied()).map(IpNet::V6));
                 }
-                for message in updates(&local, peer_asn, &announced, &wanted) {
+                let ipv6 = negotiated.is_some_and(|n| n.ipv6);
+                assert!(!ipv6 || next_hop6.is_some(), "IPv6 negotiated without an IPv6 next hop");
+                for message in updates(&local, peer_asn, &announced, &wanted, ipv6) {
                     sends(&message, &negotiated);
                 }
                 announced = wanted.clone();
@@ -125,7 +136,8 @@ fuzz_target!(|data: &[u8]| {
     }
     // The speaker stops: everything withdrawn, then goodbye.
     if state == State::Established {
-        for message in updates(&local, peer_asn, &announced, &BTreeSet::new()) {
+        let ipv6 = negotiated.is_some_and(|n| n.ipv6);
+        for message in updates(&local, peer_asn, &announced, &BTreeSet::new(), ipv6) {
             sends(&message, &negotiated);
         }
     }

@@ -903,15 +903,12 @@ impl Agent {
         };
         // A gateway that cannot forward into the overlay must not draw traffic: it withdraws,
         // and the routers use the others. A node announces its subnet while its lease lives.
-        let prefix = match self.config.role {
+        // Every family: the speaker carries IPv6 where its sessions negotiated it.
+        let prefixes: Vec<IpNet> = match self.config.role {
             Role::Gateway if reconciled && matches!(config.backend, Backend::Vxlan | Backend::Auto) => {
-                Some(config.cidr)
+                config.pools().iter().map(|p| p.cidr).collect()
             }
-            Role::Node if self.lease_alive() => self.lease.as_ref().map(|l| l.lease.subnet),
-            _ => None,
-        };
-        let prefixes = match prefix {
-            Some(ipnet::IpNet::V4(v4)) => vec![v4],
+            Role::Node if self.lease_alive() => self.lease.iter().flat_map(|l| l.lease.subnets()).collect(),
             _ => Vec::new(),
         };
         self.withdrawn = prefixes.is_empty();
@@ -1018,7 +1015,7 @@ impl Agent {
                     asn: s.peer.asn,
                     local_asn: self.config.local_asn.unwrap_or_default(),
                     state: s.state.name().to_string(),
-                    announced: s.announced.into_iter().map(ipnet::IpNet::V4).collect(),
+                    announced: s.announced,
                     last_error: s.last_error,
                 })
                 .collect(),

@@ -72,7 +72,7 @@ pub fn run(options: &AgentOptions, stop: &AtomicBool) -> Result<(), AgentError> 
         kernel.sysctl("net.ipv6.conf.all.forwarding", "1")?;
     }
     let speaker = match &options.bgp {
-        Some(bgp) => Some(start_speaker(bgp, uplink.public_ip)?),
+        Some(bgp) => Some(start_speaker(bgp, uplink.public_ip, uplink.other_public_ip)?),
         None => None,
     };
     let metrics = Arc::new(Metrics::default());
@@ -99,7 +99,13 @@ pub fn run(options: &AgentOptions, stop: &AtomicBool) -> Result<(), AgentError> 
     Ok(())
 }
 
-fn start_speaker(bgp: &BgpOptions, public_ip: IpAddr) -> Result<weft_bgp::Speaker, AgentError> {
+/// The speaker, on IPv4 sessions; with an IPv6 address on the uplink (`other_ip`), the
+/// same sessions carry IPv6 unicast too, that address the IPv6 prefixes' next hop.
+fn start_speaker(
+    bgp: &BgpOptions,
+    public_ip: IpAddr,
+    other_ip: Option<IpAddr>,
+) -> Result<weft_bgp::Speaker, AgentError> {
     let IpAddr::V4(address) = public_ip else {
         return Err(AgentError::Options(format!(
             "BGP needs an IPv4 address to speak from; {public_ip} is not"
@@ -110,6 +116,10 @@ fn start_speaker(bgp: &BgpOptions, public_ip: IpAddr) -> Result<weft_bgp::Speake
         router_id: address,
         hold_time: bgp.hold_time,
         next_hop: address,
+        next_hop6: match other_ip {
+            Some(IpAddr::V6(v6)) => Some(v6),
+            _ => None,
+        },
         graceful_restart: bgp.graceful_restart,
     };
     Ok(weft_bgp::Speaker::start(local, bgp.peers.clone(), |line| info!(target: "weft_bgp", "{line}")))

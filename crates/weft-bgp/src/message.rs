@@ -1,10 +1,10 @@
 //! BGP-4 messages (RFC 4271) as weft needs them: OPEN with capabilities (multiprotocol
-//! IPv4 unicast, 4-octet AS numbers, RFC 6793), UPDATE for IPv4 unicast, NOTIFICATION and
-//! KEEPALIVE. Pure: bytes in, messages out, and a decoding error carries the NOTIFICATION
+//! IPv4 and IPv6 unicast, 4-octet AS numbers, RFC 6793), UPDATE for IPv4 unicast and, in
+//! MP_REACH_NLRI / MP_UNREACH_NLRI (RFC 4760), IPv6 unicast, NOTIFICATION and KEEPALIVE. Pure: bytes in, messages out, and a decoding error carries the NOTIFICATION
 //! the peer should get.
 
-use ipnet::Ipv4Net;
-use std::net::Ipv4Addr;
+use ipnet::{Ipv4Net, Ipv6Net};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 pub const HEADER_LEN: usize = 19;
 pub const MAX_MESSAGE_LEN: usize = 4096;
@@ -25,6 +25,12 @@ const ATTR_ORIGIN: u8 = 1;
 const ATTR_AS_PATH: u8 = 2;
 const ATTR_NEXT_HOP: u8 = 3;
 const ATTR_LOCAL_PREF: u8 = 5;
+const ATTR_MP_REACH_NLRI: u8 = 14;
+const ATTR_MP_UNREACH_NLRI: u8 = 15;
+/// Address family identifiers (IANA) and the unicast SAFI.
+const AFI_IPV4: u16 = 1;
+const AFI_IPV6: u16 = 2;
+const SAFI_UNICAST: u8 = 1;
 const FLAG_OPTIONAL: u8 = 0x80;
 const FLAG_TRANSITIVE: u8 = 0x40;
 const FLAG_EXTENDED_LENGTH: u8 = 0x10;
@@ -48,6 +54,8 @@ pub struct Open {
     pub four_octet_as: bool,
     /// The peer offers IPv4 unicast by capability (no capability means IPv4 unicast too).
     pub ipv4_unicast: bool,
+    /// The peer offers IPv6 unicast by capability (RFC 4760).
+    pub ipv6_unicast: bool,
     /// Graceful restart (RFC 4724) for IPv4 unicast: the restart time in seconds, and
     /// whether forwarding is kept while the speaker is away.
     pub graceful_restart: Option<GracefulRestart>,
@@ -58,11 +66,23 @@ pub struct GracefulRestart {
     pub restart_time: u16,
     /// The speaker has just restarted (the R bit).
     pub restarting: bool,
-    /// Its forwarding state (the kernel's routes) survived (the F bit for IPv4 unicast).
+    /// Its forwarding state (the kernel's routes) survived (the F bit, for every family
+    /// the OPEN offers).
     pub forwarding_kept: bool,
 }
 
-/// An UPDATE, IPv4 unicast. Attributes weft does not use are kept only as their codes.
+/// MP_REACH_NLRI for IPv6 unicast: IPv6 prefixes and their next hop (a global address, and
+/// optionally the same interface's link-local one, RFC 2545).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MpReach {
+    pub next_hop: Ipv6Addr,
+    pub link_local: Option<Ipv6Addr>,
+    pub nlri: Vec<Ipv6Net>,
+}
+
+/// An UPDATE: IPv4 unicast in its own fields, IPv6 unicast in the multiprotocol
+/// attributes. Attributes weft does not use (and other families' MP attributes) are kept
+/// only as their codes.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Update {
     pub withdrawn: Vec<Ipv4Net>,
@@ -70,6 +90,10 @@ pub struct Update {
     pub as_path: Vec<u32>,
     pub next_hop: Option<Ipv4Addr>,
     pub local_pref: Option<u32>,
+    /// IPv6 unicast announced.
+    pub mp_reach: Option<MpReach>,
+    /// IPv6 unicast withdrawn (`Some` of none: IPv6's End-of-RIB, RFC 4724).
+    pub mp_unreach: Option<Vec<Ipv6Net>>,
     pub other_attributes: Vec<u8>,
     pub nlri: Vec<Ipv4Net>,
 }
@@ -143,6 +167,12 @@ fn push_prefix(out: &mut Vec<u8>, net: &Ipv4Net) {
     out.extend_from_slice(&net.network().octets()[..usize::from(len).div_ceil(8)]);
 }
 
+fn push_prefix6(out: &mut Vec<u8>, net: &Ipv6Net) {
+    let len = net.prefix_len();
+    out.push(len);
+    out.extend_from_slice(&net.network().octets()[..usize::from(len).div_ceil(8)]);
+}
+
 fn push_attribute(out: &mut Vec<u8>, flags: u8, code: u8, value: &[u8]) {
     if value.len() > 255 {
         out.extend_from_slice(&[flags | FLAG_EXTENDED_LENGTH, code]);
@@ -169,15 +199,29 @@ impl Message {
                 if open.ipv4_unicast {
                     capabilities.extend_from_slice(&[CAP_MULTIPROTOCOL, 4, 0, 1, 0, 1]);
                 }
+                if open.ipv6_unicast {
+                    capabilities.extend_from_slice(&[CAP_MULTIPROTOCOL, 4, 0, 2, 0, 1]);
+                }
                 if open.four_octet_as {
                     capabilities.extend_from_slice(&[CAP_FOUR_OCTET_AS, 4]);
                     capabilities.extend_from_slice(&open.asn.to_be_bytes());
                 }
                 if let Some(gr) = open.graceful_restart {
                     let flags_and_time = (u16::from(gr.restarting) << 15) | (gr.restart_time & 0x0fff);
-                    capabilities.extend_from_slice(&[CAP_GRACEFUL_RESTART, 6]);
+                    // One (AFI, SAFI, flags) for each family offered (IPv4 when none is:
+                    // without the capability, a session is IPv4 unicast).
+                    let ipv4 = open.ipv4_unicast || !open.ipv6_unicast;
+                    let afis: Vec<u16> = [(ipv4, AFI_IPV4), (open.ipv6_unicast, AFI_IPV6)]
+                        .into_iter()
+                        .filter_map(|(offered, afi)| offered.then_some(afi))
+                        .collect();
+                    capabilities.extend_from_slice(&[CAP_GRACEFUL_RESTART, 2 + 4 * afis.len() as u8]);
                     capabilities.extend_from_slice(&flags_and_time.to_be_bytes());
-                    capabilities.extend_from_slice(&[0, 1, 1, if gr.forwarding_kept { 0x80 } else { 0 }]);
+                    for afi in afis {
+                        capabilities.extend_from_slice(&afi.to_be_bytes());
+                        capabilities
+                            .extend_from_slice(&[SAFI_UNICAST, if gr.forwarding_kept { 0x80 } else { 0 }]);
+                    }
                 }
                 let two_octet = u16::try_from(open.asn).unwrap_or(AS_TRANS);
                 let mut body = vec![4];
@@ -229,6 +273,28 @@ impl Message {
                         ATTR_LOCAL_PREF,
                         &preference.to_be_bytes(),
                     );
+                }
+                if let Some(reach) = &update.mp_reach {
+                    let mut value = AFI_IPV6.to_be_bytes().to_vec();
+                    value.push(SAFI_UNICAST);
+                    value.push(if reach.link_local.is_some() { 32 } else { 16 });
+                    value.extend_from_slice(&reach.next_hop.octets());
+                    if let Some(link_local) = reach.link_local {
+                        value.extend_from_slice(&link_local.octets());
+                    }
+                    value.push(0); // reserved
+                    for net in &reach.nlri {
+                        push_prefix6(&mut value, net);
+                    }
+                    push_attribute(&mut attributes, FLAG_OPTIONAL, ATTR_MP_REACH_NLRI, &value);
+                }
+                if let Some(unreach) = &update.mp_unreach {
+                    let mut value = AFI_IPV6.to_be_bytes().to_vec();
+                    value.push(SAFI_UNICAST);
+                    for net in unreach {
+                        push_prefix6(&mut value, net);
+                    }
+                    push_attribute(&mut attributes, FLAG_OPTIONAL, ATTR_MP_UNREACH_NLRI, &value);
                 }
                 let mut body = Vec::new();
                 body.extend_from_slice(&(withdrawn.len() as u16).to_be_bytes());
@@ -296,6 +362,7 @@ fn decode_open(body: &[u8]) -> Result<Open, DecodeError> {
         router_id: Ipv4Addr::new(body[5], body[6], body[7], body[8]),
         four_octet_as: false,
         ipv4_unicast: false,
+        ipv6_unicast: false,
         graceful_restart: None,
     };
     let optional_len = usize::from(body[9]);
@@ -321,10 +388,12 @@ fn decode_open(body: &[u8]) -> Result<Open, DecodeError> {
                         open.asn = u32::from_be_bytes([*a, *b, *c, *d]);
                     }
                     (CAP_MULTIPROTOCOL, [0, 1, _, 1]) => open.ipv4_unicast = true,
+                    (CAP_MULTIPROTOCOL, [0, 2, _, 1]) => open.ipv6_unicast = true,
                     (CAP_GRACEFUL_RESTART, [high, low, families @ ..]) => {
                         let flags_and_time = u16::from_be_bytes([*high, *low]);
-                        let forwarding_kept =
-                            families.chunks(4).any(|f| matches!(f, [0, 1, 1, flags] if flags & 0x80 != 0));
+                        let forwarding_kept = families
+                            .chunks(4)
+                            .any(|f| matches!(f, [0, 1 | 2, 1, flags] if flags & 0x80 != 0));
                         open.graceful_restart = Some(GracefulRestart {
                             restart_time: flags_and_time & 0x0fff,
                             restarting: flags_and_time & 0x8000 != 0,
@@ -351,6 +420,21 @@ fn decode_prefixes(mut bytes: &[u8]) -> Result<Vec<Ipv4Net>, DecodeError> {
         let mut address = [0u8; 4];
         address[..octets].copy_from_slice(&rest[..octets]);
         nets.push(Ipv4Net::new(Ipv4Addr::from(address), len).expect("length checked").trunc());
+        bytes = &rest[octets..];
+    }
+    Ok(nets)
+}
+
+fn decode_prefixes6(mut bytes: &[u8]) -> Result<Vec<Ipv6Net>, DecodeError> {
+    let mut nets = Vec::new();
+    while let Some((&len, rest)) = bytes.split_first() {
+        let octets = usize::from(len).div_ceil(8);
+        if len > 128 || rest.len() < octets {
+            return Err(error(3, 9, format!("IPv6 prefix of length {len}")));
+        }
+        let mut address = [0u8; 16];
+        address[..octets].copy_from_slice(&rest[..octets]);
+        nets.push(Ipv6Net::new(Ipv6Addr::from(address), len).expect("length checked").trunc());
         bytes = &rest[octets..];
     }
     Ok(nets)
@@ -401,6 +485,31 @@ fn decode_update(body: &[u8], four_octet_as: bool) -> Result<Update, DecodeError
                 [a, b, c, d] => update.local_pref = Some(u32::from_be_bytes([*a, *b, *c, *d])),
                 _ => return Err(error(3, 5, "LOCAL_PREF length")),
             },
+            ATTR_MP_REACH_NLRI => match value {
+                [0, 2, SAFI_UNICAST, length, rest @ ..] => {
+                    let length = usize::from(*length);
+                    let hops = rest.get(..length).filter(|_| length == 16 || length == 32);
+                    let hops = hops
+                        .ok_or_else(|| error(3, 9, "MP_REACH_NLRI: an IPv6 next hop is 16 or 32 octets"))?;
+                    let octets = |at: usize| <[u8; 16]>::try_from(&hops[at..at + 16]).expect("16 octets");
+                    let nlri =
+                        rest.get(length + 1..).ok_or_else(|| error(3, 9, "MP_REACH_NLRI truncated"))?;
+                    update.mp_reach = Some(MpReach {
+                        next_hop: Ipv6Addr::from(octets(0)),
+                        link_local: (length == 32).then(|| Ipv6Addr::from(octets(16))),
+                        nlri: decode_prefixes6(nlri)?,
+                    });
+                }
+                [_, _, _, ..] => update.other_attributes.push(code),
+                _ => return Err(error(3, 9, "MP_REACH_NLRI truncated")),
+            },
+            ATTR_MP_UNREACH_NLRI => match value {
+                [0, 2, SAFI_UNICAST, withdrawn @ ..] => {
+                    update.mp_unreach = Some(decode_prefixes6(withdrawn)?)
+                }
+                [_, _, _, ..] => update.other_attributes.push(code),
+                _ => return Err(error(3, 9, "MP_UNREACH_NLRI truncated")),
+            },
             other if flags & FLAG_OPTIONAL == 0 && other > ATTR_LOCAL_PREF + 2 => {
                 return Err(error(3, 2, format!("unrecognised well-known attribute {other}")))
             }
@@ -410,6 +519,9 @@ fn decode_update(body: &[u8], four_octet_as: bool) -> Result<Update, DecodeError
     }
     if !update.nlri.is_empty() && (update.origin.is_none() || update.next_hop.is_none()) {
         return Err(error(3, 3, "NLRI without ORIGIN or NEXT_HOP"));
+    }
+    if update.mp_reach.as_ref().is_some_and(|r| !r.nlri.is_empty()) && update.origin.is_none() {
+        return Err(error(3, 3, "MP_REACH_NLRI without ORIGIN"));
     }
     Ok(update)
 }
@@ -460,6 +572,7 @@ mod tests {
             router_id: Ipv4Addr::new(198, 18, 1, 11),
             four_octet_as: true,
             ipv4_unicast: true,
+            ipv6_unicast: true,
             graceful_restart: Some(GracefulRestart {
                 restart_time: 120,
                 restarting: true,
@@ -473,6 +586,16 @@ mod tests {
             as_path: vec![65001, 4_200_000_001],
             next_hop: Some(Ipv4Addr::new(198, 18, 1, 11)),
             local_pref: Some(100),
+            mp_reach: Some(MpReach {
+                next_hop: "2001:db8:1::11".parse().unwrap(),
+                link_local: Some("fe80::1".parse().unwrap()),
+                nlri: vec![
+                    "fd00:10:244:7::/64".parse().unwrap(),
+                    "::/0".parse().unwrap(),
+                    "2001:db8::/33".parse().unwrap(),
+                ],
+            }),
+            mp_unreach: Some(vec!["fd00:10:244:1::/64".parse().unwrap()]),
             other_attributes: vec![],
             nlri: vec![
                 "10.244.192.0/24".parse().unwrap(),
@@ -481,6 +604,70 @@ mod tests {
             ],
         };
         round_trip(Message::Update(update), true);
+        // IPv6's End-of-RIB: an MP_UNREACH_NLRI of nothing
+        round_trip(Message::Update(Update { mp_unreach: Some(vec![]), ..Update::default() }), true);
+    }
+
+    /// The bytes of RFC 4760's attributes, written out by hand from the RFC: flags 0x80
+    /// (optional, non-transitive), AFI 2, SAFI 1, next hop length 16, the next hop, a
+    /// reserved octet, then the prefixes; MP_UNREACH_NLRI without next hop or reserved octet.
+    #[test]
+    fn ipv6_routes_travel_in_rfc_4760s_attributes() {
+        let update = Update {
+            origin: Some(ORIGIN_IGP),
+            as_path: vec![65100],
+            mp_reach: Some(MpReach {
+                next_hop: "2001:db8:1::11".parse().unwrap(),
+                link_local: None,
+                nlri: vec!["fd00:10:244:7::/64".parse().unwrap()],
+            }),
+            ..Update::default()
+        };
+        let bytes = Message::Update(update.clone()).encode(true);
+        let mut reach = vec![0x80, 14, 30, 0, 2, 1, 16];
+        reach.extend_from_slice(&"2001:db8:1::11".parse::<Ipv6Addr>().unwrap().octets());
+        reach.extend_from_slice(&[0, 64, 0xfd, 0, 0, 0x10, 0x02, 0x44, 0, 7]);
+        assert!(bytes.windows(reach.len()).any(|w| w == reach), "{bytes:02x?}");
+        assert_eq!(Message::decode(&bytes, true).unwrap().unwrap().0, Message::Update(update));
+        let withdraw = Message::Update(Update {
+            mp_unreach: Some(vec!["fd00:10:244:7::/64".parse().unwrap()]),
+            ..Update::default()
+        })
+        .encode(true);
+        assert!(
+            withdraw.ends_with(&[0x80, 15, 12, 0, 2, 1, 64, 0xfd, 0, 0, 0x10, 0x02, 0x44, 0, 7]),
+            "{withdraw:02x?}"
+        );
+        // Another family's MP attribute is kept as its code, not misread as IPv6.
+        let mut vpn = Message::Update(Update::default()).encode(true);
+        let attribute = [0x80, 15, 3, 0, 1, 128];
+        vpn[22] = attribute.len() as u8;
+        vpn.extend_from_slice(&attribute);
+        vpn[17] = vpn.len() as u8;
+        let Message::Update(decoded) = Message::decode(&vpn, true).unwrap().unwrap().0 else { panic!() };
+        assert_eq!((decoded.mp_unreach, decoded.other_attributes), (None, vec![15]));
+    }
+
+    #[test]
+    fn an_open_offers_each_family_and_graceful_restart_for_each() {
+        let open = Open {
+            asn: 65100,
+            hold_time: 9,
+            router_id: Ipv4Addr::new(198, 18, 1, 11),
+            four_octet_as: true,
+            ipv4_unicast: true,
+            ipv6_unicast: true,
+            graceful_restart: Some(GracefulRestart {
+                restart_time: 60,
+                restarting: true,
+                forwarding_kept: true,
+            }),
+        };
+        let bytes = Message::Open(open).encode(true);
+        let ipv6 = [CAP_MULTIPROTOCOL, 4, 0, 2, 0, 1];
+        assert!(bytes.windows(6).any(|w| w == ipv6), "{bytes:02x?}");
+        let gr = [CAP_GRACEFUL_RESTART, 10, 0x80, 60, 0, 1, 1, 0x80, 0, 2, 1, 0x80];
+        assert!(bytes.windows(gr.len()).any(|w| w == gr), "{bytes:02x?}");
     }
 
     #[test]
@@ -498,6 +685,7 @@ mod tests {
             router_id: Ipv4Addr::new(1, 2, 3, 4),
             four_octet_as: true,
             ipv4_unicast: false,
+            ipv6_unicast: false,
             graceful_restart: None,
         };
         let bytes = Message::Open(open).encode(true);
@@ -523,6 +711,7 @@ mod tests {
             router_id: Ipv4Addr::new(1, 1, 1, 1),
             four_octet_as: false,
             ipv4_unicast: false,
+            ipv6_unicast: false,
             graceful_restart: None,
         };
         let mut old = Message::Open(open).encode(false);

@@ -3,10 +3,10 @@
 //! session's timers are, and which UPDATEs move the peer from what it was told to what it
 //! should know. Pure.
 
-use crate::message::{Message, Notification, Open, Update, ORIGIN_IGP};
-use ipnet::Ipv4Net;
+use crate::message::{Message, MpReach, Notification, Open, Update, ORIGIN_IGP};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 /// RFC 4271's states, for status and logs. (Idle covers the backoff between attempts.)
@@ -40,6 +40,10 @@ pub struct Local {
     pub hold_time: u16,
     /// Where peers send traffic for what we announce: this node's address.
     pub next_hop: Ipv4Addr,
+    /// The same for IPv6 prefixes: this node's IPv6 address on the peer's segment. With
+    /// it the OPEN offers IPv6 unicast (RFC 4760) on the same session; without, IPv6
+    /// prefixes are not announced.
+    pub next_hop6: Option<Ipv6Addr>,
     /// Graceful restart (RFC 4724): peers keep our routes this many seconds after we stop,
     /// so a restarting agent loses no traffic. None: a stop withdraws everything.
     pub graceful_restart: Option<u16>,
@@ -52,6 +56,8 @@ pub struct Negotiated {
     pub hold_time: Duration,
     pub keepalive: Duration,
     pub four_octet_as: bool,
+    /// Both sides offered IPv6 unicast: IPv6 prefixes may be announced.
+    pub ipv6: bool,
 }
 
 pub fn open_for(local: &Local) -> Message {
@@ -61,6 +67,7 @@ pub fn open_for(local: &Local) -> Message {
         router_id: local.router_id,
         four_octet_as: true,
         ipv4_unicast: true,
+        ipv6_unicast: local.next_hop6.is_some(),
         // The kernel keeps forwarding while the agent is away: F set. R set too: a speaker
         // that may just have restarted wants its peers' routes without waiting.
         graceful_restart: local.graceful_restart.map(|restart_time| crate::message::GracefulRestart {
@@ -94,6 +101,7 @@ pub fn accept_open(local: &Local, expected_asn: u32, open: &Open) -> Result<Nego
         hold_time: Duration::from_secs(u64::from(hold)),
         keepalive: Duration::from_secs(u64::from(hold / 3)),
         four_octet_as: open.four_octet_as,
+        ipv6: open.ipv6_unicast && local.next_hop6.is_some(),
     })
 }
 
@@ -150,17 +158,32 @@ fn kind(message: &Message) -> &'static str {
 /// the 19 of the header, 4 of the lengths and at most 30 of our path attributes stay
 /// within the 4096 bytes of a message.
 const PREFIXES_PER_UPDATE: usize = 800;
+/// The same for IPv6 prefixes, at most 17 bytes each, after the MP attribute's 41 bytes of
+/// header and next hops.
+const PREFIXES6_PER_UPDATE: usize = 200;
 
 /// The UPDATEs that take a peer from knowing `announced` to knowing `wanted`: those
 /// withdrawing what went, then those announcing what came (with our path attributes),
 /// as many as 4096 bytes a message need.
+///
+/// IPv6 prefixes go in MP_REACH_NLRI / MP_UNREACH_NLRI, with `local.next_hop6`, when the
+/// session negotiated IPv6 (`ipv6`); otherwise they are left out (and so never announced).
 pub fn updates(
     local: &Local,
     peer_asn: u32,
-    announced: &BTreeSet<Ipv4Net>,
-    wanted: &BTreeSet<Ipv4Net>,
+    announced: &BTreeSet<IpNet>,
+    wanted: &BTreeSet<IpNet>,
+    ipv6: bool,
 ) -> Vec<Message> {
     let mut messages = Vec::new();
+    let v4 = |set: &BTreeSet<IpNet>| -> BTreeSet<Ipv4Net> {
+        set.iter().filter_map(|n| if let IpNet::V4(v4) = n { Some(*v4) } else { None }).collect()
+    };
+    let v6 = |set: &BTreeSet<IpNet>| -> BTreeSet<Ipv6Net> {
+        set.iter().filter_map(|n| if let IpNet::V6(v6) = n { Some(*v6) } else { None }).collect()
+    };
+    let (announced6, wanted6) = (v6(announced), v6(wanted));
+    let (announced, wanted) = (&v4(announced), &v4(wanted));
     let withdrawn: Vec<Ipv4Net> = announced.difference(wanted).copied().collect();
     for withdrawn in withdrawn.chunks(PREFIXES_PER_UPDATE) {
         messages.push(Message::Update(Update { withdrawn: withdrawn.to_vec(), ..Update::default() }));
@@ -178,6 +201,31 @@ pub fn updates(
             ..Update::default()
         }));
     }
+    let Some(next_hop) = local.next_hop6.filter(|_| ipv6) else { return messages };
+    let withdrawn6: Vec<Ipv6Net> = announced6.difference(&wanted6).copied().collect();
+    for withdrawn in withdrawn6.chunks(PREFIXES6_PER_UPDATE) {
+        messages.push(Message::Update(Update { mp_unreach: Some(withdrawn.to_vec()), ..Update::default() }));
+    }
+    let added6: Vec<Ipv6Net> = wanted6.difference(&announced6).copied().collect();
+    for added in added6.chunks(PREFIXES6_PER_UPDATE) {
+        messages.push(Message::Update(Update {
+            origin: Some(ORIGIN_IGP),
+            as_path: if internal { Vec::new() } else { vec![local.asn] },
+            local_pref: internal.then_some(100),
+            mp_reach: Some(MpReach { next_hop, link_local: None, nlri: added.to_vec() }),
+            ..Update::default()
+        }));
+    }
+    messages
+}
+
+/// End-of-RIB (RFC 4724) for each family the session carries: everything is said; a
+/// graceful-restart peer drops the stale routes not announced again.
+pub fn end_of_rib(ipv6: bool) -> Vec<Message> {
+    let mut messages = vec![Message::Update(Update::default())];
+    if ipv6 {
+        messages.push(Message::Update(Update { mp_unreach: Some(Vec::new()), ..Update::default() }));
+    }
     messages
 }
 
@@ -191,6 +239,7 @@ mod tests {
             router_id: Ipv4Addr::new(198, 18, 1, 11),
             hold_time: 9,
             next_hop: Ipv4Addr::new(198, 18, 1, 11),
+            next_hop6: None,
             graceful_restart: None,
         }
     }
@@ -202,6 +251,7 @@ mod tests {
             router_id: Ipv4Addr::new(198, 18, 1, 1),
             four_octet_as: true,
             ipv4_unicast: true,
+            ipv6_unicast: false,
             graceful_restart: None,
         }
     }
@@ -234,25 +284,60 @@ mod tests {
 
     #[test]
     fn updates_withdraw_what_went_and_announce_what_came() {
-        let a: Ipv4Net = "10.244.1.0/24".parse().unwrap();
-        let b: Ipv4Net = "10.244.2.0/24".parse().unwrap();
-        let messages = updates(&local(), 65000, &[a].into(), &[b].into());
+        let (a4, b4): (Ipv4Net, Ipv4Net) =
+            ("10.244.1.0/24".parse().unwrap(), "10.244.2.0/24".parse().unwrap());
+        let (a, b) = (IpNet::V4(a4), IpNet::V4(b4));
+        let messages = updates(&local(), 65000, &[a].into(), &[b].into(), false);
         assert_eq!(messages.len(), 2);
         let Message::Update(withdraw) = &messages[0] else { panic!() };
-        assert_eq!(withdraw.withdrawn, [a]);
+        assert_eq!(withdraw.withdrawn, [a4]);
         assert!(withdraw.nlri.is_empty());
         let Message::Update(announce) = &messages[1] else { panic!() };
         assert_eq!(
             (announce.nlri.clone(), announce.as_path.clone(), announce.local_pref),
-            (vec![b], vec![65001], None)
+            (vec![b4], vec![65001], None)
         );
         assert_eq!(announce.next_hop, Some(Ipv4Addr::new(198, 18, 1, 11)));
         // iBGP: no AS prepended, a local preference
-        let Message::Update(internal) = &updates(&local(), 65001, &BTreeSet::new(), &[b].into())[0] else {
+        let Message::Update(internal) = &updates(&local(), 65001, &BTreeSet::new(), &[b].into(), false)[0]
+        else {
             panic!()
         };
         assert_eq!((internal.as_path.is_empty(), internal.local_pref), (true, Some(100)));
-        assert!(updates(&local(), 65000, &[a].into(), &[a].into()).is_empty(), "nothing to say");
+        assert!(updates(&local(), 65000, &[a].into(), &[a].into(), false).is_empty(), "nothing to say");
+    }
+
+    #[test]
+    fn ipv6_prefixes_go_in_the_multiprotocol_attributes_only_where_negotiated() {
+        let v6: IpNet = "fd00:10:244:2::/64".parse().unwrap();
+        let gone: IpNet = "fd00:10:244:1::/64".parse().unwrap();
+        let v4: IpNet = "10.244.2.0/24".parse().unwrap();
+        let dual = Local { next_hop6: Some("2001:db8:1::11".parse().unwrap()), ..local() };
+        let Message::Open(open) = open_for(&dual) else { panic!() };
+        assert!(open.ipv4_unicast && open.ipv6_unicast);
+        let Message::Open(single) = open_for(&local()) else { panic!() };
+        assert!(!single.ipv6_unicast, "no IPv6 next hop: IPv6 is not offered");
+        let mut peer = peer_open(65000, 9);
+        assert!(!accept_open(&dual, 65000, &peer).unwrap().ipv6, "the peer did not offer it");
+        peer.ipv6_unicast = true;
+        assert!(accept_open(&dual, 65000, &peer).unwrap().ipv6);
+
+        let messages = updates(&dual, 65000, &[gone].into(), &[v4, v6].into(), true);
+        let updates: Vec<&Update> =
+            messages.iter().map(|m| if let Message::Update(u) = m { u } else { panic!() }).collect();
+        assert_eq!(updates.len(), 3, "IPv4 announced, IPv6 withdrawn, IPv6 announced");
+        assert_eq!(updates[1].mp_unreach, Some(vec!["fd00:10:244:1::/64".parse().unwrap()]));
+        let reach = updates[2].mp_reach.clone().unwrap();
+        assert_eq!(reach.next_hop.to_string(), "2001:db8:1::11");
+        assert_eq!(reach.nlri, vec!["fd00:10:244:2::/64".parse::<Ipv6Net>().unwrap()]);
+        assert_eq!(
+            (updates[2].origin, updates[2].as_path.clone(), updates[2].next_hop),
+            (Some(0), vec![65001], None)
+        );
+        // Not negotiated: IPv6 is left out, IPv4 said as before.
+        assert_eq!(super::updates(&dual, 65000, &[gone].into(), &[v4, v6].into(), false).len(), 1);
+        assert_eq!(end_of_rib(true).len(), 2);
+        assert_eq!(end_of_rib(false), vec![Message::Update(Update::default())]);
     }
 
     #[test]
@@ -299,16 +384,25 @@ mod tests {
             buffer = &buffer[used..];
         }
         assert_eq!(routes.len(), 1200);
+        // And as many IPv6 routes of the longest kind (17 bytes each), in the MP attributes.
+        let mut routes: BTreeSet<IpNet> = routes.into_iter().map(IpNet::V4).collect();
+        routes.extend(
+            (0..1200u128)
+                .map(|i| IpNet::V6(Ipv6Net::new(Ipv6Addr::from((0xfd00u128 << 112) + i), 128).unwrap())),
+        );
+        let dual = Local { next_hop6: Some("2001:db8:1::11".parse().unwrap()), ..local() };
         let none = BTreeSet::new();
         for (peer_asn, from, to) in [(65000, &none, &routes), (65001, &routes, &none)] {
             let mut said = BTreeSet::new();
-            for message in updates(&local(), peer_asn, from, to) {
+            for message in updates(&dual, peer_asn, from, to, true) {
                 let bytes = message.encode(true);
                 assert!(bytes.len() <= crate::message::MAX_MESSAGE_LEN, "{} bytes", bytes.len());
                 let (decoded, _) = Message::decode(&bytes, true).unwrap().unwrap();
                 assert_eq!(decoded, message);
                 let Message::Update(update) = decoded else { panic!() };
-                said.extend(update.nlri.into_iter().chain(update.withdrawn));
+                said.extend(update.nlri.into_iter().chain(update.withdrawn).map(IpNet::V4));
+                said.extend(update.mp_reach.into_iter().flat_map(|r| r.nlri).map(IpNet::V6));
+                said.extend(update.mp_unreach.into_iter().flatten().map(IpNet::V6));
             }
             assert_eq!(said, routes);
         }

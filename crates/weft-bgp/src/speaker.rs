@@ -6,9 +6,9 @@
 //! subnet.
 
 use crate::auth::{set_md5, Password};
-use crate::message::{Message, Notification, Update};
-use crate::session::{open_for, react, updates, Local, Negotiated, Reaction, State};
-use ipnet::Ipv4Net;
+use crate::message::{Message, Notification};
+use crate::session::{end_of_rib, open_for, react, updates, Local, Negotiated, Reaction, State};
+use ipnet::IpNet;
 use socket2::{Domain, Socket, Type};
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -48,12 +48,12 @@ pub struct PeerStatus {
     /// Why the last session ended or never began.
     pub last_error: Option<String>,
     /// What the peer was last told, while established.
-    pub announced: Vec<Ipv4Net>,
+    pub announced: Vec<IpNet>,
 }
 
 struct Shared {
     /// What every peer should know, with a version that moves on each change.
-    wanted: Mutex<(u64, BTreeSet<Ipv4Net>)>,
+    wanted: Mutex<(u64, BTreeSet<IpNet>)>,
     stop: AtomicBool,
     status: Mutex<Vec<PeerStatus>>,
     log: Box<dyn Fn(String) + Send + Sync>,
@@ -99,8 +99,8 @@ impl Speaker {
     }
 
     /// What every peer should know from now on (replacing what they knew).
-    pub fn announce(&self, prefixes: impl IntoIterator<Item = Ipv4Net>) {
-        let prefixes: BTreeSet<Ipv4Net> = prefixes.into_iter().map(|p| p.trunc()).collect();
+    pub fn announce(&self, prefixes: impl IntoIterator<Item = IpNet>) {
+        let prefixes: BTreeSet<IpNet> = prefixes.into_iter().map(|p| p.trunc()).collect();
         let mut wanted = self.shared.wanted.lock().expect("not poisoned");
         // Version 0 means "not said yet": the first call always counts, even if empty.
         if wanted.0 == 0 || wanted.1 != prefixes {
@@ -217,7 +217,7 @@ impl Session<'_> {
         let mut state = State::OpenSent;
         self.state(state);
         let (mut last_received, mut last_sent) = (Instant::now(), Instant::now());
-        let mut announced: BTreeSet<Ipv4Net> = BTreeSet::new();
+        let mut announced: BTreeSet<IpNet> = BTreeSet::new();
         let mut told_version = None;
         let mut ignored_routes = 0usize;
         let mut buffer = Vec::new();
@@ -234,7 +234,8 @@ impl Session<'_> {
                     return Ok(());
                 }
                 if state == State::Established && !announced.is_empty() {
-                    let withdraw = updates(local, self.peer.asn, &announced, &BTreeSet::new());
+                    let ipv6 = negotiated.is_some_and(|n| n.ipv6);
+                    let withdraw = updates(local, self.peer.asn, &announced, &BTreeSet::new(), ipv6);
                     for message in &withdraw {
                         let _ = send(&mut stream, message, &negotiated);
                     }
@@ -258,8 +259,12 @@ impl Session<'_> {
                 let (version, wanted) = self.shared.wanted.lock().expect("not poisoned").clone();
                 // Nothing is said before the agent has said what to announce: an End-of-RIB
                 // now would make a graceful-restart peer drop the routes it kept for us.
+                let ipv6 = negotiated.is_some_and(|n| n.ipv6);
+                // (IPv6 prefixes a session without IPv6 cannot carry are left out.)
+                let wanted: BTreeSet<IpNet> =
+                    wanted.into_iter().filter(|p| ipv6 || p.addr().is_ipv4()).collect();
                 if version > 0 && told_version != Some(version) {
-                    for message in updates(local, self.peer.asn, &announced, &wanted) {
+                    for message in updates(local, self.peer.asn, &announced, &wanted, ipv6) {
                         send(&mut stream, &message, &negotiated)?;
                     }
                     last_sent = Instant::now();
@@ -267,9 +272,11 @@ impl Session<'_> {
                         (self.shared.log)(format!("bgp {}: announcing {}", self.peer, list(&wanted)));
                     }
                     if told_version.is_none() && local.graceful_restart.is_some() {
-                        // End-of-RIB: everything is said; the peer drops stale routes not
-                        // announced again.
-                        send(&mut stream, &Message::Update(Update::default()), &negotiated)?;
+                        // End-of-RIB, per family: everything is said; the peer drops stale
+                        // routes not announced again.
+                        for message in end_of_rib(ipv6) {
+                            send(&mut stream, &message, &negotiated)?;
+                        }
                     }
                     announced = wanted;
                     told_version = Some(version);
@@ -325,13 +332,17 @@ impl Session<'_> {
                     Reaction::Stay => {
                         if let Message::Update(update) = &message {
                             // Read and checked (decode did), never installed.
-                            if ignored_routes == 0 && !update.nlri.is_empty() {
+                            let first = update.nlri.first().map(|n| n.to_string()).or_else(|| {
+                                update.mp_reach.as_ref().and_then(|r| r.nlri.first()).map(|n| n.to_string())
+                            });
+                            if let (0, Some(first)) = (ignored_routes, first) {
                                 (self.shared.log)(format!(
-                                    "bgp {}: ignoring routes the peer announces (first: {}); weft installs no route learned by BGP",
-                                    self.peer, update.nlri[0]
+                                    "bgp {}: ignoring routes the peer announces (first: {first}); weft installs no route learned by BGP",
+                                    self.peer
                                 ));
                             }
-                            ignored_routes += update.nlri.len();
+                            ignored_routes +=
+                                update.nlri.len() + update.mp_reach.as_ref().map_or(0, |r| r.nlri.len());
                         }
                     }
                 }
@@ -340,7 +351,7 @@ impl Session<'_> {
     }
 }
 
-fn list(prefixes: &BTreeSet<Ipv4Net>) -> String {
+fn list(prefixes: &BTreeSet<IpNet>) -> String {
     if prefixes.is_empty() {
         return "nothing".into();
     }

@@ -2,15 +2,32 @@
 //! length it took, and is not a message until its last byte is there. The fuzz targets
 //! (fuzz/) go the other way, from hostile bytes.
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use proptest::prelude::*;
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
-use weft_bgp::message::{GracefulRestart, Message, Notification, Open, Update, MAX_MESSAGE_LEN};
+use std::net::{Ipv4Addr, Ipv6Addr};
+use weft_bgp::message::{GracefulRestart, Message, MpReach, Notification, Open, Update, MAX_MESSAGE_LEN};
 use weft_bgp::session::{open_for, updates, Local};
 
 fn prefix() -> impl Strategy<Value = Ipv4Net> {
     (any::<u32>(), 0..=32u8).prop_map(|(a, len)| Ipv4Net::new(Ipv4Addr::from(a), len).unwrap().trunc())
+}
+
+fn prefix6() -> impl Strategy<Value = Ipv6Net> {
+    (any::<u128>(), 0..=128u8).prop_map(|(a, len)| Ipv6Net::new(Ipv6Addr::from(a), len).unwrap().trunc())
+}
+
+fn any_prefix() -> impl Strategy<Value = IpNet> {
+    prop_oneof![prefix().prop_map(IpNet::V4), prefix6().prop_map(IpNet::V6)]
+}
+
+fn mp_reach() -> impl Strategy<Value = MpReach> {
+    (any::<u128>(), proptest::option::of(any::<u128>()), proptest::collection::vec(prefix6(), 0..10))
+        .prop_map(|(next_hop, link_local, nlri)| MpReach {
+            next_hop: Ipv6Addr::from(next_hop),
+            link_local: link_local.map(Ipv6Addr::from),
+            nlri,
+        })
 }
 
 fn address() -> impl Strategy<Value = Ipv4Addr> {
@@ -34,14 +51,16 @@ fn open() -> impl Strategy<Value = Open> {
             any::<u16>(),
             address(),
             any::<bool>(),
+            any::<bool>(),
             proptest::option::of((0..=0x0fffu16, any::<bool>(), any::<bool>())),
         )
-            .prop_map(move |(asn, hold_time, router_id, ipv4_unicast, gr)| Open {
+            .prop_map(move |(asn, hold_time, router_id, ipv4_unicast, ipv6_unicast, gr)| Open {
                 asn,
                 hold_time,
                 router_id,
                 four_octet_as,
                 ipv4_unicast,
+                ipv6_unicast,
                 graceful_restart: gr.map(|(restart_time, restarting, forwarding_kept)| GracefulRestart {
                     restart_time,
                     restarting,
@@ -61,8 +80,12 @@ fn update(four: bool) -> impl Strategy<Value = Update> {
         proptest::option::of(address()),
         proptest::option::of(any::<u32>()),
         proptest::collection::vec(prefix(), 0..100),
+        proptest::option::of(mp_reach()),
+        proptest::option::of(proptest::collection::vec(prefix6(), 0..10)),
     )
-        .prop_map(|(withdrawn, origin, as_path, next_hop, local_pref, nlri)| {
+        .prop_map(|(withdrawn, origin, as_path, next_hop, local_pref, nlri, mp_reach, mp_unreach)| {
+            let announcing6 = mp_reach.as_ref().is_some_and(|r| !r.nlri.is_empty());
+            let origin = if announcing6 { Some(origin.unwrap_or(0)) } else { origin };
             let announcing = !nlri.is_empty();
             Update {
                 withdrawn,
@@ -74,6 +97,8 @@ fn update(four: bool) -> impl Strategy<Value = Update> {
                     next_hop
                 },
                 local_pref,
+                mp_reach,
+                mp_unreach,
                 other_attributes: Vec::new(),
                 nlri,
             }
@@ -126,15 +151,17 @@ proptest! {
         hold_time in any::<u16>(),
         router_id in address(),
         graceful_restart in proptest::option::of(1..=4095u16),
-        announced in proptest::collection::btree_set(prefix(), 0..50),
-        wanted in proptest::collection::btree_set(prefix(), 0..1000),
+        announced in proptest::collection::btree_set(any_prefix(), 0..50),
+        wanted in proptest::collection::btree_set(any_prefix(), 0..1000),
+        next_hop6 in proptest::option::of(any::<u128>().prop_map(Ipv6Addr::from)),
     ) {
-        let local = Local { asn, router_id, hold_time, next_hop: router_id, graceful_restart };
+        let local = Local { asn, router_id, hold_time, next_hop: router_id, next_hop6, graceful_restart };
         round_trip(&open_for(&local), false)?;
-        for message in updates(&local, peer_asn, &announced, &wanted) {
+        let ipv6 = next_hop6.is_some();
+        for message in updates(&local, peer_asn, &announced, &wanted, ipv6) {
             round_trip(&message, true)?;
         }
-        for message in updates(&local, peer_asn, &wanted, &BTreeSet::new()) {
+        for message in updates(&local, peer_asn, &wanted, &BTreeSet::new(), ipv6) {
             round_trip(&message, true)?;
         }
     }

@@ -3,7 +3,7 @@
 //! with a chosen NOTIFICATION or goes silent on cue. Each peer is our own codec on a
 //! TcpListener at 127.0.0.1.
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -19,6 +19,7 @@ fn local() -> Local {
         router_id: Ipv4Addr::new(10, 0, 0, 1),
         hold_time: 9,
         next_hop: Ipv4Addr::new(10, 0, 0, 1),
+        next_hop6: None,
         graceful_restart: None,
     }
 }
@@ -85,6 +86,7 @@ impl Session {
             router_id: Ipv4Addr::new(10, 0, 0, 254),
             four_octet_as: true,
             ipv4_unicast: true,
+            ipv6_unicast: true,
             graceful_restart: None,
         })
     }
@@ -109,7 +111,7 @@ fn speaker(peers: Vec<PeerConfig>) -> (Speaker, Arc<Mutex<Vec<String>>>) {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let log = lines.clone();
     let speaker = Speaker::start(local(), peers, move |line| log.lock().unwrap().push(line));
-    speaker.announce([subnet()]);
+    speaker.announce([IpNet::V4(subnet())]);
     (speaker, lines)
 }
 
@@ -139,7 +141,7 @@ fn announces_with_ebgp_attributes_and_withdraws_on_stop() {
     wait_until("established", || speaker.status()[0].state == State::Established);
     // A new lease: the old subnet is withdrawn, the new one announced.
     let next: Ipv4Net = "10.244.9.0/24".parse().unwrap();
-    speaker.announce([next]);
+    speaker.announce([IpNet::V4(next)]);
     let mut seen = (false, false);
     while seen != (true, true) {
         match session.receive() {
@@ -180,7 +182,7 @@ fn garbage_gets_a_notification_a_backoff_and_leaves_the_other_session_alone() {
     assert!(matches!(again.receive(), Some(Message::Open(_))));
     let status = speaker.status();
     assert_eq!(status[1].state, State::Established);
-    assert_eq!(status[1].announced, [subnet()]);
+    assert_eq!(status[1].announced, [IpNet::V4(subnet())]);
     assert!(status[0].last_error.as_deref().unwrap().contains("malformed"));
 }
 
@@ -277,7 +279,7 @@ fn with_graceful_restart_a_stop_leaves_the_routes_with_the_peer() {
     let log = lines.clone();
     let local = Local { graceful_restart: Some(60), ..local() };
     let speaker = Speaker::start(local, vec![peer.config()], move |line| log.lock().unwrap().push(line));
-    speaker.announce([subnet()]);
+    speaker.announce([IpNet::V4(subnet())]);
     let mut session = peer.accept();
     let Some(Message::Open(open)) = session.receive() else { panic!("an OPEN first") };
     let gr = open.graceful_restart.expect("the graceful restart capability");
@@ -304,4 +306,83 @@ fn with_graceful_restart_a_stop_leaves_the_routes_with_the_peer() {
         "no withdrawal, no NOTIFICATION: the peer keeps our routes as stale: {after:?}"
     );
     assert!(logged(&lines, "closed for a graceful restart; the peer keeps our routes 60 s"));
+}
+
+/// A dual-stack node on one IPv4 session: the OPEN offers IPv6 unicast, the IPv6 subnet goes
+/// in MP_REACH_NLRI with the node's IPv6 address as next hop, each family gets its
+/// End-of-RIB, and a new IPv6 subnet withdraws the old one in MP_UNREACH_NLRI.
+#[test]
+fn ipv6_subnets_ride_the_same_session_in_the_multiprotocol_attributes() {
+    let peer = Peer::new();
+    let local =
+        Local { graceful_restart: Some(60), next_hop6: Some("2001:db8:1::11".parse().unwrap()), ..local() };
+    let speaker = Speaker::start(local, vec![peer.config()], |_| {});
+    let v6: IpNet = "fd00:10:244:7::/64".parse().unwrap();
+    speaker.announce([IpNet::V4(subnet()), v6]);
+    let mut session = peer.accept();
+    let Some(Message::Open(open)) = session.receive() else { panic!("an OPEN first") };
+    assert!(open.ipv4_unicast && open.ipv6_unicast);
+    session.send(&Session::open(PEER_ASN));
+    session.send(&Message::Keepalive);
+    let mut updates = Vec::new();
+    while updates.len() < 4 {
+        match session.receive() {
+            Some(Message::Update(update)) => updates.push(update),
+            Some(Message::Keepalive) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(updates[0].nlri, [subnet()]);
+    let reach = updates[1].mp_reach.clone().expect("IPv6 in MP_REACH_NLRI");
+    assert_eq!((reach.next_hop.to_string(), reach.nlri.len()), ("2001:db8:1::11".into(), 1));
+    assert_eq!(IpNet::V6(reach.nlri[0]), v6);
+    assert_eq!(updates[2], Update::default(), "IPv4's End-of-RIB");
+    assert_eq!(updates[3], Update { mp_unreach: Some(vec![]), ..Update::default() }, "IPv6's End-of-RIB");
+    wait_until("both announced in the status", || speaker.status()[0].announced.len() == 2);
+
+    let moved: IpNet = "fd00:10:244:9::/64".parse().unwrap();
+    speaker.announce([IpNet::V4(subnet()), moved]);
+    let mut seen = (false, false);
+    while seen != (true, true) {
+        match session.receive() {
+            Some(Message::Update(u)) if u.mp_unreach.as_ref().is_some_and(|w| w.len() == 1) => {
+                assert_eq!(IpNet::V6(u.mp_unreach.unwrap()[0]), v6);
+                seen.0 = true;
+            }
+            Some(Message::Update(u)) if u.mp_reach.is_some() => {
+                assert_eq!(IpNet::V6(u.mp_reach.unwrap().nlri[0]), moved);
+                seen.1 = true;
+            }
+            Some(Message::Keepalive) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    std::thread::spawn(move || speaker.stop());
+}
+
+/// A peer that does not offer IPv6 is told IPv4 only: nothing it cannot read.
+#[test]
+fn a_peer_without_ipv6_hears_ipv4_only() {
+    let peer = Peer::new();
+    let local = Local { next_hop6: Some("2001:db8:1::11".parse().unwrap()), ..local() };
+    let speaker = Speaker::start(local, vec![peer.config()], |_| {});
+    speaker.announce([IpNet::V4(subnet()), "fd00:10:244:7::/64".parse().unwrap()]);
+    let mut session = peer.accept();
+    assert!(matches!(session.receive(), Some(Message::Open(_))));
+    let Message::Open(mut open) = Session::open(PEER_ASN) else { unreachable!() };
+    open.ipv6_unicast = false;
+    session.send(&Message::Open(open));
+    session.send(&Message::Keepalive);
+    let mut updates = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    session.stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    while Instant::now() < deadline {
+        if let Some(Message::Update(update)) = session.receive() {
+            updates.push(update);
+        }
+    }
+    assert_eq!(updates.len(), 1, "{updates:?}");
+    assert_eq!((updates[0].nlri.clone(), updates[0].mp_reach.clone()), (vec![subnet()], None));
+    assert_eq!(speaker.status()[0].announced, [IpNet::V4(subnet())]);
+    std::thread::spawn(move || speaker.stop());
 }

@@ -24,6 +24,7 @@ fn local(asn: u32, graceful_restart: Option<u16>) -> Local {
         router_id: Ipv4Addr::new(198, 18, 1, 11),
         hold_time: 9,
         next_hop: Ipv4Addr::new(198, 18, 1, 11),
+        next_hop6: None,
         graceful_restart,
     }
 }
@@ -81,6 +82,7 @@ fn bgp(dir: &Path) {
         |list: &[&str]| list.iter().map(|n| n.parse().unwrap()).collect::<std::collections::BTreeSet<_>>();
     let plain = local(65001, None);
     let big = local(4_200_000_001, Some(120));
+    let dual = Local { next_hop6: Some("2001:db8:1::11".parse().unwrap()), ..local(65001, Some(60)) };
     let mut messages: Vec<(&str, Message)> = vec![
         ("keepalive", Message::Keepalive),
         ("notification-cease", Message::Notification(Notification::shutdown())),
@@ -98,6 +100,7 @@ fn bgp(dir: &Path) {
                 router_id: Ipv4Addr::new(10, 0, 0, 1),
                 four_octet_as: false,
                 ipv4_unicast: false,
+                ipv6_unicast: false,
                 graceful_restart: Some(GracefulRestart {
                     restart_time: 0,
                     restarting: false,
@@ -106,13 +109,25 @@ fn bgp(dir: &Path) {
             }),
         ),
         ("update-end-of-rib", Message::Update(Update::default())),
+        ("update-end-of-rib-ipv6", Message::Update(Update { mp_unreach: Some(vec![]), ..Update::default() })),
+        ("open-dual", open_for(&dual)),
     ];
     for (name, message) in [
-        ("update-ebgp", updates(&plain, 65000, &nets(&[]), &nets(&["10.244.1.0/24", "10.244.7.0/24"]))),
-        ("update-ibgp", updates(&plain, 65001, &nets(&[]), &nets(&["10.244.0.0/16"]))),
+        ("update-ebgp", updates(&plain, 65000, &nets(&[]), &nets(&["10.244.1.0/24", "10.244.7.0/24"]), false)),
+        ("update-ibgp", updates(&plain, 65001, &nets(&[]), &nets(&["10.244.0.0/16"]), false)),
         (
             "update-withdraw-and-announce",
-            updates(&big, 65000, &nets(&["10.244.1.0/24"]), &nets(&["0.0.0.0/0", "10.244.2.128/25"])),
+            updates(&big, 65000, &nets(&["10.244.1.0/24"]), &nets(&["0.0.0.0/0", "10.244.2.128/25"]), false),
+        ),
+        (
+            "update-dual",
+            updates(
+                &dual,
+                65000,
+                &nets(&["fd00:10:244:1::/64"]),
+                &nets(&["10.244.1.0/24", "fd00:10:244:2::/64", "::/0"]),
+                true,
+            ),
         ),
     ] {
         for (i, m) in message.into_iter().enumerate() {
@@ -169,6 +184,7 @@ fn bgp(dir: &Path) {
         router_id: Ipv4Addr::new(198, 18, 1, 1),
         hold_time: 90,
         next_hop: Ipv4Addr::new(198, 18, 1, 1),
+        next_hop6: None,
         graceful_restart: gr.then_some(120),
     };
     let sessions: Vec<(&str, &Local, u32, Vec<u8>)> = vec![
@@ -183,10 +199,10 @@ fn bgp(dir: &Path) {
         ("ibgp-withdraw-then-cease", &plain, 65001, {
             let mut b = open_for(&peer(65001, true)).encode(false);
             b.extend(Message::Keepalive.encode(true));
-            for m in updates(&peer(65001, true), 65001, &nets(&[]), &nets(&["192.0.2.0/24"])) {
+            for m in updates(&peer(65001, true), 65001, &nets(&[]), &nets(&["192.0.2.0/24"]), false) {
                 b.extend(m.encode(true));
             }
-            for m in updates(&peer(65001, true), 65001, &nets(&["192.0.2.0/24"]), &nets(&[])) {
+            for m in updates(&peer(65001, true), 65001, &nets(&["192.0.2.0/24"]), &nets(&[]), false) {
                 b.extend(m.encode(true));
             }
             b.extend(Message::Notification(Notification::shutdown()).encode(true));
@@ -207,7 +223,7 @@ fn bgp(dir: &Path) {
                 let routes: Vec<String> =
                     (0..400u32).map(|i| format!("10.{}.{}.0/24", part * 2 + i / 256, i % 256)).collect();
                 let routes: Vec<&str> = routes.iter().map(String::as_str).collect();
-                for m in updates(&peer(65000, false), 65001, &nets(&[]), &nets(&routes)) {
+                for m in updates(&peer(65000, false), 65001, &nets(&[]), &nets(&routes), false) {
                     b.extend(m.encode(true));
                 }
             }
