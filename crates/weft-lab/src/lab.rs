@@ -12,7 +12,7 @@ use crate::topology::{
     OUTSIDE_GATEWAY_IP, OUTSIDE_GATEWAY_IP6, OUTSIDE_SUBNET, OUTSIDE_SUBNET6, POD_CIDR, POD_CIDR6,
     ROUTER_ASN,
 };
-use crate::wiring::{cable, create_bridge, create_namespace, open_namespace, sysctl_in, End};
+use crate::wiring::{cable, create_bridge, create_machine, create_namespace, open_namespace, sysctl_in, End};
 use crate::LabError;
 use ipnet::{Ipv4Net, Ipv6Net};
 use std::collections::HashMap;
@@ -181,8 +181,8 @@ impl Lab {
         };
 
         let started = Instant::now();
-        let router = create_namespace(&topology.router_netns)?;
-        let outside = create_namespace(&topology.outside_netns)?;
+        let router = create_machine(&topology.router_netns)?;
+        let outside = create_machine(&topology.outside_netns)?;
         sysctl_in(&router, "net.ipv4.ip_forward", "1")?;
         let dual = topology.ip_family.has_ipv6();
         if dual {
@@ -220,7 +220,7 @@ impl Lab {
 
         for rack in &topology.racks {
             let started = Instant::now();
-            let switch = create_namespace(&rack.netns)?;
+            let switch = create_machine(&rack.netns)?;
             let bridge = create_bridge(&switch)?;
             let gateway = Ipv4Net::new(rack.gateway, rack.subnet.prefix_len()).expect("/24");
             let gateway6 = topology.ipv6(rack.gateway);
@@ -250,7 +250,7 @@ impl Lab {
                 );
             let mut nodes = Vec::new();
             for (name, netns, ip, kind) in machines {
-                let ns = create_namespace(netns)?;
+                let ns = create_machine(netns)?;
                 let address = Ipv4Net::new(ip, rack.subnet.prefix_len()).expect("/24");
                 cable(
                     &End::port(&switch, name, bridge),
@@ -489,6 +489,7 @@ impl Lab {
             self.state.spec.cluster_asn(),
             &self.bgp_neighbors(topology),
             self.state.bgp_password().as_deref(),
+            topology.ip_family.has_ipv6(),
         )
         .map_err(|e| LabError::io(format!("write the router's configuration in {}", dir.display()), e))?;
         for command in commands {
@@ -528,15 +529,24 @@ impl Lab {
             }
             subnets
         } else {
-            vec![POD_CIDR.parse().expect("a network")]
+            let mut networks = vec![POD_CIDR.parse().expect("a network")];
+            if topology.ip_family.has_ipv6() {
+                networks.push(POD_CIDR6.parse().expect("a network"));
+            }
+            networks
         };
         let router = open_namespace(&topology.router_netns)?;
         let mut netlink = weft_kernel::Netlink::open_in(&router)
             .map_err(|e| LabError::kernel("netlink in the router's namespace", e))?;
         let deadline = Instant::now() + AGENT_TIMEOUT;
         loop {
-            let routes =
+            let mut routes =
                 netlink.routes(false).map_err(|e| LabError::kernel("read the router's routes", e))?;
+            if topology.ip_family.has_ipv6() {
+                routes.extend(
+                    netlink.routes(true).map_err(|e| LabError::kernel("read the router's IPv6 routes", e))?,
+                );
+            }
             let missing: Vec<String> = wanted
                 .iter()
                 .filter(|w| !routes.iter().any(|r| r.destination == **w))

@@ -3,7 +3,7 @@
 //! inside the pod network, announces nothing, and installs what it learns into the router's
 //! kernel, several next hops at once when several gateways offer the same route.
 
-use crate::topology::{POD_CIDR, ROUTER_ASN};
+use crate::topology::{POD_CIDR, POD_CIDR6, ROUTER_ASN};
 use std::fmt::Write;
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -20,25 +20,35 @@ pub struct Neighbor {
 }
 
 /// `cluster_asn`: the nodes' and gateways' AS (the router's own: iBGP).
-/// `password`: TCP-MD5 on every session.
+/// `password`: TCP-MD5 on every session. `ipv6`: the sessions carry IPv6 unicast too (a
+/// dual-stack lab), taken only inside the pods' IPv6 network.
 pub fn bird_config(
     router_id: Ipv4Addr,
     cluster_asn: u32,
     neighbors: &[Neighbor],
     password: Option<&str>,
+    ipv6: bool,
 ) -> String {
     // BIRD's string syntax: a quote or backslash would end or escape it (the lab's passwords
     // are hex).
     debug_assert!(password.is_none_or(|p| !p.contains(['"', '\\'])), "a password BIRD cannot quote");
     let password = password.map(|p| format!("  password \"{p}\";\n")).unwrap_or_default();
+    let (kernel6, filter6, channel6) = match ipv6 {
+        true => (
+            "protocol kernel {\n  ipv6 { import none; export all; };\n  merge paths on;\n}\n".to_string(),
+            format!("filter pods6 {{\n  if net ~ [ {POD_CIDR6}{{56,128}} ] then accept;\n  reject;\n}}\n"),
+            "  ipv6 { import filter pods6; export none; };\n",
+        ),
+        false => (String::new(), String::new(), ""),
+    };
     let mut out = format!(
         "router id {router_id};\n\
          log stderr all;\n\
          protocol device {{ }}\n\
-         protocol kernel {{\n  ipv4 {{ import none; export all; }};\n  merge paths on;\n}}\n\
-         filter pods {{\n  if net ~ [ {POD_CIDR}{{16,32}} ] then accept;\n  reject;\n}}\n\
+         protocol kernel {{\n  ipv4 {{ import none; export all; }};\n  merge paths on;\n}}\n{kernel6}\
+         filter pods {{\n  if net ~ [ {POD_CIDR}{{16,32}} ] then accept;\n  reject;\n}}\n{filter6}\
          template bgp weft_cluster {{\n  local as {ROUTER_ASN};\n  direct;\n  hold time {HOLD_TIME};\n  keepalive time 1;\n  \
-         connect retry time 2;\n{password}  ipv4 {{ import filter pods; export none; }};\n}}\n"
+         connect retry time 2;\n{password}  ipv4 {{ import filter pods; export none; }};\n{channel6}}}\n"
     );
     for n in neighbors {
         let _ = writeln!(
@@ -55,11 +65,19 @@ pub fn frr_config(
     cluster_asn: u32,
     neighbors: &[Neighbor],
     password: Option<&str>,
+    ipv6: bool,
 ) -> String {
+    let policy6 = match ipv6 {
+        true => format!(
+            "ipv6 prefix-list pods6 seq 5 permit {POD_CIDR6} le 128\n\
+             route-map from-cluster6 permit 10\n match ipv6 address prefix-list pods6\nexit\n"
+        ),
+        false => String::new(),
+    };
     let mut out = format!(
         "frr defaults traditional\nhostname router\n\
          ip prefix-list pods seq 5 permit {POD_CIDR} le 32\n\
-         route-map from-cluster permit 10\n match ip address prefix-list pods\nexit\n\
+         route-map from-cluster permit 10\n match ip address prefix-list pods\nexit\n{policy6}\
          route-map nothing deny 10\nexit\n\
          router bgp {ROUTER_ASN}\n bgp router-id {router_id}\n no bgp ebgp-requires-policy\n \
          timers bgp 1 {HOLD_TIME}\n"
@@ -78,7 +96,21 @@ pub fn frr_config(
             n.address
         );
     }
-    out.push_str(" exit-address-family\nexit\n");
+    out.push_str(" exit-address-family\n");
+    if ipv6 {
+        // The same sessions carry IPv6 unicast (the nodes offer it); its routes come with the
+        // nodes' IPv6 addresses as next hops.
+        out.push_str(" address-family ipv6 unicast\n  maximum-paths 8\n");
+        for n in neighbors {
+            let _ = writeln!(
+                out,
+                "  neighbor {0} activate\n  neighbor {0} route-map from-cluster6 in\n  neighbor {0} route-map nothing out",
+                n.address
+            );
+        }
+        out.push_str(" exit-address-family\n");
+    }
+    out.push_str("exit\n");
     out
 }
 
@@ -91,6 +123,7 @@ pub fn commands(
     cluster_asn: u32,
     neighbors: &[Neighbor],
     password: Option<&str>,
+    ipv6: bool,
 ) -> std::io::Result<Vec<Command>> {
     std::fs::create_dir_all(dir)?;
     let path = |name: &str| dir.join(name);
@@ -110,7 +143,7 @@ pub fn commands(
     };
     match kind {
         crate::topology::RouterKind::Bird => {
-            write("bird.conf", bird_config(router_id, cluster_asn, neighbors, password))?;
+            write("bird.conf", bird_config(router_id, cluster_asn, neighbors, password, ipv6))?;
             let mut bird = Command::new("bird");
             bird.arg("-f")
                 .arg("-c")
@@ -123,7 +156,7 @@ pub fn commands(
         }
         crate::topology::RouterKind::Frr => {
             write("zebra.conf", "hostname router\n".into())?;
-            write("bgpd.conf", frr_config(router_id, cluster_asn, neighbors, password))?;
+            write("bgpd.conf", frr_config(router_id, cluster_asn, neighbors, password, ipv6))?;
             // FRR's daemons drop to the frr user, which must own their sockets and pid files.
             let (uid, gid) = frr_user().ok_or_else(|| std::io::Error::other("no frr user (Debian: frr)"))?;
             for entry in [dir.to_path_buf(), path("zebra.conf"), path("bgpd.conf")] {
@@ -177,26 +210,43 @@ mod tests {
 
     #[test]
     fn bird_takes_only_pod_routes_and_merges_paths() {
-        let conf = bird_config(Ipv4Addr::new(198, 18, 1, 1), 65100, &neighbors(), None);
+        let conf = bird_config(Ipv4Addr::new(198, 18, 1, 1), 65100, &neighbors(), None, false);
         assert!(conf.contains("router id 198.18.1.1;"));
         assert!(conf.contains("if net ~ [ 10.244.0.0/16{16,32} ] then accept;"));
         assert!(conf.contains("merge paths on;") && conf.contains("export none;"));
         assert!(conf.contains("protocol bgp n3 from weft_cluster { neighbor 198.18.2.11 as 65100; }"));
         assert!(conf.contains("hold time 3;") && !conf.contains("password"));
-        let signed = bird_config(Ipv4Addr::new(198, 18, 1, 1), 65100, &neighbors(), Some("pw1"));
+        let signed = bird_config(Ipv4Addr::new(198, 18, 1, 1), 65100, &neighbors(), Some("pw1"), false);
         assert!(signed.contains("  password \"pw1\";\n"), "{signed}");
     }
 
     #[test]
     fn frr_is_told_the_same() {
-        let conf = frr_config(Ipv4Addr::new(198, 18, 1, 1), 65100, &neighbors(), None);
+        let conf = frr_config(Ipv4Addr::new(198, 18, 1, 1), 65100, &neighbors(), None, false);
         assert!(conf.contains("router bgp 65000") && conf.contains("bgp router-id 198.18.1.1"));
         assert!(conf.contains(" neighbor 198.18.2.11 remote-as 65100"));
         assert!(conf.contains("ip prefix-list pods seq 5 permit 10.244.0.0/16 le 32"));
         assert!(conf.contains("  neighbor 198.18.1.11 route-map from-cluster in"));
         assert!(conf.contains("maximum-paths 8") && conf.contains("timers bgp 1 3"));
         assert!(!conf.contains("password"));
-        let signed = frr_config(Ipv4Addr::new(198, 18, 1, 1), 65100, &neighbors(), Some("pw1"));
+        let signed = frr_config(Ipv4Addr::new(198, 18, 1, 1), 65100, &neighbors(), Some("pw1"), false);
         assert!(signed.contains(" neighbor 198.18.2.11 password pw1\n"), "{signed}");
+    }
+
+    #[test]
+    fn dual_stack_sessions_take_ipv6_pod_routes_too() {
+        let bird = bird_config(Ipv4Addr::new(198, 18, 1, 1), 65100, &neighbors(), None, true);
+        assert!(bird.contains("ipv6 { import filter pods6; export none; };"), "{bird}");
+        assert!(bird.contains("if net ~ [ fd00:10:244::/56{56,128} ] then accept;"), "{bird}");
+        assert!(bird.contains("ipv6 { import none; export all; }"), "{bird}");
+        assert!(!bird_config(Ipv4Addr::new(198, 18, 1, 1), 65100, &neighbors(), None, false).contains("ipv6"));
+        let frr = frr_config(Ipv4Addr::new(198, 18, 1, 1), 65100, &neighbors(), None, true);
+        assert!(frr.contains("ipv6 prefix-list pods6 seq 5 permit fd00:10:244::/56 le 128"), "{frr}");
+        assert!(
+            frr.contains(" address-family ipv6 unicast\n  maximum-paths 8\n  neighbor 198.18.1.11 activate"),
+            "{frr}"
+        );
+        assert!(frr.contains("  neighbor 198.18.2.11 route-map from-cluster6 in"), "{frr}");
+        assert!(!frr_config(Ipv4Addr::new(198, 18, 1, 1), 65100, &neighbors(), None, false).contains("ipv6"));
     }
 }

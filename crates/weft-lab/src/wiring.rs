@@ -16,6 +16,21 @@ pub fn create_namespace(name: &str) -> Result<NetNs, LabError> {
     netns::create_named(name).map_err(|e| LabError::kernel(format!("create namespace {name}"), e))
 }
 
+/// A machine of the lab (router, outside client, rack switch, node, gateway, etcd member):
+/// a namespace whose interfaces skip IPv6 duplicate address detection. A link-local
+/// address stays tentative for up to two seconds after its link comes up, and until then
+/// the kernel sends no neighbour solicitation for a packet it forwards (it has no source
+/// address to send one from): the router would drop the first seconds of IPv6 traffic to a
+/// gateway it has not heard from. Machines that have been up a while do not; the lab's
+/// are seconds old. (Pods keep the defaults their runtime gives them.)
+pub fn create_machine(name: &str) -> Result<NetNs, LabError> {
+    let ns = create_namespace(name)?;
+    for scope in ["all", "default"] {
+        sysctl_in(&ns, &format!("net.ipv6.conf.{scope}.accept_dad"), "0")?;
+    }
+    Ok(ns)
+}
+
 pub fn open_namespace(name: &str) -> Result<NetNs, LabError> {
     NetNs::open(format!("{}/{name}", netns::NETNS_RUN_DIR))
         .map_err(|e| LabError::kernel(format!("open namespace {name}"), e))

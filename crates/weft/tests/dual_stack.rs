@@ -9,7 +9,7 @@ use support::exec_in;
 use support::lab::ns;
 use weft_core::network::Family;
 use weft_lab::promise::Category;
-use weft_lab::topology::IpFamily;
+use weft_lab::topology::{IpFamily, RouterKind};
 use weft_lab::{Lab, Mode};
 
 fn dual(mode: Mode, client: bool) -> Lab {
@@ -110,6 +110,93 @@ fn an_agent_restart_in_a_dual_stack_lab_loses_no_packet_of_either_family() {
         assert!(
             summary.contains("300 received") && summary.contains(" 0% packet loss"),
             "{family}: {summary}"
+        );
+    }
+}
+
+fn router_routes6(lab: &Lab) -> String {
+    exec_in(&ns(lab, "router"), "ip", &["-6", "route"], true)
+}
+
+/// bgp mode in a dual-stack lab, against real BIRD and real FRR: each node announces its
+/// IPv6 subnet on its IPv4 session (MP_REACH_NLRI, its IPv6 address the next hop), the router
+/// installs them, and every promise holds in both families; with graceful restart, an agent
+/// restart loses no packet of either family across racks, and the router still holds every
+/// IPv6 subnet after it.
+#[test]
+fn bgp_mode_carries_ipv6_with_bird_and_with_frr_and_a_graceful_restart_loses_nothing() {
+    for router in [RouterKind::Bird, RouterKind::Frr] {
+        let mut lab = support::lab::lab(Mode::Bgp, |spec| {
+            spec.ip_family = IpFamily::Dual;
+            spec.router = router;
+            spec.graceful_restart = 60;
+            spec.pods_per_node = 1;
+        });
+        let report = lab.check(weft_lab::lab::PROBE_TIMEOUT).unwrap();
+        let text = weft_lab::report::render(&report, weft_lab::Style { color: false });
+        assert!(report.ok, "{}: {text}", router.name());
+        assert_eq!(reached(&report, Family::Ipv6, Category::PodToPodOtherRack), (8, 8), "{}", router.name());
+        assert_eq!(reached(&report, Family::Ipv6, Category::OutsideToPod), (4, 4), "{}", router.name());
+        // One IPv6 route per node, via the node's IPv6 address, learned by BGP.
+        let proto = if router == RouterKind::Bird { "proto bird" } else { "proto bgp" };
+        let learned = |lab: &Lab| {
+            router_routes6(lab).lines().filter(|l| l.starts_with("fd00:10:244:") && l.contains(proto)).count()
+        };
+        let routes = router_routes6(&lab);
+        assert_eq!(learned(&lab), 4, "{}: {routes}", router.name());
+        assert!(routes.contains("via 2001:db8:2::11 dev rack2"), "{}: {routes}", router.name());
+
+        let target = lab.state.pods.iter().find(|p| p.name == "n3-p1").unwrap().clone();
+        let pod = ns(&lab, "n1-p1");
+        let (v4, v6) = (target.address.unwrap().to_string(), target.address6.unwrap().to_string());
+        let mut summary6 = String::new();
+        let summary4 = support::ping_while(&pod, &v4, 400, || {
+            summary6 = support::ping_while(&pod, &v6, 400, || {
+                std::thread::sleep(Duration::from_millis(500));
+                lab.stop_agent("n3", libc::SIGTERM);
+                std::thread::sleep(Duration::from_millis(1500));
+                lab.start_agent("n3").unwrap();
+            });
+        });
+        for (family, summary) in [("IPv4", &summary4), ("IPv6", &summary6)] {
+            assert!(
+                summary.contains("400 received") && summary.contains(" 0% packet loss"),
+                "{} {family}: {summary}",
+                router.name()
+            );
+        }
+        support::lab::wait_for(
+            Duration::from_secs(10),
+            || learned(&lab) == 4,
+            "n3's IPv6 subnet announced again",
+        );
+    }
+}
+
+/// Gateways in a dual-stack lab announce both pod networks; the router spreads each over
+/// both gateways, and the outside client reaches every pod in both families through them.
+#[test]
+fn gateways_announce_both_pod_networks_with_bird_and_with_frr() {
+    for router in [RouterKind::Bird, RouterKind::Frr] {
+        let lab = support::lab::lab(Mode::Vxlan, |spec| {
+            spec.ip_family = IpFamily::Dual;
+            spec.gateways = 2;
+            spec.router = router;
+        });
+        let report = lab.check(weft_lab::lab::PROBE_TIMEOUT).unwrap();
+        let text = weft_lab::report::render(&report, weft_lab::Style { color: false });
+        assert!(report.ok, "{}: {text}", router.name());
+        assert_eq!(reached(&report, Family::Ipv6, Category::OutsideToPod), (8, 8), "{}", router.name());
+        // (Each gateway's announcement may come a moment apart: the second next hop joins.)
+        let route = || exec_in(&ns(&lab, "router"), "ip", &["-6", "route", "show", "fd00:10:244::/56"], true);
+        let both = || {
+            let route = route();
+            route.contains("via 2001:db8:1::201 dev rack1") && route.contains("via 2001:db8:2::202 dev rack2")
+        };
+        support::lab::wait_for(
+            Duration::from_secs(10),
+            both,
+            &format!("{}: both gateways as next hops", router.name()),
         );
     }
 }
