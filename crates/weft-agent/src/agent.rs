@@ -787,7 +787,13 @@ impl Agent {
             .filter(|(node, _)| **node != self.config.node)
             .map(|(_, (_, ip))| IpNet::from(*ip));
         let sources = peers.chain(config.overlay_sources.iter().copied()).collect();
-        Some(OverlayFilter { port: config.port, pods: config.cidr, sources })
+        let underlay = Family::of(self.uplink.public_ip);
+        Some(OverlayFilter {
+            port: config.port,
+            underlay,
+            pods: config.pool(underlay).map(|p| p.cidr),
+            sources,
+        })
     }
 
     /// Sets the overlay filter when its sources change (before the peers' routes, so a new

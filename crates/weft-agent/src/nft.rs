@@ -64,14 +64,27 @@ pub fn masquerade(family: Family, cidr: Option<&IpNet>) -> Result<(), NftError> 
     }
 }
 
-/// Who may send VXLAN to this machine: the overlay's UDP port and the underlay addresses
-/// (IPv4: the underlay is IPv4 today) it is taken from.
+/// Who may send VXLAN to this machine: the overlay's UDP port and the underlay addresses it
+/// is taken from, of the underlay's family (its table is `ip weft_overlay` over IPv4,
+/// `ip6 weft_overlay` over IPv6).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OverlayFilter {
     pub port: u16,
-    /// The cluster CIDR: pods, whose packets to a source's VXLAN port are dropped.
-    pub pods: IpNet,
+    /// The family of the underlay: of this machine's VTEP address.
+    pub underlay: Family,
+    /// The pods of the underlay's family (the cluster CIDR of that family), whose packets to
+    /// a source's VXLAN port are dropped; none when no pods are of that family (their
+    /// packets cannot reach the underlay's VTEPs).
+    pub pods: Option<IpNet>,
     pub sources: BTreeSet<IpNet>,
+}
+
+/// nft's name for a family's table, and its address match.
+fn nft_family(family: Family) -> (&'static str, &'static str, &'static str) {
+    match family {
+        Family::Ipv4 => ("ip", "ip", "ipv4_addr"),
+        Family::Ipv6 => ("ip6", "ip6", "ipv6_addr"),
+    }
 }
 
 /// The overlay filter's nat chain for what this machine's pods send.
@@ -82,13 +95,22 @@ const PODS_OUT: &str = "pods_out";
 /// the old peers and the new. The table is never deleted while the filter is on (an agent's
 /// restart leaves it as it was); `None` removes it.
 pub fn overlay_ruleset(filter: Option<&OverlayFilter>) -> String {
-    let table = format!("ip {OVERLAY_TABLE}");
-    let Some(filter) = filter else {
-        return format!("add table {table}\ndelete table {table}\n");
+    let remove = |family| {
+        let (nft, _, _) = nft_family(family);
+        format!("add table {nft} {OVERLAY_TABLE}\ndelete table {nft} {OVERLAY_TABLE}\n")
     };
-    let mut script = format!(
+    let Some(filter) = filter else {
+        return format!("{}{}", remove(Family::Ipv4), remove(Family::Ipv6));
+    };
+    // The other family's table goes in the same transaction: a node whose underlay changed
+    // family keeps no filter of the old one.
+    let other = if filter.underlay == Family::Ipv4 { Family::Ipv6 } else { Family::Ipv4 };
+    let (nft, address, set_type) = nft_family(filter.underlay);
+    let table = format!("{nft} {OVERLAY_TABLE}");
+    let mut script = remove(other);
+    script += &format!(
         "add table {table}\n\
-         add set {table} {OVERLAY_SET} {{ type ipv4_addr; flags interval; auto-merge; }}\n\
+         add set {table} {OVERLAY_SET} {{ type {set_type}; flags interval; auto-merge; }}\n\
          add counter {table} {OVERLAY_DROPPED}\n\
          add chain {table} input {{ type filter hook input priority raw; policy accept; }}\n\
          flush chain {table} input\n\
@@ -98,7 +120,7 @@ pub fn overlay_ruleset(filter: Option<&OverlayFilter>) -> String {
          add chain {table} {PODS_OUT} {{ type nat hook postrouting priority srcnat - 1; policy accept; }}\n\
          flush chain {table} {PODS_OUT}\n\
          flush set {table} {OVERLAY_SET}\n\
-         add rule {table} input udp dport {port} ip saddr != @{OVERLAY_SET} counter name {OVERLAY_DROPPED} drop\n",
+         add rule {table} input udp dport {port} {address} saddr != @{OVERLAY_SET} counter name {OVERLAY_DROPPED} drop\n",
         port = filter.port
     );
     // Pods may not send to the overlay's port outside the pod network: masqueraded (by weft,
@@ -110,17 +132,21 @@ pub fn overlay_ruleset(filter: Option<&OverlayFilter>) -> String {
     // older agent's filter chain in the forward hook, which every forwarded packet met, is
     // removed above.) The price: pods cannot reach a UDP service on this port outside the pod
     // network.
-    match filter.pods {
-        IpNet::V4(pods) => script.push_str(&format!(
-            "add rule {table} {PODS_OUT} udp dport {port} ip saddr {pods} ip daddr != {pods} \
+    match filter.pods.filter(|p| Family::of_net(p) == filter.underlay) {
+        Some(pods) => script.push_str(&format!(
+            "add rule {table} {PODS_OUT} udp dport {port} {address} saddr {pods} {address} daddr != {pods} \
              counter name {OVERLAY_DROPPED} drop\n",
             pods = pods.trunc(),
             port = filter.port
         )),
-        IpNet::V6(_) => script.push_str(&format!("delete chain {table} {PODS_OUT}\n")),
+        None => script.push_str(&format!("delete chain {table} {PODS_OUT}\n")),
     }
-    let sources: Vec<String> =
-        filter.sources.iter().filter(|s| matches!(s, IpNet::V4(_))).map(|s| s.trunc().to_string()).collect();
+    let sources: Vec<String> = filter
+        .sources
+        .iter()
+        .filter(|s| Family::of_net(s) == filter.underlay)
+        .map(|s| s.trunc().to_string())
+        .collect();
     if !sources.is_empty() {
         script.push_str(&format!("add element {table} {OVERLAY_SET} {{ {} }}\n", sources.join(", ")));
     }
@@ -170,14 +196,19 @@ mod tests {
     fn the_overlay_takes_vxlan_only_from_its_sources_and_is_never_deleted_while_on() {
         let filter = OverlayFilter {
             port: 8472,
-            pods: "10.244.0.0/16".parse().unwrap(),
+            underlay: Family::Ipv4,
+            pods: Some("10.244.0.0/16".parse().unwrap()),
             sources: ["198.18.2.11/32", "203.0.113.10/32", "fd00::1/128"]
                 .iter()
                 .map(|s| s.parse().unwrap())
                 .collect(),
         };
         let script = overlay_ruleset(Some(&filter));
-        assert!(!script.contains("delete table"), "{script}");
+        assert!(!script.contains("delete table ip weft_overlay"), "{script}");
+        assert!(
+            script.starts_with("add table ip6 weft_overlay\ndelete table ip6 weft_overlay\n"),
+            "{script}"
+        );
         assert!(script.contains(
             "add rule ip weft_overlay input udp dport 8472 ip saddr != @peers counter name dropped drop"
         ));
@@ -198,9 +229,43 @@ mod tests {
         assert!(
             script.contains("flush chain ip weft_overlay forward\ndelete chain ip weft_overlay forward\n")
         );
-        let pods = "10.244.0.0/16".parse().unwrap();
-        let lonely = overlay_ruleset(Some(&OverlayFilter { port: 4789, pods, sources: BTreeSet::new() }));
+        let pods = Some("10.244.0.0/16".parse().unwrap());
+        let lonely = overlay_ruleset(Some(&OverlayFilter {
+            port: 4789,
+            underlay: Family::Ipv4,
+            pods,
+            sources: BTreeSet::new(),
+        }));
         assert!(lonely.contains("udp dport 4789") && !lonely.contains("add element"));
-        assert_eq!(overlay_ruleset(None), "add table ip weft_overlay\ndelete table ip weft_overlay\n");
+        assert_eq!(
+            overlay_ruleset(None),
+            "add table ip weft_overlay\ndelete table ip weft_overlay\n\
+             add table ip6 weft_overlay\ndelete table ip6 weft_overlay\n"
+        );
+    }
+
+    #[test]
+    fn over_an_ipv6_underlay_the_filter_is_an_ip6_table_of_ipv6_sources() {
+        let filter = OverlayFilter {
+            port: 8472,
+            underlay: Family::Ipv6,
+            pods: Some("fd00:10:244::/56".parse().unwrap()),
+            sources: ["2001:db8:2::11/128", "198.18.2.11/32"].iter().map(|s| s.parse().unwrap()).collect(),
+        };
+        let script = overlay_ruleset(Some(&filter));
+        assert!(script.starts_with("add table ip weft_overlay\ndelete table ip weft_overlay\n"), "{script}");
+        assert!(
+            script.contains("add set ip6 weft_overlay peers { type ipv6_addr; flags interval; auto-merge; }")
+        );
+        assert!(script.contains(
+            "add rule ip6 weft_overlay input udp dport 8472 ip6 saddr != @peers counter name dropped drop"
+        ));
+        assert!(script.contains(
+            "add rule ip6 weft_overlay pods_out udp dport 8472 ip6 saddr fd00:10:244::/56 ip6 daddr != fd00:10:244::/56"
+        ));
+        assert!(script.contains("add element ip6 weft_overlay peers { 2001:db8:2::11/128 }\n"), "{script}");
+        // IPv4-only pods over an IPv6 underlay: they cannot reach a VTEP, no pods rule.
+        let v4_pods = OverlayFilter { pods: Some("10.244.0.0/16".parse().unwrap()), ..filter };
+        assert!(overlay_ruleset(Some(&v4_pods)).contains("delete chain ip6 weft_overlay pods_out"));
     }
 }

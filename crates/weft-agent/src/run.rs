@@ -106,11 +106,19 @@ fn start_speaker(
     public_ip: IpAddr,
     other_ip: Option<IpAddr>,
 ) -> Result<weft_bgp::Speaker, AgentError> {
-    let IpAddr::V4(address) = public_ip else {
-        return Err(AgentError::Options(format!(
-            "BGP needs an IPv4 address to speak from; {public_ip} is not"
-        )));
+    // The sessions are IPv4 (the router's address is): they speak from the uplink's IPv4
+    // address, whichever family the overlay uses.
+    let (v4, v6) = match (public_ip, other_ip) {
+        (IpAddr::V4(v4), other) => (v4, other),
+        (v6, Some(IpAddr::V4(v4))) => (v4, Some(v6)),
+        (v6, _) => {
+            return Err(AgentError::Options(format!(
+                "BGP needs an IPv4 address to speak from; {v6} is not, and the uplink has none"
+            )))
+        }
     };
+    let address = v4;
+    let other_ip = v6;
     let local = weft_bgp::Local {
         asn: bgp.asn,
         router_id: address,

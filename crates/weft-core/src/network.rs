@@ -284,9 +284,6 @@ impl NetworkConfig {
                     "lets everyone in; to take VXLAN from anyone, run the agents with --no-overlay-filter",
                 );
             }
-            if !source.addr().is_ipv4() {
-                return bad("the underlay is IPv4: VXLAN comes from IPv4 addresses");
-            }
             let overlaps = self
                 .pools()
                 .iter()
@@ -322,9 +319,10 @@ mod tests {
             ..NetworkConfig::new("10.244.0.0/16".parse().unwrap())
         };
         assert!(config("203.0.113.10/32").validate().is_ok());
+        assert!(config("2001:db8:ff::10/128").validate().is_ok(), "an IPv6 underlay's source");
         for (source, says) in [
             ("0.0.0.0/0", "lets everyone in"),
-            ("fd00::1/128", "the underlay is IPv4"),
+            ("::/0", "lets everyone in"),
             ("10.244.3.0/24", "overlaps the pod network"),
             ("10.0.0.0/8", "overlaps the pod network"),
         ] {

@@ -393,10 +393,20 @@ impl Lab {
         config.backend = self.state.spec.mode.backend();
         // Gateways and the client send into the overlay without holding a lease: the nodes'
         // overlay filter takes VXLAN from them by name of their addresses.
+        // (Of the underlay's family.)
+        let v6 = self.state.spec.underlay == Family::Ipv6;
+        let address = |ip: Ipv4Addr| -> std::net::IpAddr {
+            match topology.ipv6(ip).filter(|_| v6) {
+                Some(ip6) => ip6.into(),
+                None => ip.into(),
+            }
+        };
         config.overlay_sources =
-            topology.gateways.iter().map(|g| ipnet::IpNet::from(std::net::IpAddr::V4(g.ip))).collect();
+            topology.gateways.iter().map(|g| ipnet::IpNet::from(address(g.ip))).collect();
         if topology.client {
-            config.overlay_sources.push(std::net::IpAddr::V4(crate::topology::OUTSIDE_CLIENT_IP).into());
+            let client: std::net::IpAddr =
+                if v6 { OUTSIDE_CLIENT_IP6.into() } else { OUTSIDE_CLIENT_IP.into() };
+            config.overlay_sources.push(client.into());
         }
         let cidrs: Vec<String> = config.pools().iter().map(|p| p.cidr.to_string()).collect();
         let url = self.state.store_url.clone();
@@ -431,6 +441,18 @@ impl Lab {
             .arg(&node_dir)
             .args(["--lease-ttl", &spec.lease_ttl.to_string()])
             .args(["--resync", &spec.resync.to_string()]);
+        // An IPv6 underlay: the member is reached (and its VTEP is) at its IPv6 address.
+        if spec.underlay == Family::Ipv6 {
+            let ip6 = match topology.member(member) {
+                Some(Member::Node(node)) => topology.ipv6(node.ip),
+                Some(Member::Gateway(gateway)) => topology.ipv6(gateway.ip),
+                Some(Member::Outside) => Some(OUTSIDE_CLIENT_IP6),
+                _ => None,
+            };
+            if let Some(ip6) = ip6 {
+                command.args(["--public-ip", &ip6.to_string()]);
+            }
+        }
         // The router's address on the member's own rack.
         let router_on = |rack: u32| format!("{}:{ROUTER_ASN}", topology.rack(rack).gateway);
         if spec.graceful_restart > 0 {

@@ -208,6 +208,14 @@ pub struct LabSpec {
     /// The families of the lab's pods and machines.
     #[serde(default)]
     pub ip_family: IpFamily,
+    /// What carries the overlay (VXLAN) between machines: their IPv4 addresses, or (dual
+    /// stack) their IPv6 ones; the agents' public IP is of this family.
+    #[serde(default = "ipv4")]
+    pub underlay: Family,
+}
+
+fn ipv4() -> Family {
+    Family::Ipv4
 }
 
 fn one() -> u32 {
@@ -237,6 +245,7 @@ impl LabSpec {
             etcd_members: 1,
             bgp_password: false,
             ip_family: IpFamily::Ipv4,
+            underlay: Family::Ipv4,
         }
     }
 
@@ -336,6 +345,9 @@ impl LabSpec {
                  does not build yet (use --ip-family dual)"
                     .into(),
             );
+        }
+        if self.underlay == Family::Ipv6 && self.ip_family != IpFamily::Dual {
+            return invalid("--underlay ipv6: the machines need IPv6 addresses (--ip-family dual)".into());
         }
         if self.resync == 0 {
             return invalid("--resync 0: at least 1 s".into());

@@ -200,3 +200,41 @@ fn gateways_announce_both_pod_networks_with_bird_and_with_frr() {
         );
     }
 }
+
+/// VXLAN over an IPv6 underlay (machines reached at their IPv6 addresses): one device with
+/// an IPv6 VTEP carries both families, 70 bytes of MTU go to the overlay, the FDB points at
+/// the peers' IPv6 addresses, the overlay filter is an ip6 table of IPv6 sources (the IPv4
+/// one gone), and every promise holds in both families, a client and gateways included.
+#[test]
+fn vxlan_over_an_ipv6_underlay_carries_both_families() {
+    let lab = support::lab::lab(Mode::Vxlan, |spec| {
+        spec.ip_family = IpFamily::Dual;
+        spec.underlay = Family::Ipv6;
+        spec.client = true;
+        spec.gateways = 1;
+    });
+    let report = lab.check(weft_lab::lab::PROBE_TIMEOUT).unwrap();
+    assert!(report.ok, "{}", weft_lab::report::render(&report, weft_lab::Style { color: false }));
+    for family in [Family::Ipv4, Family::Ipv6] {
+        assert_eq!(reached(&report, family, Category::PodToPodOtherRack), (32, 32), "{family}");
+        assert_eq!(reached(&report, family, Category::OutsideToPod), (8, 8), "{family}");
+    }
+    let n1 = ns(&lab, "n1");
+    let link = exec_in(&n1, "ip", &["-d", "link", "show", "weft.1"], true);
+    assert!(link.contains("mtu 1430") && link.contains("local 2001:db8:1::11"), "{link}");
+    let fdb = exec_in(&n1, "bridge", &["fdb", "show", "dev", "weft.1"], true);
+    assert!(fdb.contains("dst 2001:db8:2::11") && !fdb.contains("dst 198.18."), "{fdb}");
+    let ruleset = exec_in(&n1, "nft", &["list", "ruleset"], true);
+    assert!(
+        ruleset.contains("table ip6 weft_overlay") && !ruleset.contains("table ip weft_overlay"),
+        "{ruleset}"
+    );
+    assert!(ruleset.contains("ip6 saddr != @peers"), "{ruleset}");
+    let peers = exec_in(&n1, "nft", &["list", "set", "ip6", "weft_overlay", "peers"], true);
+    for source in ["2001:db8:1::12", "2001:db8:2::11", "2001:db8:1::201", "2001:db8:ff::10"] {
+        assert!(peers.contains(source), "{source}: {peers}");
+    }
+    // The node file tells the CNI plugin the smaller MTU.
+    let node = std::fs::read_to_string(lab.state.node_dir("n1").join("node.json")).unwrap();
+    assert_eq!(weft_core::NodeFile::parse(&node).unwrap().mtu, Some(1430));
+}
