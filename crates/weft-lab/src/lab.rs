@@ -190,6 +190,8 @@ impl Lab {
         }
         let outside_net: Ipv4Net = OUTSIDE_SUBNET.parse().expect("a network");
         let v6 = |ip: Ipv6Addr| dual.then(|| Ipv6Net::new(ip, 64).expect("/64"));
+        // An IPv6-only lab: the machines keep no IPv4 address.
+        let only6 = !topology.ip_family.has_ipv4();
         cable(
             &End::host(
                 &router,
@@ -197,6 +199,7 @@ impl Lab {
                 Ipv4Net::new(OUTSIDE_GATEWAY_IP, outside_net.prefix_len()).expect("/24"),
                 None,
             )
+            .without_ipv4(only6)
             .and_ipv6(v6(OUTSIDE_GATEWAY_IP6), None),
             &End::host(
                 &outside,
@@ -204,12 +207,18 @@ impl Lab {
                 Ipv4Net::new(OUTSIDE_CLIENT_IP, outside_net.prefix_len()).expect("/24"),
                 Some(OUTSIDE_GATEWAY_IP),
             )
+            .without_ipv4(only6)
             .and_ipv6(v6(OUTSIDE_CLIENT_IP6), Some(OUTSIDE_GATEWAY_IP6)),
         )?;
         timed(
-            match dual {
-                false => format!("router, and the outside client at {OUTSIDE_CLIENT_IP} ({OUTSIDE_SUBNET})"),
-                true => format!(
+            match (dual, only6) {
+                (_, true) => {
+                    format!("router, and the outside client at {OUTSIDE_CLIENT_IP6} ({OUTSIDE_SUBNET6})")
+                }
+                (false, _) => {
+                    format!("router, and the outside client at {OUTSIDE_CLIENT_IP} ({OUTSIDE_SUBNET})")
+                }
+                (true, false) => format!(
                     "router, and the outside client at {OUTSIDE_CLIENT_IP} ({OUTSIDE_SUBNET}) and \
                      {OUTSIDE_CLIENT_IP6} ({OUTSIDE_SUBNET6})"
                 ),
@@ -226,7 +235,9 @@ impl Lab {
             let gateway6 = topology.ipv6(rack.gateway);
             cable(
                 &End::port(&switch, "router", bridge),
-                &End::host(&router, &rack.name, gateway, None).and_ipv6(gateway6.and_then(v6), None),
+                &End::host(&router, &rack.name, gateway, None)
+                    .without_ipv4(only6)
+                    .and_ipv6(gateway6.and_then(v6), None),
             )?;
             // Nodes, gateways and etcd members plug in alike: eth0 on a port named after them.
             let machines = topology
@@ -255,13 +266,18 @@ impl Lab {
                 cable(
                     &End::port(&switch, name, bridge),
                     &End::host(&ns, "eth0", address, Some(rack.gateway))
+                        .without_ipv4(only6)
                         .and_ipv6(topology.ipv6(ip).and_then(v6), gateway6),
                 )?;
-                nodes.push(format!("{kind}{name} {ip}"));
+                match topology.ipv6(ip).filter(|_| only6) {
+                    Some(ip6) => nodes.push(format!("{kind}{name} {ip6}")),
+                    None => nodes.push(format!("{kind}{name} {ip}")),
+                }
             }
-            let segments = match rack.subnet6 {
-                Some(v6) => format!("{} + {v6}", rack.subnet),
-                None => rack.subnet.to_string(),
+            let segments = match (rack.subnet6, only6) {
+                (Some(v6), true) => v6.to_string(),
+                (Some(v6), false) => format!("{} + {v6}", rack.subnet),
+                (None, _) => rack.subnet.to_string(),
             };
             timed(format!("{} {segments}: {}", rack.name, nodes.join(", ")), started, progress);
         }
@@ -389,12 +405,16 @@ impl Lab {
                 pool.reserved = vec![ipnet::IpNet::V6(lower_half)];
             }
             config.ipv6 = Some(pool);
+            if !topology.ip_family.has_ipv4() {
+                // IPv6 only: the IPv6 pool alone.
+                config = config.for_family(Family::Ipv6).expect("an IPv6 pool");
+            }
         }
         config.backend = self.state.spec.mode.backend();
         // Gateways and the client send into the overlay without holding a lease: the nodes'
         // overlay filter takes VXLAN from them by name of their addresses.
         // (Of the underlay's family.)
-        let v6 = self.state.spec.underlay == Family::Ipv6;
+        let v6 = self.state.spec.underlay_family() == Family::Ipv6;
         let address = |ip: Ipv4Addr| -> std::net::IpAddr {
             match topology.ipv6(ip).filter(|_| v6) {
                 Some(ip6) => ip6.into(),
@@ -669,7 +689,7 @@ impl Lab {
 
     /// Adds a pod on `node`: a namespace, wired by the CNI plugin (ADD) run in the node's
     /// namespace with the spec's variables, as a runtime runs it. Returns its address.
-    pub fn add_pod(&mut self, node: &str, pod: &str) -> Result<Ipv4Addr, LabError> {
+    pub fn add_pod(&mut self, node: &str, pod: &str) -> Result<std::net::IpAddr, LabError> {
         crate::topology::validate_name(pod)?;
         if self.topology().member(pod).is_some() {
             return Err(LabError::Invalid(format!("lab {} has a member called {pod} already", self.name())));
@@ -689,7 +709,7 @@ impl Lab {
         self.wire_pod(node, pod)
     }
 
-    fn wire_pod(&mut self, node: &str, pod: &str) -> Result<Ipv4Addr, LabError> {
+    fn wire_pod(&mut self, node: &str, pod: &str) -> Result<std::net::IpAddr, LabError> {
         let pod_ns = crate::topology::netns_name(self.name(), pod);
         create_namespace(&pod_ns)?;
         let node_ns = open_namespace(&self.netns(node)?)?;
@@ -729,34 +749,43 @@ impl Lab {
             .flatten()
             .filter_map(|ip| ip["address"].as_str()?.split('/').next()?.parse().ok())
             .collect();
-        let address = addresses
-            .iter()
-            .find_map(|ip| match ip {
-                std::net::IpAddr::V4(v4) => Some(*v4),
-                _ => None,
-            })
-            .ok_or_else(|| cni_error(format!("no IPv4 address in the result: {output}")))?;
+        let address = addresses.iter().find_map(|ip| match ip {
+            std::net::IpAddr::V4(v4) => Some(*v4),
+            _ => None,
+        });
         let address6 = addresses.iter().find_map(|ip| match ip {
             std::net::IpAddr::V6(v6) => Some(*v6),
             _ => None,
         });
-        if self.topology().ip_family.has_ipv6() && address6.is_none() {
-            return Err(cni_error(format!("no IPv6 address in the result of a dual-stack lab: {output}")));
+        let families = self.topology().ip_family;
+        if families.has_ipv4() && address.is_none() {
+            return Err(cni_error(format!("no IPv4 address in the result: {output}")));
+        }
+        if families.has_ipv6() && address6.is_none() {
+            return Err(cni_error(format!("no IPv6 address in the result of a lab with IPv6: {output}")));
         }
         if let Some(record) = self.state.pods.iter_mut().find(|p| p.name == pod) {
-            record.address = Some(address);
+            record.address = address;
             record.address6 = address6;
         }
         self.state.save()?;
-        Ok(address)
+        Ok(address.map(std::net::IpAddr::V4).or(address6.map(std::net::IpAddr::V6)).expect("checked above"))
     }
 
     /// Probes the matrix (every pod and node to every pod, pods to the outside client and
     /// back) and holds each outcome against what the mode promises.
     pub fn check(&self, timeout: Duration) -> Result<Report, LabError> {
         let topology = self.topology();
-        let unwired: Vec<&str> =
-            self.state.pods.iter().filter(|p| p.address.is_none()).map(|p| p.name.as_str()).collect();
+        let families = topology.ip_family;
+        let unwired: Vec<&str> = self
+            .state
+            .pods
+            .iter()
+            .filter(|p| {
+                families.has_ipv4() && p.address.is_none() || families.has_ipv6() && p.address6.is_none()
+            })
+            .map(|p| p.name.as_str())
+            .collect();
         if !unwired.is_empty() {
             return Err(LabError::Invalid(format!(
                 "lab {} is not whole: pods {} have no address (did `up` fail?); \

@@ -9,7 +9,8 @@
 //! A dual-stack lab (`--ip-family dual`) gives rack `r` the segment `2001:db8:r::/64` too,
 //! each machine the IPv6 address with the same last number (`198.18.1.11` is also
 //! `2001:db8:1::11`), the outside `2001:db8:ff::/64`, and pods a second address from
-//! `fd00:10:244::/56` (l2: from the rack's IPv6 segment). The underlay stays IPv4.
+//! `fd00:10:244::/56` (l2: from the rack's IPv6 segment). The underlay stays IPv4 unless
+//! `--underlay ipv6`. An IPv6-only lab (`--ip-family ipv6`) has the IPv6 addresses alone.
 
 use crate::LabError;
 use ipnet::{Ipv4Net, Ipv6Net};
@@ -79,6 +80,10 @@ impl IpFamily {
 
     pub fn has_ipv6(self) -> bool {
         self != IpFamily::Ipv4
+    }
+
+    pub fn has_ipv4(self) -> bool {
+        self != IpFamily::Ipv6
     }
 }
 /// The outside world: a client behind the router, on a documentation range.
@@ -249,6 +254,16 @@ impl LabSpec {
         }
     }
 
+    /// The family of the machines' public IPs, and so of the overlay's underlay: IPv6 in an
+    /// IPv6-only lab, else as asked.
+    pub fn underlay_family(&self) -> Family {
+        if self.ip_family == IpFamily::Ipv6 {
+            Family::Ipv6
+        } else {
+            self.underlay
+        }
+    }
+
     /// The AS of the cluster's speakers: the router's own under iBGP.
     pub fn cluster_asn(&self) -> u32 {
         if self.ibgp {
@@ -339,15 +354,23 @@ impl LabSpec {
                 self.mode.name()
             ));
         }
-        if self.ip_family == IpFamily::Ipv6 {
+        if self.underlay == Family::Ipv6 && self.ip_family == IpFamily::Ipv4 {
             return invalid(
-                "--ip-family ipv6: not yet; an IPv6-only lab needs an IPv6 underlay, which the lab \
-                 does not build yet (use --ip-family dual)"
-                    .into(),
+                "--underlay ipv6: the machines need IPv6 addresses (--ip-family dual or ipv6)".into(),
             );
         }
-        if self.underlay == Family::Ipv6 && self.ip_family != IpFamily::Dual {
-            return invalid("--underlay ipv6: the machines need IPv6 addresses (--ip-family dual)".into());
+        if self.ip_family == IpFamily::Ipv6 {
+            let refuse =
+                |what: &str, why: &str| invalid(format!("--ip-family ipv6 with {what}: not yet; {why}"));
+            if self.router_speaks_bgp() {
+                return refuse(
+                    "BGP (bgp mode or --gateways)",
+                    "the speaker's sessions are IPv4 (use --ip-family dual for BGP with IPv6 pods)",
+                );
+            }
+            if self.store == StoreKind::Etcd {
+                return refuse("--store etcd", "the lab's etcd members listen on IPv4 (use --store sqlite)");
+            }
         }
         if self.resync == 0 {
             return invalid("--resync 0: at least 1 s".into());
@@ -650,7 +673,11 @@ mod tests {
         assert_eq!(topology.racks[1].subnet6.unwrap().to_string(), "2001:db8:2::/64");
         assert_eq!(topology.ipv6(topology.nodes[2].ip).unwrap().to_string(), "2001:db8:2::11");
         spec.ip_family = IpFamily::Ipv6;
+        spec.mode = Mode::Bgp;
         assert!(spec.validate().unwrap_err().to_string().contains("not yet"));
+        spec.mode = Mode::Vxlan;
+        assert!(spec.validate().is_ok());
+        assert_eq!(spec.underlay_family(), Family::Ipv6);
     }
 
     #[test]

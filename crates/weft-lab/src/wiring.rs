@@ -70,6 +70,14 @@ impl<'a> End<'a> {
         End { ns, name, bridge: None, address: Some(address), gateway, address6: None, gateway6: None }
     }
 
+    /// This end without its IPv4 address and route, when `drop` (an IPv6-only lab).
+    pub fn without_ipv4(self, drop: bool) -> End<'a> {
+        match drop {
+            true => End { address: None, gateway: None, ..self },
+            false => self,
+        }
+    }
+
     /// This end with an IPv6 address (and default route) too, if `address6` is some.
     pub fn and_ipv6(self, address6: Option<Ipv6Net>, gateway6: Option<Ipv6Addr>) -> End<'a> {
         End { address6, gateway6: gateway6.filter(|_| address6.is_some()), ..self }

@@ -7,6 +7,9 @@
 //! on all of them alike, while no contender's calls interleave with another's. Every
 //! timing is a whole plugin process as a runtime sees it: spawn, run, exit. Run as root:
 //!
+//! A dual-stack pair too: the reference chain with host-local giving each pod an IPv4 and an
+//! IPv6 address, against weft routed with a subnet of each family in its node file.
+//!
 //!     cargo bench -p weft --bench cni            # N=200
 //!     WEFT_BENCH_PODS=50 cargo bench -p weft --bench cni
 
@@ -64,7 +67,13 @@ impl Contender {
 /// weft as the agent sets it up: the node file gives subnet, MTU and attach mode, as
 /// flannel's subnet.env does for its plugin.
 fn weft_via_node_file(node: &Node, subnet: &str, attach: &str) -> Value {
-    let node_file = json!({"subnets": [{"subnet": subnet}], "mtu": BENCH_MTU, "attach": attach});
+    weft_via_node_file_of(node, &[subnet], attach)
+}
+
+/// The same with a subnet per family (dual stack: one address of each per pod).
+fn weft_via_node_file_of(node: &Node, subnets: &[&str], attach: &str) -> Value {
+    let subnets: Vec<Value> = subnets.iter().map(|s| json!({ "subnet": s })).collect();
+    let node_file = json!({"subnets": subnets, "mtu": BENCH_MTU, "attach": attach});
     node.write_node_file(&node_file.to_string());
     node.conf("1.0.0", json!({}))
 }
@@ -148,6 +157,21 @@ fn main() {
         Contender::new("weft bridge", WEFT.to_string(), pods, |node| {
             weft_via_node_file(node, "10.252.0.0/16", "bridge")
         }),
+        // Dual stack: an IPv4 and an IPv6 address per pod.
+        Contender::new("reference, dual stack", format!("{REFERENCE_PLUGINS}/bridge"), pods, |node| {
+            json!({
+                "cniVersion": "1.0.0", "name": "bench", "type": "bridge", "bridge": "cni1",
+                "isGateway": true, "isDefaultGateway": true, "hairpinMode": true, "ipMasq": false,
+                "mtu": BENCH_MTU,
+                "ipam": {"type": "host-local",
+                         "ranges": [[{"subnet": "10.253.0.0/16"}], [{"subnet": "fd00:253::/64"}]],
+                         "routes": [{"dst": "10.240.0.0/12"}, {"dst": "fd00::/8"}],
+                         "dataDir": node.data_dir.path().join("host-local")}
+            })
+        }),
+        Contender::new("weft routed, dual stack", WEFT.to_string(), pods, |node| {
+            weft_via_node_file_of(node, &["10.254.0.0/16", "fd00:254::/64"], "routed")
+        }),
     ];
     for command in ["ADD", "DEL"] {
         for block in (0..pods).collect::<Vec<_>>().chunks(BLOCK) {
@@ -181,7 +205,10 @@ fn main() {
 
     let reference = &contenders[0];
     println!("\nweft ÷ reference (target ≤ 0.20)     ADD mean   ADD p50    DEL mean   DEL p50");
-    for c in &contenders[1..] {
+    // (Each against the reference of its kind: the dual-stack row against the dual one.)
+    for (c, reference) in
+        [(&contenders[1], reference), (&contenders[2], reference), (&contenders[4], &contenders[3])]
+    {
         println!(
             "{:<36} {:>8.3} {:>9.3} {:>10.3} {:>9.3}",
             c.name,

@@ -3,6 +3,12 @@
 //!
 //!     cargo bench -p weft --bench dataplane              (everything)
 //!     cargo bench -p weft --bench dataplane -- filter    (the overlay filter's cost only)
+//!     cargo bench -p weft --bench dataplane -- ipv6      (the IPv6 rows only)
+//!     WEFT_BENCH_ROUNDS=7 cargo bench …                  (more alternating rounds per row)
+//!
+//! The IPv6 rows: dual-stack pods (both families built, on both sides), IPv6 pod to pod, for
+//! route (via the peer's IPv6 address), vxlan over the IPv4 underlay (one device carrying
+//! both families) and vxlan over an IPv6 underlay (an IPv6 VTEP, 70 bytes of MTU).
 //!
 //! Both sides: two node namespaces on one switch (weft's is a lab's rack), one pod on each with a routed veth (/32,
 //! link-local gateway pinned, host route), and between the nodes either a route via the
@@ -25,10 +31,14 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::lab::{ns, wait_for_full_mesh};
 use support::*;
+use weft_core::network::Family;
 use weft_kernel::netns;
 
 const SECONDS: &str = "5";
-const ROUNDS: usize = 3;
+/// Rounds per side (WEFT_BENCH_ROUNDS overrides: a noisy machine wants more).
+fn rounds() -> usize {
+    std::env::var("WEFT_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3)
+}
 
 /// One iperf3 measurement from pod namespace `client` to `server_ip` in `server`, Gbit/s.
 fn iperf(server: &str, client: &str, server_ip: &str) -> f64 {
@@ -87,7 +97,37 @@ fn sh(ns: &str, args: &str) {
     exec_in(ns, args[0], &args[1..], true);
 }
 
-fn hand_built(vxlan: bool) -> (HandBuilt, String, String, String) {
+/// What a row measures: the backend, and for IPv6 rows the underlay's family.
+#[derive(Clone, Copy, PartialEq)]
+struct Row {
+    vxlan: bool,
+    /// None: IPv4 pods (the IPv4 rows); Some(underlay): dual-stack pods, measured in IPv6.
+    ipv6_over: Option<Family>,
+}
+
+impl Row {
+    fn name(self) -> String {
+        let backend = if self.vxlan { "vxlan" } else { "route" };
+        match self.ipv6_over {
+            None => backend.to_string(),
+            Some(_) if !self.vxlan => format!("{backend} IPv6"),
+            Some(underlay) => format!("{backend} IPv6 over {underlay}"),
+        }
+    }
+
+    fn mtu(self) -> u32 {
+        match (self.vxlan, self.ipv6_over) {
+            (false, _) => 1500,
+            (true, Some(Family::Ipv6)) => 1430,
+            (true, _) => 1450,
+        }
+    }
+}
+
+fn hand_built(row: Row) -> (HandBuilt, String, String, String) {
+    let vxlan = row.vxlan;
+    let dual = row.ipv6_over.is_some();
+    let v6_underlay = row.ipv6_over == Some(Family::Ipv6);
     let prefix = unique_prefix();
     let name = |s: &str| format!("{prefix}{s}");
     let names: Vec<String> = ["sw", "n1", "n2", "p1", "p2"].iter().map(|s| name(s)).collect();
@@ -103,6 +143,10 @@ fn hand_built(vxlan: bool) -> (HandBuilt, String, String, String) {
         sh(sw, &format!("ip link add p{n} type veth peer name up0 netns {node}"));
         sh(sw, &format!("ip link set p{n} master br0 up"));
         sh(node, &format!("ip addr add 192.0.2.1{n}/24 dev up0"));
+        if dual {
+            sh(node, &format!("ip addr add 2001:db8::1{n}/64 dev up0 nodad"));
+            sh(node, "sysctl -qw net.ipv6.conf.all.forwarding=1");
+        }
         sh(node, "ip link set up0 up");
         sh(node, "sysctl -qw net.ipv4.ip_forward=1");
         // the pod: routed veth, as weft makes it
@@ -118,18 +162,43 @@ fn hand_built(vxlan: bool) -> (HandBuilt, String, String, String) {
         sh(pod, "ip route add default via 169.254.1.1 dev eth0 onlink");
         sh(node, &format!("ip route add 10.244.{n}.2/32 dev wv{n} scope link"));
         sh(node, &format!("ip addr add 169.254.1.1/32 scope host dev wv{n}"));
+        if dual {
+            // as weft's CNI plugin: the pod's link-local gateway on the node side, pinned
+            sh(node, &format!("ip addr add fe80::1/64 dev wv{n} nodad"));
+            sh(pod, &format!("ip addr add fd00:10:244:{n}::2/128 dev eth0 nodad"));
+            sh(pod, &format!("ip -6 neigh replace fe80::1 lladdr {host_mac} dev eth0 nud permanent"));
+            sh(pod, "ip -6 route add default via fe80::1 dev eth0");
+            sh(node, &format!("ip -6 route replace fd00:10:244:{n}::2/128 dev wv{n}"));
+        }
     }
     for (i, node) in nodes.iter().enumerate() {
         let (n, peer) = (i + 1, 2 - i);
         if vxlan {
+            let (local, remote) = match v6_underlay {
+                true => (format!("2001:db8::1{n}"), format!("2001:db8::1{peer}")),
+                false => (format!("192.0.2.1{n}"), format!("192.0.2.1{peer}")),
+            };
             sh(
                 node,
-                &format!(
-                    "ip link add weft.1 type vxlan id 1 dstport 8472 local 192.0.2.1{n} dev up0 nolearning"
-                ),
+                &format!("ip link add weft.1 type vxlan id 1 dstport 8472 local {local} dev up0 nolearning"),
             );
-            sh(node, &format!("ip link set weft.1 address 02:00:00:00:00:0{n} mtu 1450 up"));
+            sh(node, &format!("ip link set weft.1 address 02:00:00:00:00:0{n} mtu {} up", row.mtu()));
             sh(node, &format!("ip addr add 10.244.{n}.0/32 dev weft.1"));
+            if dual {
+                sh(node, &format!("ip addr add fd00:10:244:{n}::/128 dev weft.1 nodad"));
+                sh(
+                    node,
+                    &format!(
+                        "ip -6 neigh replace fd00:10:244:{peer}:: lladdr 02:00:00:00:00:0{peer} dev weft.1 nud permanent"
+                    ),
+                );
+                sh(
+                    node,
+                    &format!(
+                        "ip -6 route add fd00:10:244:{peer}::/64 via fd00:10:244:{peer}:: dev weft.1 onlink"
+                    ),
+                );
+            }
             sh(
                 node,
                 &format!(
@@ -138,18 +207,22 @@ fn hand_built(vxlan: bool) -> (HandBuilt, String, String, String) {
             );
             sh(
                 node,
-                &format!(
-                    "bridge fdb replace 02:00:00:00:00:0{peer} dev weft.1 dst 192.0.2.1{peer} self permanent"
-                ),
+                &format!("bridge fdb replace 02:00:00:00:00:0{peer} dev weft.1 dst {remote} self permanent"),
             );
             sh(node, &format!("ip route add 10.244.{peer}.0/24 via 10.244.{peer}.0 dev weft.1 onlink"));
         } else {
             sh(node, &format!("ip route add 10.244.{peer}.0/24 via 192.0.2.1{peer} dev up0"));
+            if dual {
+                sh(node, &format!("ip -6 route add fd00:10:244:{peer}::/64 via 2001:db8::1{peer} dev up0"));
+            }
         }
     }
     // the same masquerade rule weft installs (it turns on connection tracking, which every
     // packet then pays for on both sides)
-    let ruleset = weft_agent::nft::ruleset(&"10.244.0.0/16".parse().unwrap());
+    let mut ruleset = weft_agent::nft::ruleset(&"10.244.0.0/16".parse().unwrap());
+    if dual {
+        ruleset += &weft_agent::nft::ruleset(&"fd00:10:244::/56".parse().unwrap());
+    }
     for node in nodes {
         let mut nft = Command::new("ip")
             .args(["netns", "exec", node, "nft", "-f", "-"])
@@ -163,12 +236,13 @@ fn hand_built(vxlan: bool) -> (HandBuilt, String, String, String) {
     // weft gives vxlan pods the tunnel's MTU
     if vxlan {
         for (n, (node, pod)) in nodes.iter().zip(pods).enumerate() {
-            sh(node, &format!("ip link set wv{} mtu 1450", n + 1));
-            sh(pod, "ip link set eth0 mtu 1450");
+            sh(node, &format!("ip link set wv{} mtu {}", n + 1, row.mtu()));
+            sh(pod, &format!("ip link set eth0 mtu {}", row.mtu()));
         }
     }
     let (server, client) = (pods[1].clone(), pods[0].clone());
-    (built, server, client, "10.244.2.2".into())
+    let server_ip = if dual { "fd00:10:244:2::2" } else { "10.244.2.2" };
+    (built, server, client, server_ip.into())
 }
 
 fn link_mac(ns: &str, link: &str) -> String {
@@ -179,13 +253,28 @@ fn link_mac(ns: &str, link: &str) -> String {
 /// Two nodes of a lab on one rack, one pod each. Returns (lab, server pod ns, client pod ns,
 /// server pod IP).
 fn weft_cluster(mode: weft_lab::Mode) -> (weft_lab::Lab, String, String, String) {
+    weft_cluster_of(mode, None)
+}
+
+/// The same, dual stack over `underlay` when asked, the server pod's IPv6 address returned.
+fn weft_cluster_of(
+    mode: weft_lab::Mode,
+    ipv6_over: Option<Family>,
+) -> (weft_lab::Lab, String, String, String) {
     let mut lab = support::lab::lab(mode, |spec| {
         spec.racks = 1;
         spec.nodes_per_rack = 2;
         spec.pods_per_node = 0;
+        if let Some(underlay) = ipv6_over {
+            spec.ip_family = weft_lab::topology::IpFamily::Dual;
+            spec.underlay = underlay;
+        }
     });
     lab.add_pod("n1", "a").unwrap();
-    let server_ip = lab.add_pod("n2", "b").unwrap().to_string();
+    let mut server_ip = lab.add_pod("n2", "b").unwrap().to_string();
+    if ipv6_over.is_some() {
+        server_ip = lab.state.pods.iter().find(|p| p.name == "b").unwrap().address6.unwrap().to_string();
+    }
     wait_for_full_mesh(&lab);
     let (server, client) = (ns(&lab, "b"), ns(&lab, "a"));
     (lab, server, client, server_ip)
@@ -200,13 +289,26 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    // `-- filter`: only the overlay filter's cost.
+    // `-- filter`: only the overlay filter's cost; `-- ipv6`: only the IPv6 rows.
     let only_filter = std::env::args().any(|a| a == "filter");
+    let only_ipv6 = std::env::args().any(|a| a == "ipv6");
     if !only_filter {
-        println!("pod to pod across two nodes, iperf3, one TCP stream, {SECONDS} s, median of {ROUNDS}\n");
+        println!(
+            "pod to pod across two nodes, iperf3, one TCP stream, {SECONDS} s, median of {}\n",
+            rounds()
+        );
     }
-    for mode in [weft_lab::Mode::Route, weft_lab::Mode::Vxlan] {
-        let backend = mode.name();
+    let row = |vxlan, ipv6_over| Row { vxlan, ipv6_over };
+    let mut rows = vec![row(false, None), row(true, None)];
+    if !only_filter {
+        rows.extend([
+            row(false, Some(Family::Ipv4)),
+            row(true, Some(Family::Ipv4)),
+            row(true, Some(Family::Ipv6)),
+        ]);
+    }
+    for row in rows {
+        let mode = if row.vxlan { weft_lab::Mode::Vxlan } else { weft_lab::Mode::Route };
         if only_filter {
             if mode == weft_lab::Mode::Vxlan {
                 let (mut lab, weft_server, weft_client, weft_ip) = weft_cluster(mode);
@@ -214,20 +316,25 @@ fn main() {
             }
             continue;
         }
-        let (mut lab, weft_server, weft_client, weft_ip) = weft_cluster(mode);
-        let (_hand, hand_server, hand_client, hand_ip) = hand_built(backend == "vxlan");
-        assert!(pings(&hand_client, &hand_ip), "the hand-built {backend} topology works");
+        if only_ipv6 && row.ipv6_over.is_none() {
+            continue;
+        }
+        let name = row.name();
+        let (mut lab, weft_server, weft_client, weft_ip) = weft_cluster_of(mode, row.ipv6_over);
+        let (_hand, hand_server, hand_client, hand_ip) = hand_built(row);
+        assert!(pings(&hand_client, &hand_ip), "the hand-built {name} topology works");
+        assert!(pings(&weft_client, &weft_ip), "weft's {name} topology works");
         let (mut weft, mut hand) = (Vec::new(), Vec::new());
-        for _ in 0..ROUNDS {
+        for _ in 0..rounds() {
             weft.push(iperf(&weft_server, &weft_client, &weft_ip));
             hand.push(iperf(&hand_server, &hand_client, &hand_ip));
         }
         let (weft, hand) = (median(weft), median(hand));
         println!(
-            "{backend:<6} weft {weft:6.2} Gbit/s   by hand {hand:6.2} Gbit/s   weft ÷ hand {:.3} (target ≥ 0.98)",
+            "{name:<22} weft {weft:6.2} Gbit/s   by hand {hand:6.2} Gbit/s   weft ÷ hand {:.3} (target ≥ 0.98)",
             weft / hand
         );
-        if mode == weft_lab::Mode::Vxlan {
+        if row == (Row { vxlan: true, ipv6_over: None }) {
             overlay_filter_cost(&mut lab, &weft_server, &weft_client, &weft_ip);
         }
     }

@@ -33,7 +33,7 @@ impl LabName {
 pub enum IpFamilyArg {
     /// IPv4 only.
     Ipv4,
-    /// IPv6 only: not built yet (refused, saying why).
+    /// IPv6 only: machines and pods without IPv4 (no BGP or etcd there yet).
     Ipv6,
     /// IPv4 and IPv6 on every machine and pod, over an IPv4 underlay.
     Dual,
@@ -102,7 +102,7 @@ pub enum LabCommand {
         bgp_password: bool,
         /// The pods' (and machines') address families: ipv4, or dual (every machine and pod
         /// has an IPv6 address too, from 2001:db8::/32 and fd00:10:244::/56; the underlay
-        /// stays IPv4). ipv6 alone is not built yet.
+        /// stays IPv4 unless --underlay ipv6), or ipv6 (no IPv4 at all; no BGP or etcd yet).
         #[arg(long, value_enum, default_value = "ipv4")]
         ip_family: IpFamilyArg,
         /// What carries the overlay between machines: their IPv4 addresses, or their IPv6
@@ -694,6 +694,7 @@ fn up(spec: LabSpec) -> anyhow::Result<Lab> {
         match (spec.ip_family, spec.underlay) {
             (IpFamily::Dual, weft_core::network::Family::Ipv6) => ", dual stack over an IPv6 underlay",
             (IpFamily::Dual, _) => ", dual stack",
+            (IpFamily::Ipv6, _) => ", IPv6 only",
             _ => "",
         },
         count(spec.racks, "rack", "racks"),
@@ -735,6 +736,20 @@ fn demo_labs() -> Vec<(String, LabSpec, &'static str)> {
         "client".into(),
         LabSpec { client: true, ..LabSpec::new("demo-client", Mode::Vxlan) },
         "vxlan, and the outside client runs the agent to join the overlay",
+    ));
+    labs.push((
+        "dual stack".into(),
+        LabSpec { ip_family: IpFamily::Dual, ..LabSpec::new("demo-dual", Mode::Bgp) },
+        "bgp, every machine and pod with an IPv4 and an IPv6 address; IPv6 routes by BGP too (MP-BGP)",
+    ));
+    labs.push((
+        "ipv6 underlay".into(),
+        LabSpec {
+            ip_family: IpFamily::Dual,
+            underlay: weft_core::network::Family::Ipv6,
+            ..LabSpec::new("demo-underlay6", Mode::Vxlan)
+        },
+        "vxlan between the machines' IPv6 addresses, carrying pods of both families",
     ));
     labs
 }

@@ -238,3 +238,44 @@ fn vxlan_over_an_ipv6_underlay_carries_both_families() {
     let node = std::fs::read_to_string(lab.state.node_dir("n1").join("node.json")).unwrap();
     assert_eq!(weft_core::NodeFile::parse(&node).unwrap().mtu, Some(1430));
 }
+
+/// IPv6-only labs: machines and pods without an IPv4 address, the overlay on the machines'
+/// IPv6 addresses. Every design without BGP keeps its promises, all probed in IPv6, and the
+/// nodes hold only IPv6 state (weft's tables are ip6 ones).
+#[test]
+fn every_design_without_bgp_keeps_its_promises_in_an_ipv6_only_lab() {
+    for (mode, client) in [
+        (Mode::Route, false),
+        (Mode::Vxlan, false),
+        (Mode::Auto, false),
+        (Mode::L2, false),
+        (Mode::Vxlan, true),
+    ] {
+        let what = format!("{mode:?}{}", if client { " with a client" } else { "" });
+        let lab = support::lab::lab(mode, |spec| {
+            spec.ip_family = IpFamily::Ipv6;
+            spec.client = client;
+        });
+        let report = lab.check(weft_lab::lab::PROBE_TIMEOUT).unwrap();
+        assert!(report.ok, "{what}: {}", weft_lab::report::render(&report, weft_lab::Style { color: false }));
+        assert!(!report.cells.is_empty() && report.cells.iter().all(|c| c.family == Family::Ipv6), "{what}");
+        let pods = lab.state.pods.len();
+        assert!(lab.state.pods.iter().all(|p| p.address.is_none() && p.address6.is_some()), "{what}");
+        assert_eq!(reached(&report, Family::Ipv6, Category::PodToOutside), (pods, pods), "{what}");
+        let across = if matches!(mode, Mode::Route | Mode::L2) { 0 } else { 32 };
+        assert_eq!(reached(&report, Family::Ipv6, Category::PodToPodOtherRack).0, across, "{what}");
+        let outside = if mode == Mode::L2 || client { pods } else { 0 };
+        assert_eq!(reached(&report, Family::Ipv6, Category::OutsideToPod).0, outside, "{what}");
+
+        let n1 = ns(&lab, "n1");
+        let v4 = exec_in(&n1, "ip", &["-4", "-o", "addr", "show", "dev", "eth0"], true);
+        assert!(v4.trim().is_empty(), "{what}: {v4}");
+        let tables = exec_in(&n1, "nft", &["list", "tables"], true);
+        assert!(!tables.contains("table ip "), "{what}: {tables}");
+        if mode == Mode::Vxlan {
+            let link = exec_in(&n1, "ip", &["-d", "link", "show", "weft.1"], true);
+            assert!(link.contains("mtu 1430") && link.contains("local 2001:db8:1::11"), "{what}: {link}");
+            assert!(tables.contains("table ip6 weft_overlay"), "{what}: {tables}");
+        }
+    }
+}
