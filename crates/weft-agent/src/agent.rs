@@ -1017,7 +1017,7 @@ impl Agent {
                 .unwrap_or_default()
                 .into_iter()
                 .map(|s| status::BgpSessionStatus {
-                    peer: IpAddr::V4(s.peer.address),
+                    peer: s.peer.address,
                     asn: s.peer.asn,
                     local_asn: self.config.local_asn.unwrap_or_default(),
                     state: s.state.name().to_string(),

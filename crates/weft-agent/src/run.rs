@@ -106,19 +106,16 @@ fn start_speaker(
     public_ip: IpAddr,
     other_ip: Option<IpAddr>,
 ) -> Result<weft_bgp::Speaker, AgentError> {
-    // The sessions are IPv4 (the router's address is): they speak from the uplink's IPv4
-    // address, whichever family the overlay uses.
-    let (v4, v6) = match (public_ip, other_ip) {
+    // IPv4 prefixes' next hop and the router ID are the uplink's IPv4 address, whichever
+    // family the overlay uses; IPv6 prefixes' next hop its IPv6 one (a session to a router's
+    // IPv6 address speaks from, and announces, the address it speaks from).
+    let (address, other_ip) = match (public_ip, other_ip) {
         (IpAddr::V4(v4), other) => (v4, other),
         (v6, Some(IpAddr::V4(v4))) => (v4, Some(v6)),
-        (v6, _) => {
-            return Err(AgentError::Options(format!(
-                "BGP needs an IPv4 address to speak from; {v6} is not, and the uplink has none"
-            )))
-        }
+        // No IPv4 at all: a router ID made from the IPv6 address (it only has to be unique
+        // among the routers' peers, and stable).
+        (v6, _) => (router_id_of(v6), Some(v6)),
     };
-    let address = v4;
-    let other_ip = v6;
     let local = weft_bgp::Local {
         asn: bgp.asn,
         router_id: address,
@@ -131,4 +128,26 @@ fn start_speaker(
         graceful_restart: bgp.graceful_restart,
     };
     Ok(weft_bgp::Speaker::start(local, bgp.peers.clone(), |line| info!(target: "weft_bgp", "{line}")))
+}
+
+/// A BGP router ID (32 bits, not zero) for a node without IPv4: a hash of its IPv6 address,
+/// the same at every start.
+fn router_id_of(ip: IpAddr) -> std::net::Ipv4Addr {
+    let octets = match ip {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    };
+    let hash = weft_core::names::fnv1a(&[b"weft-router-id\0", &octets]) as u32;
+    std::net::Ipv4Addr::from(hash.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_node_without_ipv4_gets_a_stable_router_id_of_its_own() {
+        let a = super::router_id_of("2001:db8:1::11".parse().unwrap());
+        assert_eq!(a, super::router_id_of("2001:db8:1::11".parse().unwrap()));
+        assert_ne!(a, super::router_id_of("2001:db8:2::11".parse().unwrap()));
+        assert!(!a.is_unspecified());
+    }
 }

@@ -7,7 +7,7 @@
 
 use socket2::Socket;
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 
 /// The kernel's limit on a TCP-MD5 key (`TCP_MD5SIG_MAXKEYLEN`).
@@ -46,7 +46,7 @@ pub enum PasswordError {
 /// named.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Passwords {
-    pub peers: BTreeMap<Ipv4Addr, Password>,
+    pub peers: BTreeMap<IpAddr, Password>,
     pub default: Option<Password>,
 }
 
@@ -82,7 +82,7 @@ impl Passwords {
                 }
                 continue;
             }
-            let address: Ipv4Addr = peer.parse().map_err(|_| bad("the peer is not an IPv4 address or *"))?;
+            let address: IpAddr = peer.parse().map_err(|_| bad("the peer is not an IP address or *"))?;
             if passwords.peers.insert(address, password).is_some() {
                 return Err(bad(&format!("a second line for {address}")));
             }
@@ -91,7 +91,7 @@ impl Passwords {
     }
 
     /// The password for a session to `peer`, if any.
-    pub fn for_peer(&self, peer: Ipv4Addr) -> Option<&Password> {
+    pub fn for_peer(&self, peer: IpAddr) -> Option<&Password> {
         self.peers.get(&peer).or(self.default.as_ref())
     }
 }
@@ -113,21 +113,18 @@ const _: () = assert!(std::mem::size_of::<TcpMd5Sig>() == 216);
 
 /// Signs every segment between `socket` and `peer` with `password` (set before connect, so
 /// the SYN is signed too).
-pub fn set_md5(socket: &Socket, peer: SocketAddrV4, password: &Password) -> std::io::Result<()> {
+pub fn set_md5(socket: &Socket, peer: SocketAddr, password: &Password) -> std::io::Result<()> {
     // SAFETY: all-zero is a valid value of this plain C struct.
     let mut sig: TcpMd5Sig = unsafe { std::mem::zeroed() };
-    let address = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: peer.port().to_be(),
-        sin_addr: libc::in_addr { s_addr: u32::from(*peer.ip()).to_be() },
-        sin_zero: [0; 8],
-    };
-    // SAFETY: a sockaddr_in fits in a sockaddr_storage, which is what the kernel reads.
+    // The peer's address as the kernel takes it (socket2's SockAddr is the C sockaddr).
+    let address = socket2::SockAddr::from(peer);
+    // SAFETY: a sockaddr_in or sockaddr_in6 fits in a sockaddr_storage, which is what the
+    // kernel reads; SockAddr holds `len()` valid bytes.
     unsafe {
         std::ptr::copy_nonoverlapping(
-            &address as *const libc::sockaddr_in as *const u8,
+            address.as_ptr() as *const u8,
             &mut sig.addr as *mut libc::sockaddr_storage as *mut u8,
-            std::mem::size_of::<libc::sockaddr_in>(),
+            address.len() as usize,
         )
     };
     sig.key_len = password.0.len() as u16;
@@ -157,9 +154,14 @@ mod tests {
     fn a_password_file_names_peers_and_a_default() {
         let text = "# routers\n198.18.1.1 s3cret words \n\n*\tfallback\n";
         let passwords = Passwords::parse(text).unwrap();
-        let one = Ipv4Addr::new(198, 18, 1, 1);
+        let one = IpAddr::from([198, 18, 1, 1]);
         assert_eq!(passwords.for_peer(one), Some(&Password::new("s3cret words").unwrap()));
-        assert_eq!(passwords.for_peer(Ipv4Addr::new(10, 0, 0, 1)), Some(&Password::new("fallback").unwrap()));
+        assert_eq!(
+            passwords.for_peer(IpAddr::from([10, 0, 0, 1])),
+            Some(&Password::new("fallback").unwrap())
+        );
+        let v6 = Passwords::parse("2001:db8:1::1 six\n").unwrap();
+        assert_eq!(v6.for_peer("2001:db8:1::1".parse().unwrap()), Some(&Password::new("six").unwrap()));
         assert_eq!(Passwords::parse("").unwrap().for_peer(one), None);
     }
 
@@ -167,7 +169,7 @@ mod tests {
     fn bad_password_files_say_which_line_and_why() {
         let error = |text: &str| Passwords::parse(text).unwrap_err().to_string();
         assert!(error("198.18.1.1\n").starts_with("line 1: a peer without a password"));
-        assert!(error("# x\nrouter1 pw\n").starts_with("line 2: the peer is not an IPv4 address"));
+        assert!(error("# x\nrouter1 pw\n").starts_with("line 2: the peer is not an IP address"));
         assert!(error("* a\n* b\n").starts_with("line 2: a second * line"));
         assert!(error("10.0.0.1 a\n10.0.0.1 b\n").contains("a second line for 10.0.0.1"));
         assert!(error(&format!("10.0.0.1 {}\n", "x".repeat(81))).contains("81 bytes"));
@@ -182,7 +184,10 @@ mod tests {
     #[test]
     fn the_kernel_takes_the_key() {
         let socket = Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        let peer = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 179);
+        let peer = SocketAddr::from(([127, 0, 0, 1], 179));
         set_md5(&socket, peer, &Password::new("secret").unwrap()).unwrap();
+        let socket6 = Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None).unwrap();
+        let peer6: SocketAddr = "[::1]:179".parse().unwrap();
+        set_md5(&socket6, peer6, &Password::new("secret").unwrap()).unwrap();
     }
 }

@@ -12,7 +12,7 @@ use ipnet::IpNet;
 use socket2::{Domain, Socket, Type};
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -28,7 +28,7 @@ const TICK: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerConfig {
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     pub port: u16,
     pub asn: u32,
     /// TCP-MD5 (RFC 2385): the password both ends sign every segment with.
@@ -155,8 +155,9 @@ fn keep_session(shared: &Shared, local: &Local, peer: &PeerConfig, index: usize)
 
 /// A TCP connection to the peer's BGP port, signed with its password if it has one.
 fn connect(peer: &PeerConfig) -> Result<TcpStream, String> {
-    let address = SocketAddrV4::new(peer.address, peer.port);
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).map_err(|e| format!("socket: {e}"))?;
+    let address = SocketAddr::new(peer.address, peer.port);
+    let socket =
+        Socket::new(Domain::for_address(address), Type::STREAM, None).map_err(|e| format!("socket: {e}"))?;
     if let Some(password) = &peer.password {
         set_md5(&socket, address, password).map_err(|e| format!("cannot set the TCP-MD5 password: {e}"))?;
     }
@@ -198,10 +199,13 @@ impl Session<'_> {
     fn run(&mut self) -> Result<(), String> {
         self.state(State::Connect);
         let mut stream = connect(self.peer)?;
-        // Next hop self: the address this session speaks from, which the peer can reach.
+        // Next hop self: the address this session speaks from, which the peer can reach (an
+        // IPv6 session's for IPv6 prefixes; IPv4 ones keep the configured IPv4 next hop).
         let mut local = self.local.clone();
-        if let Ok(SocketAddr::V4(source)) = stream.local_addr() {
-            local.next_hop = *source.ip();
+        match stream.local_addr() {
+            Ok(SocketAddr::V4(source)) => local.next_hop = *source.ip(),
+            Ok(SocketAddr::V6(source)) => local.next_hop6 = Some(*source.ip()),
+            Err(_) => {}
         }
         let local = &local;
         let io = |e: std::io::Error| format!("connection: {e}");

@@ -38,9 +38,14 @@ impl Peer {
         Peer { listener: TcpListener::bind("127.0.0.1:0").unwrap() }
     }
 
+    /// A peer at an IPv6 address (the loopback ::1).
+    fn new6() -> Peer {
+        Peer { listener: TcpListener::bind("[::1]:0").unwrap() }
+    }
+
     fn config(&self) -> PeerConfig {
         PeerConfig {
-            address: Ipv4Addr::LOCALHOST,
+            address: self.listener.local_addr().unwrap().ip(),
             port: self.listener.local_addr().unwrap().port(),
             asn: PEER_ASN,
             password: None,
@@ -374,7 +379,8 @@ fn a_peer_without_ipv6_hears_ipv4_only() {
     session.send(&Message::Open(open));
     session.send(&Message::Keepalive);
     let mut updates = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(3);
+    // (Within the 3 s hold time: this peer sends no keepalives.)
+    let deadline = Instant::now() + Duration::from_millis(1500);
     session.stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
     while Instant::now() < deadline {
         if let Some(Message::Update(update)) = session.receive() {
@@ -384,5 +390,22 @@ fn a_peer_without_ipv6_hears_ipv4_only() {
     assert_eq!(updates.len(), 1, "{updates:?}");
     assert_eq!((updates[0].nlri.clone(), updates[0].mp_reach.clone()), (vec![subnet()], None));
     assert_eq!(speaker.status()[0].announced, [IpNet::V4(subnet())]);
+    std::thread::spawn(move || speaker.stop());
+}
+
+/// A session to a router's IPv6 address (an IPv6-only node): IPv6 prefixes go with the
+/// address the session speaks from as next hop, no IPv6 next hop configured.
+#[test]
+fn a_session_to_an_ipv6_address_announces_with_its_own_address_as_next_hop() {
+    let peer = Peer::new6();
+    let speaker = Speaker::start(local(), vec![peer.config()], |_| {});
+    let v6: IpNet = "fd00:10:244:7::/64".parse().unwrap();
+    speaker.announce([v6]);
+    let mut session = peer.accept();
+    let update = session.establish();
+    let reach = update.mp_reach.expect("IPv6 in MP_REACH_NLRI");
+    assert_eq!((reach.next_hop.to_string(), IpNet::V6(reach.nlri[0])), ("::1".to_string(), v6));
+    assert!(update.nlri.is_empty());
+    assert_eq!(speaker.status()[0].peer.address.to_string(), "::1");
     std::thread::spawn(move || speaker.stop());
 }

@@ -473,8 +473,14 @@ impl Lab {
                 command.args(["--public-ip", &ip6.to_string()]);
             }
         }
-        // The router's address on the member's own rack.
-        let router_on = |rack: u32| format!("{}:{ROUTER_ASN}", topology.rack(rack).gateway);
+        // The router's address on the member's own rack (IPv6 in an IPv6-only lab).
+        let router_on = |rack: u32| {
+            let gateway = topology.rack(rack).gateway;
+            match topology.ipv6(gateway).filter(|_| !topology.ip_family.has_ipv4()) {
+                Some(gateway6) => format!("[{gateway6}]:{ROUTER_ASN}"),
+                None => format!("{gateway}:{ROUTER_ASN}"),
+            }
+        };
         if spec.graceful_restart > 0 {
             command.args(["--bgp-graceful-restart", &spec.graceful_restart.to_string()]);
         }
@@ -508,10 +514,21 @@ impl Lab {
     /// The machines the router keeps BGP sessions with: every node in bgp mode, else the
     /// gateways.
     fn bgp_neighbors(&self, topology: &Topology) -> Vec<Neighbor> {
+        // (Their IPv6 addresses in an IPv6-only lab.)
+        let address = |ip: Ipv4Addr| -> std::net::IpAddr {
+            match topology.ipv6(ip).filter(|_| !topology.ip_family.has_ipv4()) {
+                Some(ip6) => ip6.into(),
+                None => ip.into(),
+            }
+        };
         if self.state.spec.mode == Mode::Bgp {
-            topology.nodes.iter().map(|n| Neighbor { name: n.name.clone(), address: n.ip }).collect()
+            topology.nodes.iter().map(|n| Neighbor { name: n.name.clone(), address: address(n.ip) }).collect()
         } else {
-            topology.gateways.iter().map(|g| Neighbor { name: g.name.clone(), address: g.ip }).collect()
+            topology
+                .gateways
+                .iter()
+                .map(|g| Neighbor { name: g.name.clone(), address: address(g.ip) })
+                .collect()
         }
     }
 
@@ -571,7 +588,10 @@ impl Lab {
             }
             subnets
         } else {
-            let mut networks = vec![POD_CIDR.parse().expect("a network")];
+            let mut networks = Vec::new();
+            if topology.ip_family.has_ipv4() {
+                networks.push(POD_CIDR.parse().expect("a network"));
+            }
             if topology.ip_family.has_ipv6() {
                 networks.push(POD_CIDR6.parse().expect("a network"));
             }
@@ -918,12 +938,20 @@ impl Lab {
     pub fn world(&self) -> Result<weft_trace::World, LabError> {
         let topology = self.topology();
         let mut places = Vec::new();
-        // Nodes masquerade pods' traffic leaving the pod network (not in l2 mode).
-        let masquerade = (self.state.spec.mode != Mode::L2).then(|| POD_CIDR.parse().expect("a network"));
+        // Nodes masquerade pods' traffic leaving the pod networks (not in l2 mode).
+        let mut pods: Vec<ipnet::IpNet> = Vec::new();
+        if self.state.spec.mode != Mode::L2 {
+            if topology.ip_family.has_ipv4() {
+                pods.push(POD_CIDR.parse().expect("a network"));
+            }
+            if topology.ip_family.has_ipv6() {
+                pods.push(POD_CIDR6.parse().expect("a network"));
+            }
+        }
         for name in topology.member_names() {
             let netns = self.netns(&name)?;
             let ns = open_namespace(&netns)?;
-            let masquerade = topology.node(&name).and(masquerade);
+            let masquerade = if topology.node(&name).is_some() { pods.clone() } else { Vec::new() };
             places.push(weft_trace::Place { name, netns, ns, masquerade });
         }
         Ok(weft_trace::World { places })
@@ -943,24 +971,50 @@ impl Lab {
         }
     }
 
-    /// The path of a packet from member `from` to `to` (a member or an address), from the
-    /// kernels' own tables; with `verify`, a real probe caught at every hop.
+    /// A member's address of `family`, if it has one.
+    pub fn address_of_family(&self, member: &str, family: Family) -> Option<std::net::IpAddr> {
+        let topology = self.topology();
+        if family == Family::Ipv4 {
+            return self.address_of(member).filter(|_| topology.ip_family.has_ipv4()).map(Into::into);
+        }
+        let twin = |ip: Ipv4Addr| topology.ipv6(ip).map(Into::into);
+        match topology.member(member)? {
+            Member::Pod(pod) => self.state.pods.iter().find(|p| p.name == pod.name)?.address6.map(Into::into),
+            Member::Node(node) => twin(node.ip),
+            Member::Gateway(gateway) => twin(gateway.ip),
+            Member::Etcd(etcd) => twin(etcd.ip),
+            Member::Outside => topology.ip_family.has_ipv6().then_some(OUTSIDE_CLIENT_IP6.into()),
+            Member::Router => twin(topology.racks[0].gateway),
+            Member::Rack(_) => None,
+        }
+    }
+
+    /// The path of a packet from member `from` to `to` (a member, or an address of either
+    /// family), from the kernels' own tables; with `verify`, a real probe caught at every hop.
+    /// To a member, in IPv4 if the lab has it, else IPv6; to an IPv6 address, from the
+    /// member's IPv6 address.
     pub fn trace(&self, from: &str, to: &str, verify: bool) -> Result<weft_trace::Trace, LabError> {
-        let src = self.address_of(from).ok_or_else(|| {
+        let families = self.topology().ip_family;
+        let dst: std::net::IpAddr = match to.parse() {
+            Ok(ip) => ip,
+            Err(_) => {
+                let family = if families.has_ipv4() { Family::Ipv4 } else { Family::Ipv6 };
+                self.address_of_family(to, family).ok_or_else(|| {
+                    LabError::Invalid(format!(
+                        "{to} is neither an address nor a member of lab {}",
+                        self.name()
+                    ))
+                })?
+            }
+        };
+        let src = self.address_of_family(from, Family::of(dst)).ok_or_else(|| {
             LabError::Invalid(format!(
-                "{from} is not a member of lab {} that sends (a pod, node, gateway, router or outside)",
-                self.name()
+                "{from} is not a member of lab {} that sends (a pod, node, gateway, router or outside), \
+                 or has no {} address",
+                self.name(),
+                Family::of(dst)
             ))
         })?;
-        let dst: Ipv4Addr = match to.parse() {
-            Ok(ip) => ip,
-            Err(_) => self.address_of(to).ok_or_else(|| {
-                LabError::Invalid(format!(
-                    "{to} is neither an IPv4 address nor a member of lab {}",
-                    self.name()
-                ))
-            })?,
-        };
         let world = self.world()?;
         // The source the kernel would pick there (a node sending over the tunnel speaks from
         // its tunnel address), else the member's own.
@@ -969,16 +1023,16 @@ impl Lab {
             .iter()
             .find(|p| p.name == from)
             .and_then(|p| weft_kernel::Netlink::open_in(&p.ns).ok())
-            .and_then(|mut nl| nl.route_get(dst.into(), None, None).ok().flatten())
+            .and_then(|mut nl| nl.route_get(dst, None, None).ok().flatten())
             .and_then(|lookup| lookup.prefsrc)
-            .unwrap_or(src.into());
-        let mut trace = weft_trace::trace(&world, from, to, src, dst.into())?;
+            .unwrap_or(src);
+        let mut trace = weft_trace::trace(&world, from, to, src, dst)?;
         if verify {
-            weft_trace::capture::verify(&world, &mut trace, from, dst.into())?;
+            weft_trace::capture::verify(&world, &mut trace, from, dst)?;
             // The probe made the kernels resolve what they had not (ARP, bridges learning):
             // read the tables again. The same path keeps what the captures saw; a new one is
             // verified in its turn.
-            let mut again = weft_trace::trace(&world, from, to, src, dst.into())?;
+            let mut again = weft_trace::trace(&world, from, to, src, dst)?;
             let same = again.hops.len() == trace.hops.len()
                 && again
                     .hops
@@ -991,7 +1045,7 @@ impl Lab {
                 }
                 again.verified = trace.verified;
             } else {
-                weft_trace::capture::verify(&world, &mut again, from, dst.into())?;
+                weft_trace::capture::verify(&world, &mut again, from, dst)?;
             }
             trace = again;
         }

@@ -5,7 +5,7 @@
 
 use crate::topology::{POD_CIDR, POD_CIDR6, ROUTER_ASN};
 use std::fmt::Write;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::process::Command;
 
@@ -16,7 +16,8 @@ pub const HOLD_TIME: u16 = 3;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Neighbor {
     pub name: String,
-    pub address: Ipv4Addr,
+    /// Its IPv4 address, or (an IPv6-only lab) its IPv6 one.
+    pub address: IpAddr,
 }
 
 /// `cluster_asn`: the nodes' and gateways' AS (the router's own: iBGP).
@@ -29,6 +30,7 @@ pub fn bird_config(
     password: Option<&str>,
     ipv6: bool,
 ) -> String {
+    let ipv4 = neighbors.iter().all(|n| n.address.is_ipv4());
     // BIRD's string syntax: a quote or backslash would end or escape it (the lab's passwords
     // are hex).
     debug_assert!(password.is_none_or(|p| !p.contains(['"', '\\'])), "a password BIRD cannot quote");
@@ -41,6 +43,8 @@ pub fn bird_config(
         ),
         false => (String::new(), String::new(), ""),
     };
+    // (Sessions to IPv6 addresses, in an IPv6-only lab, carry IPv6 alone.)
+    let channel4 = if ipv4 { "  ipv4 { import filter pods; export none; };\n" } else { "" };
     let mut out = format!(
         "router id {router_id};\n\
          log stderr all;\n\
@@ -48,7 +52,7 @@ pub fn bird_config(
          protocol kernel {{\n  ipv4 {{ import none; export all; }};\n  merge paths on;\n}}\n{kernel6}\
          filter pods {{\n  if net ~ [ {POD_CIDR}{{16,32}} ] then accept;\n  reject;\n}}\n{filter6}\
          template bgp weft_cluster {{\n  local as {ROUTER_ASN};\n  direct;\n  hold time {HOLD_TIME};\n  keepalive time 1;\n  \
-         connect retry time 2;\n{password}  ipv4 {{ import filter pods; export none; }};\n{channel6}}}\n"
+         connect retry time 2;\n{password}{channel4}{channel6}}}\n"
     );
     for n in neighbors {
         let _ = writeln!(
@@ -203,8 +207,8 @@ mod tests {
 
     fn neighbors() -> Vec<Neighbor> {
         vec![
-            Neighbor { name: "n1".into(), address: Ipv4Addr::new(198, 18, 1, 11) },
-            Neighbor { name: "n3".into(), address: Ipv4Addr::new(198, 18, 2, 11) },
+            Neighbor { name: "n1".into(), address: IpAddr::from([198, 18, 1, 11]) },
+            Neighbor { name: "n3".into(), address: IpAddr::from([198, 18, 2, 11]) },
         ]
     }
 
@@ -248,5 +252,24 @@ mod tests {
         );
         assert!(frr.contains("  neighbor 198.18.2.11 route-map from-cluster6 in"), "{frr}");
         assert!(!frr_config(Ipv4Addr::new(198, 18, 1, 1), 65100, &neighbors(), None, false).contains("ipv6"));
+    }
+
+    #[test]
+    fn ipv6_only_sessions_carry_ipv6_alone() {
+        let six = vec![Neighbor { name: "n1".into(), address: "2001:db8:1::11".parse().unwrap() }];
+        let bird = bird_config(Ipv4Addr::new(198, 18, 1, 1), 65100, &six, None, true);
+        assert!(
+            bird.contains("protocol bgp n1 from weft_cluster { neighbor 2001:db8:1::11 as 65100; }"),
+            "{bird}"
+        );
+        assert!(
+            bird.contains("ipv6 { import filter pods6;") && !bird.contains("ipv4 { import filter pods;"),
+            "{bird}"
+        );
+        let frr = frr_config(Ipv4Addr::new(198, 18, 1, 1), 65100, &six, None, true);
+        assert!(
+            frr.contains(" neighbor 2001:db8:1::11 remote-as 65100")
+                && frr.contains("  neighbor 2001:db8:1::11 activate")
+        );
     }
 }

@@ -362,12 +362,6 @@ impl LabSpec {
         if self.ip_family == IpFamily::Ipv6 {
             let refuse =
                 |what: &str, why: &str| invalid(format!("--ip-family ipv6 with {what}: not yet; {why}"));
-            if self.router_speaks_bgp() {
-                return refuse(
-                    "BGP (bgp mode or --gateways)",
-                    "the speaker's sessions are IPv4 (use --ip-family dual for BGP with IPv6 pods)",
-                );
-            }
             if self.store == StoreKind::Etcd {
                 return refuse("--store etcd", "the lab's etcd members listen on IPv4 (use --store sqlite)");
             }
@@ -673,8 +667,9 @@ mod tests {
         assert_eq!(topology.racks[1].subnet6.unwrap().to_string(), "2001:db8:2::/64");
         assert_eq!(topology.ipv6(topology.nodes[2].ip).unwrap().to_string(), "2001:db8:2::11");
         spec.ip_family = IpFamily::Ipv6;
-        spec.mode = Mode::Bgp;
+        spec.store = StoreKind::Etcd;
         assert!(spec.validate().unwrap_err().to_string().contains("not yet"));
+        spec.store = StoreKind::Sqlite;
         spec.mode = Mode::Vxlan;
         assert!(spec.validate().is_ok());
         assert_eq!(spec.underlay_family(), Family::Ipv6);

@@ -47,9 +47,12 @@ fn packet_socket(ifindex: u32) -> std::io::Result<OwnedFd> {
 }
 
 /// Whether a frame carries our echo request: the marker, right after an ICMP echo request
-/// header (type 8, then code, checksum, id, sequence).
+/// header (type 8, or ICMPv6's 128; then code, checksum, id, sequence).
 fn is_probe(frame: &[u8], marker: &[u8; 16]) -> bool {
-    frame.windows(marker.len()).enumerate().any(|(i, w)| w == marker && i >= 8 && frame[i - 8] == 8)
+    frame
+        .windows(marker.len())
+        .enumerate()
+        .any(|(i, w)| w == marker && i >= 8 && matches!(frame[i - 8], 8 | 128))
 }
 
 fn marker() -> [u8; 16] {
@@ -63,9 +66,7 @@ fn marker() -> [u8; 16] {
 /// Sends a probe from `from` (a place of `world`) to `dst` and marks each hop of `trace` seen
 /// or not; `trace.verified` says whether every hop saw it.
 pub fn verify(world: &World, trace: &mut Trace, from: &str, dst: IpAddr) -> Result<(), TraceError> {
-    let IpAddr::V4(target) = dst else {
-        return Err(TraceError::Invalid("--verify sends an ICMPv4 probe: give an IPv4 destination".into()));
-    };
+    let target = dst;
     let place = |netns: &str| world.places.iter().find(|p| p.netns == netns);
     // One socket per hop that names where to watch.
     let mut watching: Vec<(usize, OwnedFd, bool)> = Vec::new();

@@ -85,13 +85,20 @@ fn echo_request(id: u16, seq: u16) -> [u8; 24] {
     echo_request_with(id, seq, PROBE_PAYLOAD)
 }
 
-/// Sends one echo request carrying `marker` from inside `ns` to `target`.
-pub fn send_marked(ns: &NetNs, target: Ipv4Addr, marker: &[u8; 16]) -> Result<(), TraceError> {
+/// Sends one echo request carrying `marker` from inside `ns` to `target` (ICMPv6 for an
+/// IPv6 target).
+pub fn send_marked(ns: &NetNs, target: IpAddr, marker: &[u8; 16]) -> Result<(), TraceError> {
     ns.run(|| {
-        let socket = icmp_socket()?;
-        let packet = echo_request_with(NEXT_ID.fetch_add(1, Ordering::Relaxed), 0, marker);
-        send_echo(&socket, target, &packet)
-            .map_err(|e| TraceError::io(format!("send a probe to {target}"), e))
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let sent = match target {
+            IpAddr::V4(v4) => send_echo(&icmp_socket()?, v4, &echo_request_with(id, 0, marker)),
+            IpAddr::V6(v6) => {
+                let mut packet = echo6_request(id, 0);
+                packet[8..].copy_from_slice(marker);
+                send_echo6(&icmp6_socket()?, v6, &packet)
+            }
+        };
+        sent.map_err(|e| TraceError::io(format!("send a probe to {target}"), e))
     })
     .map_err(|e| TraceError::kernel(format!("enter {}", ns.path().display()), e))?
 }

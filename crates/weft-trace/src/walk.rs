@@ -14,8 +14,9 @@ pub struct Place {
     pub name: String,
     pub netns: String,
     pub ns: NetNs,
-    /// A node that masquerades pods' traffic leaving this cluster CIDR (weft's nft table).
-    pub masquerade: Option<ipnet::IpNet>,
+    /// A node that masquerades pods' traffic leaving these cluster CIDRs, one per family
+    /// (weft's nft tables).
+    pub masquerade: Vec<ipnet::IpNet>,
 }
 
 /// Where the walk may go: a lab's namespaces, or only this node's.
@@ -288,7 +289,8 @@ impl Cursor<'_> {
                 .push(format!("neigh   {next_hop}: no entry on {}; the kernel would ARP for it", oif.name)),
         }
         // weft's masquerade: a pod's packet leaving the cluster takes the node's address.
-        if let Some(cidr) = self.world.places[self.place].masquerade {
+        let family = |net: &ipnet::IpNet| net.addr().is_ipv4() == packet.src.is_ipv4();
+        if let Some(&cidr) = self.world.places[self.place].masquerade.iter().find(|c| family(c)) {
             let (inner_src, inner_dst) = (packet.src, packet.dst);
             let leaves = packet.outer.is_none() && cidr.contains(&inner_src) && !cidr.contains(&inner_dst);
             // The address masquerade picks: the route's preferred source, else the output
@@ -297,7 +299,10 @@ impl Cursor<'_> {
                 nl.addresses()
                     .ok()?
                     .into_iter()
-                    .find(|(i, net)| *i == oif.index && net.addr().is_ipv4() == inner_src.is_ipv4())
+                    .find(|(i, net)| {
+                        let link_local = matches!(net.addr(), IpAddr::V6(v6) if v6.is_unicast_link_local());
+                        *i == oif.index && net.addr().is_ipv4() == inner_src.is_ipv4() && !link_local
+                    })
                     .map(|(_, net)| net.addr())
             });
             if let (true, Some(address)) = (leaves, address) {

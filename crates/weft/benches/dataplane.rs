@@ -134,6 +134,11 @@ fn hand_built(row: Row) -> (HandBuilt, String, String, String) {
     for n in &names {
         netns::create_named(n).unwrap();
     }
+    // As the lab's machines: no IPv6 duplicate address detection on the switch and nodes
+    // (a tentative link-local address sends no neighbour solicitation for what it forwards).
+    for machine in &names[..3] {
+        sh(machine, "sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0");
+    }
     let built = HandBuilt { names: names.clone() };
     let (sw, nodes, pods) = (&names[0], [&names[1], &names[2]], [&names[3], &names[4]]);
     sh(sw, "ip link add br0 type bridge");
@@ -322,8 +327,11 @@ fn main() {
         let name = row.name();
         let (mut lab, weft_server, weft_client, weft_ip) = weft_cluster_of(mode, row.ipv6_over);
         let (_hand, hand_server, hand_client, hand_ip) = hand_built(row);
-        assert!(pings(&hand_client, &hand_ip), "the hand-built {name} topology works");
-        assert!(pings(&weft_client, &weft_ip), "weft's {name} topology works");
+        let works = |client: &str, ip: &str, what: &str| {
+            support::lab::wait_for(Duration::from_secs(10), || pings(client, ip), what)
+        };
+        works(&hand_client, &hand_ip, &format!("the hand-built {name} topology to work"));
+        works(&weft_client, &weft_ip, &format!("weft's {name} topology to work"));
         let (mut weft, mut hand) = (Vec::new(), Vec::new());
         for _ in 0..rounds() {
             weft.push(iperf(&weft_server, &weft_client, &weft_ip));

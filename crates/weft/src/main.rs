@@ -122,7 +122,8 @@ enum Commands {
         /// This machine's AS number, for BGP.
         #[arg(long, requires = "bgp_peer")]
         asn: Option<u32>,
-        /// A router to announce to: IP[:ASN] (without ASN: iBGP, our own AS). Repeatable.
+        /// A router to announce to: IPv4[:ASN], IPv6 or [IPv6]:ASN (without ASN: iBGP, our
+        /// own AS). Repeatable.
         #[arg(long, requires = "asn")]
         bgp_peer: Vec<String>,
         /// TCP-MD5 passwords (RFC 2385) for the BGP sessions, from a file (never a flag: a

@@ -72,7 +72,7 @@ fn on_this_node(
             name: name.clone(),
             netns: here.path().display().to_string(),
             ns: here,
-            masquerade: None,
+            masquerade: Vec::new(),
         }],
     };
     let mut trace = weft_trace::trace(&world, &name, to, src, dst)?;

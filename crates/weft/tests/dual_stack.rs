@@ -279,3 +279,73 @@ fn every_design_without_bgp_keeps_its_promises_in_an_ipv6_only_lab() {
         }
     }
 }
+
+/// `weft lab trace` to an IPv6 address: the path from the kernels' tables, with a real
+/// ICMPv6 probe seen at every hop: across racks through the overlay (over IPv4 and over an
+/// IPv6 underlay), and through the router in bgp mode, the router's route learned by BGP.
+#[test]
+fn a_trace_to_an_ipv6_address_is_explained_and_seen_at_every_hop() {
+    let designs: [(Mode, Family, &str); 3] = [
+        (Mode::Vxlan, Family::Ipv4, "198.18.2.11"),
+        (Mode::Vxlan, Family::Ipv6, "2001:db8:2::11"),
+        (Mode::Bgp, Family::Ipv4, ""),
+    ];
+    for (mode, underlay, outer_dst) in designs {
+        let lab = support::lab::lab(mode, |spec| {
+            spec.ip_family = IpFamily::Dual;
+            spec.underlay = underlay;
+            spec.pods_per_node = 1;
+        });
+        let target = lab.state.pods.iter().find(|p| p.name == "n3-p1").unwrap().address6.unwrap().to_string();
+        let trace = lab.trace("n1-p1", &target, true).unwrap();
+        let text = weft_trace::render(&trace);
+        assert!(trace.delivered && trace.verified == Some(true), "{mode:?} over {underlay}: {text}");
+        assert!(trace.hops.iter().all(|h| h.seen != Some(false)), "{text}");
+        let places: Vec<&str> = trace.hops.iter().map(|h| h.place.as_str()).collect();
+        assert_eq!((places[0], *places.last().unwrap()), ("n1-p1", "n3-p1"), "{text}");
+        assert!(places.contains(&"router"), "{text}");
+        match mode {
+            Mode::Vxlan => {
+                let outer = trace.hops.iter().find_map(|h| h.header.outer.clone()).expect("encapsulated");
+                assert_eq!(outer.dst, outer_dst, "{text}");
+            }
+            _ => assert!(text.contains("via 2001:db8:2::11 dev rack2 proto bird"), "{text}"),
+        }
+    }
+}
+
+/// bgp mode and gateways in an IPv6-only lab: the sessions are IPv6 (the router's IPv6
+/// addresses as peers), announce the IPv6 subnets (or the IPv6 cluster CIDR) with the
+/// session's address as next hop, and every promise holds, against BIRD and FRR.
+#[test]
+fn bgp_over_ipv6_sessions_in_an_ipv6_only_lab_with_bird_and_with_frr() {
+    for (router, gateways) in [(RouterKind::Bird, 0), (RouterKind::Frr, 0), (RouterKind::Bird, 2)] {
+        let mode = if gateways > 0 { Mode::Vxlan } else { Mode::Bgp };
+        let what = format!("{} {mode:?} with {gateways} gateways", router.name());
+        let lab = support::lab::lab(mode, |spec| {
+            spec.ip_family = IpFamily::Ipv6;
+            spec.router = router;
+            spec.gateways = gateways;
+            spec.pods_per_node = 1;
+        });
+        let report = lab.check(weft_lab::lab::PROBE_TIMEOUT).unwrap();
+        assert!(report.ok, "{what}: {}", weft_lab::report::render(&report, weft_lab::Style { color: false }));
+        assert_eq!(reached(&report, Family::Ipv6, Category::OutsideToPod), (4, 4), "{what}");
+        let routes = router_routes6(&lab);
+        if gateways > 0 {
+            assert!(routes.contains("fd00:10:244::/56"), "{what}: {routes}");
+        } else {
+            let learned = routes
+                .lines()
+                .filter(|l| l.starts_with("fd00:10:244:") && l.contains("via 2001:db8:"))
+                .count();
+            assert_eq!(learned, 4, "{what}: {routes}");
+        }
+        let status = lab.status_of(if gateways > 0 { "g1" } else { "n1" }).expect("a status file");
+        assert!(
+            status.bgp.iter().any(|s| s.peer.is_ipv6() && s.state == "established"),
+            "{what}: {:?}",
+            status.bgp
+        );
+    }
+}
