@@ -8,9 +8,9 @@ use crate::report::Report;
 use crate::router::Neighbor;
 use crate::state::{lab_dir, LabState, PodRecord, Process, LAB_ROOT};
 use crate::topology::{
-    LabSpec, Member, Mode, StoreKind, Topology, L2_SLICE_LEN6, OUTSIDE_CLIENT_IP, OUTSIDE_CLIENT_IP6,
-    OUTSIDE_GATEWAY_IP, OUTSIDE_GATEWAY_IP6, OUTSIDE_SUBNET, OUTSIDE_SUBNET6, POD_CIDR, POD_CIDR6,
-    ROUTER_ASN,
+    IpFamily, LabSpec, Member, Mode, StoreKind, Topology, L2_SLICE_LEN6, OUTSIDE_CLIENT_IP,
+    OUTSIDE_CLIENT_IP6, OUTSIDE_GATEWAY_IP, OUTSIDE_GATEWAY_IP6, OUTSIDE_SUBNET, OUTSIDE_SUBNET6, POD_CIDR,
+    POD_CIDR6, ROUTER_ASN,
 };
 use crate::wiring::{cable, create_bridge, create_machine, create_namespace, open_namespace, sysctl_in, End};
 use crate::LabError;
@@ -1067,12 +1067,31 @@ impl Lab {
     pub fn scene(&self, trace: Option<weft_trace::Trace>) -> crate::picture::Scene {
         use crate::picture::{BgpSession, EtcdBox, NodeBox, PodBox, RackBox, Scene, StoreBox};
         let topology = self.topology();
+        // Every family the lab has, IPv4 first, joined: "10.244.7.0/24 fd00:10:244:7::/64".
         let subnet_of = |node: &str| {
             std::fs::read_to_string(self.state.node_dir(node).join("node.json"))
                 .ok()
                 .and_then(|text| weft_core::NodeFile::parse(&text).ok())
-                .and_then(|file| file.subnets.first().map(|s| s.subnet.to_string()))
+                .map(|file| file.subnets.iter().map(|s| s.subnet.to_string()).collect::<Vec<_>>().join(" "))
+                .filter(|subnets| !subnets.is_empty())
                 .unwrap_or_else(|| "(no lease)".into())
+        };
+        let machine = |ip: Ipv4Addr| {
+            let v4 = topology.ip_family.has_ipv4().then(|| ip.to_string());
+            v4.into_iter().chain(topology.ipv6(ip).map(|v6| v6.to_string())).collect::<Vec<_>>().join(" ")
+        };
+        let pod_address = |p: &PodRecord| {
+            let both: Vec<String> = p
+                .address
+                .map(|a| a.to_string())
+                .into_iter()
+                .chain(p.address6.map(|a| a.to_string()))
+                .collect();
+            if both.is_empty() {
+                "(unwired)".to_string()
+            } else {
+                both.join(" ")
+            }
         };
         let leader = if self.state.spec.store == StoreKind::Etcd { self.etcd_leader().ok() } else { None };
         let racks = topology
@@ -1085,24 +1104,21 @@ impl Lab {
                     .filter(|n| n.rack == rack.number)
                     .map(|node| NodeBox {
                         name: node.name.clone(),
-                        address: node.ip.to_string(),
+                        address: machine(node.ip),
                         subnet: subnet_of(&node.name),
                         pods: self
                             .state
                             .pods
                             .iter()
                             .filter(|p| p.node == node.name)
-                            .map(|p| PodBox {
-                                name: p.name.clone(),
-                                address: p.address.map_or("(unwired)".into(), |a| a.to_string()),
-                            })
+                            .map(|p| PodBox { name: p.name.clone(), address: pod_address(p) })
                             .collect(),
                         gateway: false,
                     })
                     .collect();
                 nodes.extend(topology.gateways.iter().filter(|g| g.rack == rack.number).map(|g| NodeBox {
                     name: g.name.clone(),
-                    address: g.ip.to_string(),
+                    address: machine(g.ip),
                     subnet: String::new(),
                     pods: Vec::new(),
                     gateway: true,
@@ -1117,7 +1133,14 @@ impl Lab {
                         leader: leader.as_deref() == Some(e.name.as_str()),
                     })
                     .collect();
-                RackBox { name: rack.name.clone(), subnet: rack.subnet.to_string(), nodes, etcd }
+                let segments: Vec<String> = topology
+                    .ip_family
+                    .has_ipv4()
+                    .then(|| rack.subnet.to_string())
+                    .into_iter()
+                    .chain(rack.subnet6.map(|s| s.to_string()))
+                    .collect();
+                RackBox { name: rack.name.clone(), subnet: segments.join(" "), nodes, etcd }
             })
             .collect();
         let mut tunnels: Vec<(String, String)> = Vec::new();
@@ -1155,7 +1178,11 @@ impl Lab {
             design: Design::of(&topology).to_string(),
             racks,
             router: self.router_box(&topology),
-            outside: OUTSIDE_CLIENT_IP.to_string(),
+            outside: match topology.ip_family {
+                IpFamily::Ipv4 => OUTSIDE_CLIENT_IP.to_string(),
+                IpFamily::Dual => format!("{OUTSIDE_CLIENT_IP} {OUTSIDE_CLIENT_IP6}"),
+                IpFamily::Ipv6 => OUTSIDE_CLIENT_IP6.to_string(),
+            },
             client: topology.client,
             store,
             tunnels,
@@ -1170,16 +1197,24 @@ impl Lab {
     fn router_box(&self, topology: &Topology) -> crate::picture::RouterBox {
         use crate::picture::{NextHop, PodRoute, RouterBox};
         let speaks = self.state.spec.router_speaks_bgp();
-        // The pods' network: l2 mode's pods live on rack 1's own segment.
-        let pods: ipnet::IpNet = if self.state.spec.mode == Mode::L2 {
-            ipnet::IpNet::V4(topology.racks[0].subnet)
-        } else {
-            POD_CIDR.parse().expect("a network")
-        };
+        // The pods' networks, of each family: l2 mode's pods live on rack 1's own segment.
+        let mut pods: Vec<ipnet::IpNet> = Vec::new();
+        if topology.ip_family.has_ipv4() {
+            pods.push(match self.state.spec.mode {
+                Mode::L2 => ipnet::IpNet::V4(topology.racks[0].subnet),
+                _ => POD_CIDR.parse().expect("a network"),
+            });
+        }
+        if topology.ip_family.has_ipv6() {
+            pods.push(match (self.state.spec.mode, topology.racks[0].subnet6) {
+                (Mode::L2, Some(segment)) => ipnet::IpNet::V6(segment),
+                _ => POD_CIDR6.parse().expect("a network"),
+            });
+        }
         let mut router = RouterBox {
             asn: speaks.then_some(ROUTER_ASN),
             daemon: speaks.then(|| self.state.spec.router.name().to_string()),
-            pod_network: pods.to_string(),
+            pod_network: pods.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" "),
             ..Default::default()
         };
         let read = || {
@@ -1187,7 +1222,8 @@ impl Lab {
             let mut netlink = weft_kernel::Netlink::open_in(&ns).map_err(|e| e.to_string())?;
             let links = netlink.links().map_err(|e| e.to_string())?;
             let addresses = netlink.addresses().map_err(|e| e.to_string())?;
-            let routes = netlink.routes(false).map_err(|e| e.to_string())?;
+            let mut routes = netlink.routes(false).map_err(|e| e.to_string())?;
+            routes.extend(netlink.routes(true).map_err(|e| e.to_string())?);
             Ok::<_, String>((links, addresses, routes))
         };
         let (links, addresses, routes) = match read() {
@@ -1214,12 +1250,17 @@ impl Lab {
                 .map(|n| (&n.name, n.ip))
                 .chain(topology.gateways.iter().map(|g| (&g.name, g.ip)))
                 .chain(topology.etcd.iter().map(|e| (&e.name, e.ip)))
-                .find(|(_, ip)| std::net::IpAddr::V4(*ip) == address)
+                .find(|(_, ip)| {
+                    std::net::IpAddr::V4(*ip) == address
+                        || topology.ipv6(*ip).map(Into::into) == Some(address)
+                })
                 .map(|(name, _)| name.clone())
         };
         router.routes = routes
             .iter()
-            .filter(|r| r.table == weft_kernel::netlink::MAIN_TABLE && pods.contains(&r.destination))
+            .filter(|r| {
+                r.table == weft_kernel::netlink::MAIN_TABLE && pods.iter().any(|p| p.contains(&r.destination))
+            })
             .map(|r| {
                 let hops: Vec<(Option<std::net::IpAddr>, Option<u32>)> = if r.multipath.is_empty() {
                     vec![(r.gateway, r.oif)]

@@ -284,9 +284,11 @@ impl Cursor<'_> {
                 n.state,
                 oif.name
             )),
-            None => hop
-                .decided_by
-                .push(format!("neigh   {next_hop}: no entry on {}; the kernel would ARP for it", oif.name)),
+            None => hop.decided_by.push(format!(
+                "neigh   {next_hop}: no entry on {}; the kernel would {} for it",
+                oif.name,
+                if next_hop.is_ipv4() { "ARP" } else { "solicit a neighbour" }
+            )),
         }
         // weft's masquerade: a pod's packet leaving the cluster takes the node's address.
         let family = |net: &ipnet::IpNet| net.addr().is_ipv4() == packet.src.is_ipv4();

@@ -349,3 +349,29 @@ fn bgp_over_ipv6_sessions_in_an_ipv6_only_lab_with_bird_and_with_frr() {
         );
     }
 }
+
+/// The picture of a dual-stack lab: every machine, pod and rack with both addresses, and the
+/// router's IPv6 routes into the pods (learned by BGP) beside the IPv4 ones, in the SVG
+/// `weft lab show` writes.
+#[test]
+fn the_picture_of_a_dual_stack_lab_shows_both_families() {
+    let lab = support::lab::lab(Mode::Bgp, |spec| {
+        spec.ip_family = IpFamily::Dual;
+        spec.pods_per_node = 1;
+    });
+    let scene = lab.scene(None);
+    let svg = weft_lab::picture::svg(&scene);
+    let n3_p1 = lab.state.pods.iter().find(|p| p.name == "n3-p1").unwrap();
+    for text in [
+        "198.18.2.11 2001:db8:2::11".to_string(),
+        format!("{} {}", n3_p1.address.unwrap(), n3_p1.address6.unwrap()),
+        "198.18.1.0/24 2001:db8:1::/64".to_string(),
+        "203.0.113.10 2001:db8:ff::10".to_string(),
+    ] {
+        assert!(svg.contains(&text), "{text} is not in the picture");
+    }
+    let v6_routes: Vec<_> =
+        scene.router.routes.iter().filter(|r| r.destination.starts_with("fd00:10:244:")).collect();
+    assert_eq!(v6_routes.len(), 4, "{:?}", scene.router.routes);
+    assert!(v6_routes.iter().all(|r| r.next_hops.iter().all(|h| h.member.is_some())), "{v6_routes:?}");
+}
