@@ -579,8 +579,15 @@ fn status(lab: &str, member: Option<&str>, json: bool) -> anyhow::Result<()> {
     } else if let [(_, status, liveness, kernel)] = &reports[..] {
         print!("{}", crate::status_cli::render(status, liveness, kernel));
     } else {
+        // Every subnet of a lease (dual stack: one per family), the column as wide as needed.
+        let subnets = |status: &weft_core::status::StatusFile| {
+            status.lease.as_ref().map_or("-".to_string(), |l| {
+                l.lease.subnets().map(|s| s.to_string()).collect::<Vec<_>>().join(",")
+            })
+        };
+        let width = reports.iter().map(|(_, status, ..)| subnets(status).len()).max().unwrap_or(0).max(18);
         println!(
-            "{:<8} {:<8} {:<18} {:<12} {:<9} {:<10} {:<8} {:<8} bgp",
+            "{:<8} {:<8} {:<width$} {:<12} {:<9} {:<10} {:<8} {:<8} bgp",
             "member", "role", "subnet", "peers", "revision", "last pass", "agent", "kernel"
         );
         for (name, status, liveness, kernel) in &reports {
@@ -598,10 +605,10 @@ fn status(lab: &str, member: Option<&str>, json: bool) -> anyhow::Result<()> {
             }
             let bgp: Vec<String> = status.bgp.iter().map(|s| format!("{} {}", s.peer, s.state)).collect();
             println!(
-                "{:<8} {:<8} {:<18} {:<12} {:<9} {:<10} {:<8} {:<8} {}",
+                "{:<8} {:<8} {:<width$} {:<12} {:<9} {:<10} {:<8} {:<8} {}",
                 name,
                 status.role.name(),
-                status.lease.as_ref().map_or("-".to_string(), |l| l.lease.subnet.to_string()),
+                subnets(status),
                 peers,
                 status.store.revision,
                 format!("{} s ago", weft_core::now().saturating_sub(status.last_pass.at)),
@@ -787,13 +794,14 @@ fn demo() -> anyhow::Result<()> {
         outcomes.push((title, report.ok, report.broken().count(), started.elapsed()));
     }
     say!("{}", style.bold("━━ summary"));
+    let width = outcomes.iter().map(|(title, ..)| title.chars().count()).max().unwrap_or(0);
     for (title, ok, broken, took) in &outcomes {
         let verdict = if *ok {
             style.green("every promise holds")
         } else {
             style.red(&format!("{} broke a promise", count(*broken as u64, "probe", "probes")))
         };
-        say!("  {title:<9} {verdict}  {}", style.dim(&millis(*took)));
+        say!("  {title:<width$} {verdict}  {}", style.dim(&millis(*took)));
     }
     if outcomes.iter().any(|(_, ok, ..)| !ok) {
         bail!("the demo found broken promises (above)");

@@ -209,3 +209,15 @@ fn with_etcd_authentication_a_user_who_may_touch_only_weft_keys_does_everything(
     let error = weft_store::open(&server.url()).and_then(|s| s.list()).expect_err("refused").to_string();
     assert!(error.contains("user=NAME&password-file=FILE"), "{error}");
 }
+
+/// etcd at an IPv6 address (`etcd://[::1]:PORT`, as an IPv6-only cluster has it): the URL's
+/// bracketed host reaches it, and dual leases are claimed whole there too.
+#[test]
+fn an_etcd_at_an_ipv6_address_serves_dual_leases() {
+    let server = EtcdServer::start_on_ipv6();
+    let url = server.url();
+    assert!(url.starts_with("etcd://[::1]:"), "{url}");
+    let open = || weft_store::open(&url).unwrap();
+    weft_store::conformance::thirty_agents_joining_a_dual_network_at_once_get_whole_leases(&open);
+    weft_store::conformance::a_dual_lease_is_claimed_whole_or_not_at_all(&open);
+}

@@ -32,12 +32,17 @@ impl EtcdServer {
 
     /// On loopback, with more of etcd's flags (`--auth-token-ttl 2`, say).
     pub fn start_with(flags: &[&str]) -> EtcdServer {
+        EtcdServer::start_on("127.0.0.1", flags)
+    }
+
+    /// On `host` (an address as a URL writes it: `[::1]` for IPv6).
+    fn start_on(host: &str, flags: &[&str]) -> EtcdServer {
         let dir =
             tempfile::Builder::new().prefix(&format!("{}etcd", super::unique_prefix())).tempdir().unwrap();
         let mut server = EtcdServer {
             child: None,
             dir,
-            host: "127.0.0.1".into(),
+            host: host.into(),
             tls: None,
             client_port: free_port(),
             peer_port: free_port(),
@@ -45,6 +50,11 @@ impl EtcdServer {
         };
         server.resume();
         server
+    }
+
+    /// On the IPv6 loopback `[::1]`: a store URL with a bracketed IPv6 host.
+    pub fn start_on_ipv6() -> EtcdServer {
+        EtcdServer::start_on("[::1]", &[])
     }
 
     /// On loopback, serving TLS and asking clients for a certificate signed by a CA made
@@ -137,7 +147,7 @@ impl EtcdServer {
         if self.tls.is_some() {
             return weft_store::open(&self.tls_url()).is_ok_and(|store| store.network().is_ok());
         }
-        let (host, port) = (self.host.as_str(), self.client_port);
+        let (host, port) = (self.host.trim_start_matches('[').trim_end_matches(']'), self.client_port);
         let Ok(mut stream) = TcpStream::connect((host, port)) else { return false };
         let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
         let request = format!("GET /health HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n");
