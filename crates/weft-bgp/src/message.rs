@@ -410,34 +410,32 @@ fn decode_open(body: &[u8]) -> Result<Open, DecodeError> {
     Ok(open)
 }
 
-fn decode_prefixes(mut bytes: &[u8]) -> Result<Vec<Ipv4Net>, DecodeError> {
+/// Prefixes as NLRI and withdrawn routes carry them (a length, then as many octets as it
+/// needs), of an address `N` octets long; a bad one is answered with UPDATE error `subcode`.
+fn decode_nets<const N: usize>(mut bytes: &[u8], subcode: u8) -> Result<Vec<([u8; N], u8)>, DecodeError> {
     let mut nets = Vec::new();
     while let Some((&len, rest)) = bytes.split_first() {
         let octets = usize::from(len).div_ceil(8);
-        if len > 32 || rest.len() < octets {
-            return Err(error(3, 10, format!("prefix of length {len}")));
+        if usize::from(len) > N * 8 || rest.len() < octets {
+            return Err(error(3, subcode, format!("prefix of length {len} ({}-bit addresses)", N * 8)));
         }
-        let mut address = [0u8; 4];
+        let mut address = [0u8; N];
         address[..octets].copy_from_slice(&rest[..octets]);
-        nets.push(Ipv4Net::new(Ipv4Addr::from(address), len).expect("length checked").trunc());
+        nets.push((address, len));
         bytes = &rest[octets..];
     }
     Ok(nets)
 }
 
-fn decode_prefixes6(mut bytes: &[u8]) -> Result<Vec<Ipv6Net>, DecodeError> {
-    let mut nets = Vec::new();
-    while let Some((&len, rest)) = bytes.split_first() {
-        let octets = usize::from(len).div_ceil(8);
-        if len > 128 || rest.len() < octets {
-            return Err(error(3, 9, format!("IPv6 prefix of length {len}")));
-        }
-        let mut address = [0u8; 16];
-        address[..octets].copy_from_slice(&rest[..octets]);
-        nets.push(Ipv6Net::new(Ipv6Addr::from(address), len).expect("length checked").trunc());
-        bytes = &rest[octets..];
-    }
-    Ok(nets)
+fn decode_prefixes(bytes: &[u8]) -> Result<Vec<Ipv4Net>, DecodeError> {
+    let nets = decode_nets::<4>(bytes, 10)?.into_iter();
+    Ok(nets.map(|(a, len)| Ipv4Net::new(Ipv4Addr::from(a), len).expect("length checked").trunc()).collect())
+}
+
+/// IPv6 prefixes of the MP attributes (an error there is an optional attribute's, 9).
+fn decode_prefixes6(bytes: &[u8]) -> Result<Vec<Ipv6Net>, DecodeError> {
+    let nets = decode_nets::<16>(bytes, 9)?.into_iter();
+    Ok(nets.map(|(a, len)| Ipv6Net::new(Ipv6Addr::from(a), len).expect("length checked").trunc()).collect())
 }
 
 fn decode_update(body: &[u8], four_octet_as: bool) -> Result<Update, DecodeError> {

@@ -26,6 +26,29 @@ fn reached(report: &weft_lab::report::Report, family: Family, category: Category
     (cells.iter().filter(|c| c.reached).count(), cells.len())
 }
 
+/// `count` pings every 10 ms from n1-p1 to n3-p1 in each family, side by side, while the agent
+/// of `node` stops (SIGTERM) and starts again after `away`: the two pings' summaries.
+fn pings_in_both_families_while_restarting(
+    lab: &mut Lab,
+    node: &str,
+    count: u32,
+    away: Duration,
+) -> (String, String) {
+    let pod = ns(lab, "n1-p1");
+    let target = lab.state.pods.iter().find(|p| p.name == "n3-p1").unwrap().clone();
+    let (v4, v6) = (target.address.unwrap().to_string(), target.address6.unwrap().to_string());
+    let mut summary6 = String::new();
+    let summary4 = support::ping_while(&pod, &v4, count, || {
+        summary6 = support::ping_while(&pod, &v6, count, || {
+            std::thread::sleep(Duration::from_millis(500));
+            lab.stop_agent(node, libc::SIGTERM);
+            std::thread::sleep(away);
+            lab.start_agent(node).unwrap();
+        });
+    });
+    (summary4, summary6)
+}
+
 #[test]
 fn every_design_without_bgp_keeps_its_promises_in_both_families() {
     for (mode, client) in [
@@ -92,20 +115,9 @@ fn every_design_without_bgp_keeps_its_promises_in_both_families() {
 #[test]
 fn an_agent_restart_in_a_dual_stack_lab_loses_no_packet_of_either_family() {
     let mut lab = dual(Mode::Vxlan, false);
-    let pod = ns(&lab, "n1-p1");
-    let target = lab.state.pods.iter().find(|p| p.name == "n3-p1").unwrap().clone();
-    let (v4, v6) = (target.address.unwrap().to_string(), target.address6.unwrap().to_string());
-    let mut summary6 = String::new();
-    // Pings every 10 ms in each family, across racks (through the overlay), while n1's agent
-    // stops and starts again.
-    let summary4 = support::ping_while(&pod, &v4, 300, || {
-        summary6 = support::ping_while(&pod, &v6, 300, || {
-            std::thread::sleep(Duration::from_millis(500));
-            lab.stop_agent("n1", libc::SIGTERM);
-            std::thread::sleep(Duration::from_millis(500));
-            lab.start_agent("n1").unwrap();
-        });
-    });
+    // Across racks (through the overlay), while n1's agent stops and starts again.
+    let (summary4, summary6) =
+        pings_in_both_families_while_restarting(&mut lab, "n1", 300, Duration::from_millis(500));
     for (family, summary) in [("IPv4", &summary4), ("IPv6", &summary6)] {
         assert!(
             summary.contains("300 received") && summary.contains(" 0% packet loss"),
@@ -146,18 +158,8 @@ fn bgp_mode_carries_ipv6_with_bird_and_with_frr_and_a_graceful_restart_loses_not
         assert_eq!(learned(&lab), 4, "{}: {routes}", router.name());
         assert!(routes.contains("via 2001:db8:2::11 dev rack2"), "{}: {routes}", router.name());
 
-        let target = lab.state.pods.iter().find(|p| p.name == "n3-p1").unwrap().clone();
-        let pod = ns(&lab, "n1-p1");
-        let (v4, v6) = (target.address.unwrap().to_string(), target.address6.unwrap().to_string());
-        let mut summary6 = String::new();
-        let summary4 = support::ping_while(&pod, &v4, 400, || {
-            summary6 = support::ping_while(&pod, &v6, 400, || {
-                std::thread::sleep(Duration::from_millis(500));
-                lab.stop_agent("n3", libc::SIGTERM);
-                std::thread::sleep(Duration::from_millis(1500));
-                lab.start_agent("n3").unwrap();
-            });
-        });
+        let (summary4, summary6) =
+            pings_in_both_families_while_restarting(&mut lab, "n3", 400, Duration::from_millis(1500));
         for (family, summary) in [("IPv4", &summary4), ("IPv6", &summary6)] {
             assert!(
                 summary.contains("400 received") && summary.contains(" 0% packet loss"),
