@@ -459,16 +459,22 @@ impl Agent {
                             self.holders.insert(subnet, (node.clone(), stored.created))
                         {
                             if let Some((theirs, _)) = self.held.remove(&evicted) {
+                                // Its other subnets are given up too: a lease that waited
+                                // for one of them may be let in.
                                 for other in theirs {
                                     if self.holders.get(&other).is_some_and(|(h, _)| *h == evicted) {
                                         self.holders.remove(&other);
+                                        freed.push(other);
                                     }
                                 }
                             }
                         }
                     }
-                    self.held
-                        .insert(node.clone(), (stored.lease.subnets().collect(), stored.lease.public_ip));
+                    // Its underlay address of this node's underlay family: where its VXLAN
+                    // comes from.
+                    let underlay = Family::of(self.uplink.public_ip);
+                    let source = stored.lease.public_ip_of(underlay).unwrap_or(stored.lease.public_ip);
+                    self.held.insert(node.clone(), (stored.lease.subnets().collect(), source));
                     if self.rejected.remove(&node).is_some() {
                         info!("the lease of {node} is believed now");
                     }
@@ -874,6 +880,14 @@ impl Agent {
                             error!("{e}");
                         }
                     }
+                    // A gateway forwards IPv6 too where the network has IPv6 pods (only then:
+                    // forwarding turns off router-advertisement acceptance, which an IPv4
+                    // network's gateway may live on). Nodes get it from the CNI plugin.
+                    if self.config.role == Role::Gateway && config.pool(Family::Ipv6).is_some() {
+                        if let Err(e) = self.kernel.sysctl("net.ipv6.conf.all.forwarding", "1") {
+                            error!("{e}");
+                        }
+                    }
                 }
                 report.reconciled = reconciled;
             }
@@ -917,6 +931,12 @@ impl Agent {
             Role::Node if self.lease_alive() => self.lease.iter().flat_map(|l| l.lease.subnets()).collect(),
             _ => Vec::new(),
         };
+        // Only families this machine has an address of: that is the next hop (a node without
+        // IPv4 announces no IPv4 prefix, with no next hop to give it).
+        let uplink = std::iter::once(self.uplink.public_ip).chain(self.uplink.other_public_ip);
+        let families: Vec<Family> = uplink.map(Family::of).collect();
+        let prefixes: Vec<IpNet> =
+            prefixes.into_iter().filter(|p| families.contains(&Family::of_net(p))).collect();
         self.withdrawn = prefixes.is_empty();
         speaker.announce(prefixes);
     }

@@ -69,7 +69,6 @@ pub fn run(options: &AgentOptions, stop: &AtomicBool) -> Result<(), AgentError> 
     if options.role == Role::Gateway {
         // A gateway's job is forwarding between the routers and the overlay.
         kernel.sysctl("net.ipv4.ip_forward", "1")?;
-        kernel.sysctl("net.ipv6.conf.all.forwarding", "1")?;
     }
     let speaker = match &options.bgp {
         Some(bgp) => Some(start_speaker(bgp, uplink.public_ip, uplink.other_public_ip)?),

@@ -48,7 +48,9 @@ pub fn parse_peer(text: &str, default_asn: u32) -> Result<PeerConfig, PeerError>
         }
     };
     let address: std::net::IpAddr = address.parse().map_err(|_| PeerError::BadAddress(text.into()))?;
-    if address.is_unspecified() || address.is_multicast() {
+    // (A link-local router would need an interface to reach it by: not taken.)
+    let link_local = matches!(address, std::net::IpAddr::V6(v6) if v6.is_unicast_link_local());
+    if address.is_unspecified() || address.is_multicast() || link_local {
         return Err(PeerError::BadAddress(text.into()));
     }
     if asn == 0 {
@@ -75,5 +77,6 @@ mod tests {
         assert!(parse_peer("[2001:db8:1::1]:x", 1).unwrap_err().to_string().contains("bad ASN"));
         assert!(parse_peer("[2001:db8:1::1", 1).is_err());
         assert!(parse_peer("::", 1).is_err() && parse_peer("ff02::1", 1).is_err());
+        assert!(parse_peer("fe80::1", 1).is_err(), "link-local: no interface to reach it by");
     }
 }

@@ -58,6 +58,9 @@ pub struct Negotiated {
     pub four_octet_as: bool,
     /// Both sides offered IPv6 unicast: IPv6 prefixes may be announced.
     pub ipv6: bool,
+    /// The peer takes IPv4 unicast: offered it, or offered no family at all (a session
+    /// without multiprotocol capabilities is IPv4 unicast).
+    pub ipv4: bool,
 }
 
 pub fn open_for(local: &Local) -> Message {
@@ -102,6 +105,7 @@ pub fn accept_open(local: &Local, expected_asn: u32, open: &Open) -> Result<Nego
         keepalive: Duration::from_secs(u64::from(hold / 3)),
         four_octet_as: open.four_octet_as,
         ipv6: open.ipv6_unicast && local.next_hop6.is_some(),
+        ipv4: open.ipv4_unicast || !open.ipv6_unicast,
     })
 }
 
@@ -221,8 +225,11 @@ pub fn updates(
 
 /// End-of-RIB (RFC 4724) for each family the session carries: everything is said; a
 /// graceful-restart peer drops the stale routes not announced again.
-pub fn end_of_rib(ipv6: bool) -> Vec<Message> {
-    let mut messages = vec![Message::Update(Update::default())];
+pub fn end_of_rib(ipv4: bool, ipv6: bool) -> Vec<Message> {
+    let mut messages = Vec::new();
+    if ipv4 {
+        messages.push(Message::Update(Update::default()));
+    }
     if ipv6 {
         messages.push(Message::Update(Update { mp_unreach: Some(Vec::new()), ..Update::default() }));
     }
@@ -336,8 +343,16 @@ mod tests {
         );
         // Not negotiated: IPv6 is left out, IPv4 said as before.
         assert_eq!(super::updates(&dual, 65000, &[gone].into(), &[v4, v6].into(), false).len(), 1);
-        assert_eq!(end_of_rib(true).len(), 2);
-        assert_eq!(end_of_rib(false), vec![Message::Update(Update::default())]);
+        assert_eq!(end_of_rib(true, true).len(), 2);
+        assert_eq!(end_of_rib(true, false), vec![Message::Update(Update::default())]);
+        assert_eq!(end_of_rib(false, true).len(), 1, "an IPv6-only peer: its End-of-RIB alone");
+        let mut six_only = peer_open(65000, 9);
+        (six_only.ipv4_unicast, six_only.ipv6_unicast) = (false, true);
+        let negotiated = accept_open(&dual, 65000, &six_only).unwrap();
+        assert!(negotiated.ipv6 && !negotiated.ipv4, "a peer offering IPv6 alone takes no IPv4");
+        let mut bare = peer_open(65000, 9);
+        bare.ipv4_unicast = false;
+        assert!(accept_open(&dual, 65000, &bare).unwrap().ipv4, "no capability: IPv4 unicast");
     }
 
     #[test]

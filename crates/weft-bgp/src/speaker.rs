@@ -264,9 +264,10 @@ impl Session<'_> {
                 // Nothing is said before the agent has said what to announce: an End-of-RIB
                 // now would make a graceful-restart peer drop the routes it kept for us.
                 let ipv6 = negotiated.is_some_and(|n| n.ipv6);
-                // (IPv6 prefixes a session without IPv6 cannot carry are left out.)
+                let ipv4 = negotiated.is_some_and(|n| n.ipv4);
+                // (Prefixes of a family the session does not carry are left out.)
                 let wanted: BTreeSet<IpNet> =
-                    wanted.into_iter().filter(|p| ipv6 || p.addr().is_ipv4()).collect();
+                    wanted.into_iter().filter(|p| if p.addr().is_ipv4() { ipv4 } else { ipv6 }).collect();
                 if version > 0 && told_version != Some(version) {
                     for message in updates(local, self.peer.asn, &announced, &wanted, ipv6) {
                         send(&mut stream, &message, &negotiated)?;
@@ -278,7 +279,7 @@ impl Session<'_> {
                     if told_version.is_none() && local.graceful_restart.is_some() {
                         // End-of-RIB, per family: everything is said; the peer drops stale
                         // routes not announced again.
-                        for message in end_of_rib(ipv6) {
+                        for message in end_of_rib(ipv4, ipv6) {
                             send(&mut stream, &message, &negotiated)?;
                         }
                     }

@@ -342,8 +342,9 @@ pub fn plan_peer(
     device: Option<&VxlanDevice>,
     lease: &Lease,
 ) -> Option<PeerPlan> {
-    if lease.node == local.name || !config.cidr.contains(&lease.subnet) || Some(lease.subnet) == local.subnet
-    {
+    // (A lease claiming one of this node's own subnets, of either family, is no peer.)
+    let own = |s: IpNet| local.subnet == Some(s) || local.subnet6 == Some(s);
+    if lease.node == local.name || !config.cidr.contains(&lease.subnet) || lease.subnets().any(own) {
         return None;
     }
     // The peer's subnets of the families this network and this node have pods of (a gateway,
@@ -364,7 +365,11 @@ pub fn plan_peer(
         neighbours: Vec::new(),
         fdb: None,
     };
-    let same_segment = local.connected.iter().any(|net| net.contains(&lease.public_ip));
+    // The peer's address in this node's underlay family (its VTEP there, and what says whether
+    // it shares this node's segment): during a rollout of another underlay family a peer's
+    // public IP may be of the other family while it has one of ours too.
+    let underlay_ip = lease.public_ip_of(Family::of(local.public_ip)).unwrap_or(lease.public_ip);
+    let same_segment = local.connected.iter().any(|net| net.contains(&underlay_ip));
     let wanted = match config.backend {
         Backend::Route => PeerPath::Route,
         Backend::Vxlan => PeerPath::Vxlan,
@@ -377,7 +382,7 @@ pub fn plan_peer(
     peer.path = match wanted {
         PeerPath::Route if !same_segment => PeerPath::Unreachable(format!(
             "the route backend needs the peer on this node's L2 segment; {} is not on {}",
-            lease.public_ip, local.uplink
+            underlay_ip, local.uplink
         )),
         PeerPath::Bgp => PeerPath::Bgp,
         PeerPath::L2 => PeerPath::L2,
@@ -408,7 +413,7 @@ pub fn plan_peer(
         }
         _ => match (device, lease.vtep_mac) {
             (_, None) => PeerPath::Unreachable(format!("lease of {} has no VTEP MAC", lease.node)),
-            (Some(device), Some(_)) if device.local.is_ipv4() != lease.public_ip.is_ipv4() => {
+            (Some(device), Some(_)) if device.local.is_ipv4() != underlay_ip.is_ipv4() => {
                 PeerPath::Unreachable(format!(
                     "underlay families differ: {} here, {} there",
                     device.local, lease.public_ip
@@ -427,7 +432,7 @@ pub fn plan_peer(
                         onlink: true,
                     });
                 }
-                peer.fdb = Some(PlannedFdb { device: device.name.clone(), mac, remote: lease.public_ip });
+                peer.fdb = Some(PlannedFdb { device: device.name.clone(), mac, remote: underlay_ip });
                 PeerPath::Vxlan
             }
             (None, Some(_)) => unreachable!("a vxlan path is only chosen with a vxlan device"),
@@ -688,6 +693,26 @@ pub(crate) mod tests {
             "one FDB entry, the IPv4 VTEP"
         );
         assert_eq!((plan.routes().len(), plan.neighbours().len(), plan.fdb().len()), (4, 4, 2));
+    }
+
+    #[test]
+    fn a_peer_of_the_other_underlay_family_is_reached_at_its_address_of_ours() {
+        // n3 moved to an IPv6 underlay (public IP IPv6, its IPv4 one beside it); this node is
+        // still on IPv4: its VTEP for n3 is n3's IPv4 address.
+        let (node, config, mut leases) = dual();
+        leases[2].public_ip = "2001:db8:3::13".parse().unwrap();
+        leases[2].other_public_ip = Some("198.51.100.13".parse().unwrap());
+        let plan = plan(&node, &NetworkConfig { backend: Backend::Vxlan, ..config }, &leases);
+        assert_eq!(plan.peers["n3"].path, PeerPath::Vxlan);
+        assert_eq!(plan.peers["n3"].fdb.as_ref().unwrap().remote.to_string(), "198.51.100.13");
+    }
+
+    #[test]
+    fn a_lease_claiming_this_nodes_ipv6_subnet_is_no_peer() {
+        let (node, config, mut leases) = dual();
+        leases[1].subnet6 = node.subnet6;
+        let plan = plan(&node, &NetworkConfig { backend: Backend::Vxlan, ..config }, &leases);
+        assert!(!plan.peers.contains_key("n2"), "no route to our own pods through n2");
     }
 
     #[test]

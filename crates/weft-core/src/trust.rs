@@ -118,13 +118,16 @@ pub fn check(lease: &Lease, config: &NetworkConfig) -> Result<(), Distrust> {
         if !unicast(ip) {
             return Err(Distrust::PublicIpNotUnicast(ip));
         }
-        // (In l2 the CIDR is the nodes' own segment: there only a pod subnet may not hold it.)
+        // Every pool of the network, whether the lease has a subnet in it or not (a lease
+        // without an IPv6 half must not name an IPv6 pod address either). In l2 the CIDRs are
+        // the nodes' own segments: there only the lease's pod subnets may not hold it.
         let l2 = config.backend == crate::network::Backend::L2;
-        for (subnet, pool) in &pools {
-            let pods = if l2 { *subnet } else { pool.cidr };
-            if pods.contains(&ip) {
-                return Err(Distrust::PublicIpInPodNetwork { ip, cidr: pods });
-            }
+        let pods: Vec<IpNet> = match l2 {
+            true => pools.iter().map(|(subnet, _)| *subnet).collect(),
+            false => config.pools().into_iter().map(|p| p.cidr).collect(),
+        };
+        if let Some(cidr) = pods.into_iter().find(|pods| pods.contains(&ip)) {
+            return Err(Distrust::PublicIpInPodNetwork { ip, cidr });
         }
     }
     if let Some(mac) = lease.vtep_mac {
@@ -243,6 +246,11 @@ mod tests {
             let verdict = check(&lease, &config).expect_err(what);
             assert!(verdict.to_string().contains(says), "{what}: {verdict}");
         }
+        // A lease without an IPv6 half (from before dual stack, or forged) may not name an
+        // IPv6 pod address either: it would become a VTEP and an overlay source.
+        let half = Lease { public_ip: "fd00:10:244:9::1".parse().unwrap(), other_public_ip: None, ..good() };
+        let verdict = check(&half, &config).expect_err("an IPv6 pod address as public IP");
+        assert!(verdict.to_string().contains("inside the pod network fd00:10:244::/56"), "{verdict}");
         let single = NetworkConfig::new("10.244.0.0/16".parse().unwrap());
         let verdict = check(&dual(), &single).expect_err("an IPv6 half where the network has none");
         assert!(verdict.to_string().contains("outside"), "{verdict}");

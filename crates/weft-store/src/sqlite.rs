@@ -172,16 +172,19 @@ impl SqliteStore {
             connection.execute_batch("DROP TABLE leases")?;
         }
         connection.execute_batch(SCHEMA)?;
-        // A store from before dual stack: the IPv6 half of a lease gets its column.
-        let single: bool = !connection
-            .prepare("SELECT 1 FROM pragma_table_info('leases') WHERE name = 'subnet6'")?
-            .exists([])?;
+        // A store from before dual stack: the IPv6 half of a lease gets its column. In a write
+        // transaction, so that agents opening the store at once add it once.
+        let mut connection = connection;
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let single: bool =
+            !tx.prepare("SELECT 1 FROM pragma_table_info('leases') WHERE name = 'subnet6'")?.exists([])?;
         if single {
-            connection.execute_batch(
+            tx.execute_batch(
                 "ALTER TABLE leases ADD COLUMN subnet6 TEXT;
                  CREATE UNIQUE INDEX IF NOT EXISTS leases_subnet6 ON leases (subnet6);",
             )?;
         }
+        tx.commit()?;
         Ok(SqliteStore { path, connection: Mutex::new(connection) })
     }
 
@@ -460,6 +463,46 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("weft.db");
         conformance::run_all(&|| Box::new(SqliteStore::open(&path).unwrap()));
+    }
+
+    /// A store from before dual stack (leases with `token`, no `subnet6`): its leases stay,
+    /// the column is added once even by agents opening it at once, and dual leases are
+    /// claimed whole there.
+    #[test]
+    fn a_store_from_before_dual_stack_gains_the_ipv6_column_and_keeps_its_leases() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("single.db");
+        let store = SqliteStore::open(&path).unwrap();
+        store.init_network(&NetworkConfig::new("10.244.0.0/16".parse().unwrap()), false).unwrap();
+        let request = crate::LeaseRequest {
+            node: "n1",
+            public_ip: "192.0.2.11".parse().unwrap(),
+            other_public_ip: None,
+            ttl: Duration::from_secs(60),
+            previous: Vec::new(),
+        };
+        let held = crate::acquire(&store, &request).unwrap();
+        drop(store);
+        // Back to the shape of before: no subnet6 column.
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE before (node TEXT PRIMARY KEY, subnet TEXT NOT NULL UNIQUE, lease TEXT NOT NULL,
+                 version INTEGER NOT NULL, created INTEGER NOT NULL, token INTEGER NOT NULL,
+                 ttl INTEGER NOT NULL, expires_at INTEGER NOT NULL);
+             INSERT INTO before SELECT node, subnet, lease, version, created, token, ttl, expires_at FROM leases;
+             DROP TABLE leases;
+             ALTER TABLE before RENAME TO leases;",
+        )
+        .unwrap();
+        drop(old);
+        let stores: Vec<SqliteStore> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..4).map(|_| scope.spawn(|| SqliteStore::open(&path).unwrap())).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(stores[0].list().unwrap().leases, vec![held]);
+        conformance::a_dual_lease_is_claimed_whole_or_not_at_all(&|| {
+            Box::new(SqliteStore::open(&path).unwrap())
+        });
     }
 
     #[test]

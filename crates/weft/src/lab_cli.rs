@@ -33,7 +33,7 @@ impl LabName {
 pub enum IpFamilyArg {
     /// IPv4 only.
     Ipv4,
-    /// IPv6 only: machines and pods without IPv4 (no BGP or etcd there yet).
+    /// IPv6 only: machines and pods without IPv4 (no etcd store there yet).
     Ipv6,
     /// IPv4 and IPv6 on every machine and pod, over an IPv4 underlay.
     Dual,
@@ -102,7 +102,7 @@ pub enum LabCommand {
         bgp_password: bool,
         /// The pods' (and machines') address families: ipv4, or dual (every machine and pod
         /// has an IPv6 address too, from 2001:db8::/32 and fd00:10:244::/56; the underlay
-        /// stays IPv4 unless --underlay ipv6), or ipv6 (no IPv4 at all; no BGP or etcd yet).
+        /// stays IPv4 unless --underlay ipv6), or ipv6 (no IPv4 at all; no etcd store yet).
         #[arg(long, value_enum, default_value = "ipv4")]
         ip_family: IpFamilyArg,
         /// What carries the overlay between machines: their IPv4 addresses, or their IPv6

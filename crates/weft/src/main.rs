@@ -418,17 +418,26 @@ fn command(command: Commands) -> anyhow::Result<()> {
             config.vni = vni;
             config.port = port;
             // Gateways and reserved ranges go to their family's pool.
+            // (Each to the pool of its family; one of a family the network has not is refused.)
+            let first_family = Family::of_net(&config.cidr);
+            let families = config.families();
             for gateway in gateway {
-                match (gateway.is_ipv4(), config.ipv6.as_mut()) {
-                    (false, Some(pool)) => pool.gateway = Some(gateway),
-                    _ if config.gateway.is_some() => bail!("--gateway {gateway}: one per family"),
-                    _ => config.gateway = Some(gateway),
+                match (Family::of(gateway), config.ipv6.as_mut()) {
+                    (Family::Ipv6, Some(pool)) if pool.gateway.is_none() => pool.gateway = Some(gateway),
+                    (family, _) if family == first_family && config.gateway.is_none() => {
+                        config.gateway = Some(gateway)
+                    }
+                    (family, _) if families.contains(&family) => {
+                        bail!("--gateway {gateway}: one per family")
+                    }
+                    (family, _) => bail!("--gateway {gateway}: the network has no {family} CIDR"),
                 }
             }
             for range in reserve {
-                match (range.addr().is_ipv4(), config.ipv6.as_mut()) {
-                    (false, Some(pool)) => pool.reserved.push(range),
-                    _ => config.reserved.push(range),
+                match (Family::of_net(&range), config.ipv6.as_mut()) {
+                    (Family::Ipv6, Some(pool)) => pool.reserved.push(range),
+                    (family, _) if family == first_family => config.reserved.push(range),
+                    (family, _) => bail!("--reserve {range}: the network has no {family} CIDR"),
                 }
             }
             config.overlay_sources = overlay_source;

@@ -229,6 +229,26 @@ fn network_init_takes_one_cidr_per_family_and_each_familys_settings() {
         ],
         &["--gateway once per family"],
     );
+    refuse(
+        &["--cidr", "10.244.0.0/16", "--backend", "l2", "--gateway", "2001:db8:1::1"],
+        &["--gateway 2001:db8:1::1", "no IPv6 CIDR"],
+    );
+    refuse(&["--cidr", "10.244.0.0/16", "--reserve", "2001:db8:1::/72"], &["--reserve", "no IPv6 CIDR"]);
+    refuse(
+        &[
+            "--cidr",
+            "198.18.1.0/24",
+            "--cidr",
+            "2001:db8:1::/64",
+            "--backend",
+            "l2",
+            "--gateway",
+            "2001:db8:1::1",
+            "--gateway",
+            "2001:db8:1::2",
+        ],
+        &["--gateway 2001:db8:1::2", "one per family"],
+    );
     assert!(!dir.path().join("store.db").exists(), "nothing was written");
     // IPv6 first on the command line: IPv4 first in the config, each length to its CIDR
     let good = run(&[
