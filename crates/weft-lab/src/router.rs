@@ -92,27 +92,26 @@ pub fn frr_config(
             let _ = writeln!(out, " neighbor {} password {password}", n.address);
         }
     }
-    out.push_str(" address-family ipv4 unicast\n  maximum-paths 8\n");
-    for n in neighbors {
-        let _ = writeln!(
-            out,
-            "  neighbor {0} route-map from-cluster in\n  neighbor {0} route-map nothing out",
-            n.address
-        );
-    }
-    out.push_str(" exit-address-family\n");
-    if ipv6 {
-        // The same sessions carry IPv6 unicast (the nodes offer it); its routes come with the
-        // nodes' IPv6 addresses as next hops.
-        out.push_str(" address-family ipv6 unicast\n  maximum-paths 8\n");
+    // Each family's sessions: routes into the pods taken, nothing announced. (IPv6 unicast
+    // on the same sessions, which the nodes offer; its routes come with the nodes' IPv6
+    // addresses as next hops.)
+    let mut family = |name: &str, activate: bool, route_map: &str| {
+        let _ = writeln!(out, " address-family {name} unicast\n  maximum-paths 8");
         for n in neighbors {
+            if activate {
+                let _ = writeln!(out, "  neighbor {} activate", n.address);
+            }
             let _ = writeln!(
                 out,
-                "  neighbor {0} activate\n  neighbor {0} route-map from-cluster6 in\n  neighbor {0} route-map nothing out",
+                "  neighbor {0} route-map {route_map} in\n  neighbor {0} route-map nothing out",
                 n.address
             );
         }
         out.push_str(" exit-address-family\n");
+    };
+    family("ipv4", false, "from-cluster");
+    if ipv6 {
+        family("ipv6", true, "from-cluster6");
     }
     out.push_str("exit\n");
     out

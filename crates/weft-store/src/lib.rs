@@ -254,7 +254,7 @@ pub fn acquire_with(
             // can happen in l2, where pods share the nodes' segment).
             let mut pool = pool;
             let host = |ip: IpAddr| {
-                ipnet::IpNet::new(ip, if ip.is_ipv4() { 32 } else { 128 }).expect("a host prefix")
+                ipnet::IpNet::new(ip, weft_core::addr::host_prefix_len(ip)).expect("a host prefix")
             };
             let addresses = |l: &Lease| l.public_ip_of(family);
             pool.reserved.extend(leases.iter().filter_map(|l| addresses(&l.lease)).map(host));

@@ -4,7 +4,7 @@
 
 use crate::TraceError;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 use weft_kernel::NetNs;
@@ -27,8 +27,8 @@ pub fn reachable(ns: &NetNs, targets: &[IpAddr], timeout: Duration) -> Result<Ve
 }
 
 fn ping_all(targets: &[IpAddr], timeout: Duration) -> Result<Vec<bool>, TraceError> {
-    let v4 = targets.iter().any(IpAddr::is_ipv4).then(icmp_socket).transpose()?;
-    let v6 = targets.iter().any(IpAddr::is_ipv6).then(icmp6_socket).transpose()?;
+    let v4 = targets.iter().any(IpAddr::is_ipv4).then(|| icmp_socket(false)).transpose()?;
+    let v6 = targets.iter().any(IpAddr::is_ipv6).then(|| icmp_socket(true)).transpose()?;
     // One id per probing run, told apart from other runs' replies in the same namespace.
     let id =
         (std::process::id() as u16).wrapping_mul(31).wrapping_add(NEXT_ID.fetch_add(1, Ordering::Relaxed));
@@ -41,10 +41,10 @@ fn ping_all(targets: &[IpAddr], timeout: Duration) -> Result<Vec<bool>, TraceErr
                 // A target without a route fails here (ENETUNREACH): it stays unanswered.
                 let _ = match (target, &v4, &v6) {
                     (IpAddr::V4(ip), Some(socket), _) => {
-                        send_echo(socket, *ip, &echo_request(id, seq as u16))
+                        send_echo(socket, (*ip).into(), &echo_request(id, seq as u16))
                     }
                     (IpAddr::V6(ip), _, Some(socket)) => {
-                        send_echo6(socket, *ip, &echo6_request(id, seq as u16))
+                        send_echo(socket, (*ip).into(), &echo6_request(id, seq as u16))
                     }
                     _ => Ok(()),
                 };
@@ -91,11 +91,11 @@ pub fn send_marked(ns: &NetNs, target: IpAddr, marker: &[u8; 16]) -> Result<(), 
     ns.run(|| {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let sent = match target {
-            IpAddr::V4(v4) => send_echo(&icmp_socket()?, v4, &echo_request_with(id, 0, marker)),
-            IpAddr::V6(v6) => {
+            IpAddr::V4(_) => send_echo(&icmp_socket(false)?, target, &echo_request_with(id, 0, marker)),
+            IpAddr::V6(_) => {
                 let mut packet = echo6_request(id, 0);
                 packet[8..].copy_from_slice(marker);
-                send_echo6(&icmp6_socket()?, v6, &packet)
+                send_echo(&icmp_socket(true)?, target, &packet)
             }
         };
         sent.map_err(|e| TraceError::io(format!("send a probe to {target}"), e))
@@ -103,22 +103,20 @@ pub fn send_marked(ns: &NetNs, target: IpAddr, marker: &[u8; 16]) -> Result<(), 
     .map_err(|e| TraceError::kernel(format!("enter {}", ns.path().display()), e))?
 }
 
-fn icmp_socket() -> Result<OwnedFd, TraceError> {
-    // SAFETY: socket returns a new fd or -1; ownership passes to OwnedFd.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::IPPROTO_ICMP) };
-    if fd < 0 {
-        return Err(TraceError::io("open an ICMP socket (needs root)", std::io::Error::last_os_error()));
-    }
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+/// A raw ICMP socket, or ICMPv6 one with `ipv6` (root only).
+fn icmp_socket(ipv6: bool) -> Result<OwnedFd, TraceError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let (domain, protocol, what) = match ipv6 {
+        false => (Domain::IPV4, Protocol::ICMPV4, "open an ICMP socket (needs root)"),
+        true => (Domain::IPV6, Protocol::ICMPV6, "open an ICMPv6 socket (needs root)"),
+    };
+    Socket::new(domain, Type::RAW, Some(protocol)).map(OwnedFd::from).map_err(|e| TraceError::io(what, e))
 }
 
-fn send_echo(socket: &OwnedFd, target: Ipv4Addr, packet: &[u8]) -> std::io::Result<()> {
-    let address = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: 0,
-        sin_addr: libc::in_addr { s_addr: u32::from(target).to_be() },
-        sin_zero: [0; 8],
-    };
+/// Sends `packet` on a raw ICMP or ICMPv6 socket to `target` (the address built by socket2,
+/// the C sockaddr of either family).
+fn send_echo(socket: &OwnedFd, target: IpAddr, packet: &[u8]) -> std::io::Result<()> {
+    let address = socket2::SockAddr::from(std::net::SocketAddr::new(target, 0));
     // SAFETY: the buffer and address outlive the call; lengths are theirs.
     let sent = unsafe {
         libc::sendto(
@@ -126,8 +124,8 @@ fn send_echo(socket: &OwnedFd, target: Ipv4Addr, packet: &[u8]) -> std::io::Resu
             packet.as_ptr().cast(),
             packet.len(),
             0,
-            (&address as *const libc::sockaddr_in).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            address.as_ptr().cast(),
+            address.len(),
         )
     };
     if sent < 0 {
@@ -227,38 +225,6 @@ fn echo6_request(id: u16, seq: u16) -> [u8; 24] {
     packet[6..8].copy_from_slice(&seq.to_be_bytes());
     packet[8..].copy_from_slice(PROBE_PAYLOAD);
     packet
-}
-
-fn icmp6_socket() -> Result<OwnedFd, TraceError> {
-    // SAFETY: socket returns a new fd or -1; ownership passes to OwnedFd.
-    let fd =
-        unsafe { libc::socket(libc::AF_INET6, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::IPPROTO_ICMPV6) };
-    if fd < 0 {
-        return Err(TraceError::io("open an ICMPv6 socket (needs root)", std::io::Error::last_os_error()));
-    }
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn send_echo6(socket: &OwnedFd, target: Ipv6Addr, packet: &[u8]) -> std::io::Result<()> {
-    // SAFETY: sockaddr_in6 is plain data, all zeroes a valid value.
-    let mut address: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
-    address.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-    address.sin6_addr = libc::in6_addr { s6_addr: target.octets() };
-    // SAFETY: the buffer and address outlive the call; lengths are theirs.
-    let sent = unsafe {
-        libc::sendto(
-            socket.as_raw_fd(),
-            packet.as_ptr().cast(),
-            packet.len(),
-            0,
-            (&address as *const libc::sockaddr_in6).cast(),
-            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-        )
-    };
-    if sent < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 #[cfg(test)]

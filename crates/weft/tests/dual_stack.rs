@@ -49,15 +49,13 @@ fn pings_in_both_families_while_restarting(
     (summary4, summary6)
 }
 
+/// Every design without BGP, a client of the overlay as the last: (mode, client).
+const DESIGNS_WITHOUT_BGP: [(Mode, bool); 5] =
+    [(Mode::Route, false), (Mode::Vxlan, false), (Mode::Auto, false), (Mode::L2, false), (Mode::Vxlan, true)];
+
 #[test]
 fn every_design_without_bgp_keeps_its_promises_in_both_families() {
-    for (mode, client) in [
-        (Mode::Route, false),
-        (Mode::Vxlan, false),
-        (Mode::Auto, false),
-        (Mode::L2, false),
-        (Mode::Vxlan, true),
-    ] {
+    for (mode, client) in DESIGNS_WITHOUT_BGP {
         let what = format!("{mode:?}{}", if client { " with a client" } else { "" });
         let lab = dual(mode, client);
         let report = lab.check(weft_lab::lab::PROBE_TIMEOUT).unwrap();
@@ -246,13 +244,7 @@ fn vxlan_over_an_ipv6_underlay_carries_both_families() {
 /// nodes hold only IPv6 state (weft's tables are ip6 ones).
 #[test]
 fn every_design_without_bgp_keeps_its_promises_in_an_ipv6_only_lab() {
-    for (mode, client) in [
-        (Mode::Route, false),
-        (Mode::Vxlan, false),
-        (Mode::Auto, false),
-        (Mode::L2, false),
-        (Mode::Vxlan, true),
-    ] {
+    for (mode, client) in DESIGNS_WITHOUT_BGP {
         let what = format!("{mode:?}{}", if client { " with a client" } else { "" });
         let lab = support::lab::lab(mode, |spec| {
             spec.ip_family = IpFamily::Ipv6;
